@@ -1,0 +1,1 @@
+"""edgeplane edge_agent."""
