@@ -1,1 +1,27 @@
-"""edgeplane raftstore."""
+"""edgeplane raftstore: the replicated, versioned key-value store.
+
+Public surface (everything else is private): value types and errors, the command encoders,
+the pure state machine ``KVState``, the in-process ``MemoryStore`` and the Raft-replicated
+store. Re-exports are one per line so that each owner can add theirs without conflicts.
+"""
+
+from ._commands import decode_command as decode_command
+from ._commands import encode_batch as encode_batch
+from ._commands import encode_delete as encode_delete
+from ._commands import encode_noop as encode_noop
+from ._commands import encode_put as encode_put
+from ._commands import encode_txn as encode_txn
+from ._state import KVState as KVState
+from ._types import Compacted as Compacted
+from ._types import Compare as Compare
+from ._types import Event as Event
+from ._types import InvalidCommand as InvalidCommand
+from ._types import KeyValue as KeyValue
+from ._types import Op as Op
+from ._types import RangeResult as RangeResult
+from ._types import Store as Store
+from ._types import StoreError as StoreError
+from ._types import StoreUnavailable as StoreUnavailable
+from ._types import TxnResult as TxnResult
+
+# Replicated store (F2) re-exports go below.
