@@ -11,6 +11,7 @@ from ._commands import encode_delete as encode_delete
 from ._commands import encode_noop as encode_noop
 from ._commands import encode_put as encode_put
 from ._commands import encode_txn as encode_txn
+from ._memory import MemoryStore as MemoryStore
 from ._state import KVState as KVState
 from ._types import Compacted as Compacted
 from ._types import Compare as Compare
