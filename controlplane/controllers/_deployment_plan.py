@@ -1,0 +1,348 @@
+"""Deployment reconciliation as pure functions: (Deployment, its ReplicaSets) -> plan.
+
+Follows Kubernetes' deployment controller: the new ReplicaSet is the one whose pod template
+equals the Deployment's (ignoring the pod-template-hash label); rolling updates scale it up within
+maxSurge and the old ones down within maxUnavailable; Recreate scales old ones to zero first.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+
+from ._pods import meta, name_of, set_condition, uid_of
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+DESIRED_REPLICAS_ANNOTATION = "deployment.kubernetes.io/desired-replicas"
+MAX_REPLICAS_ANNOTATION = "deployment.kubernetes.io/max-replicas"
+HASH_LABEL = "pod-template-hash"
+# Kubernetes' default revisionHistoryLimit: old ReplicaSets kept for `rollout undo`.
+DEFAULT_REVISION_HISTORY_LIMIT = 10
+# Kubernetes renders hashes with this alphabet (no vowels, no look-alike digits), so a name
+# suffix never spells a word.
+_SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def template_hash(template: dict, collision_count: int = 0) -> str:
+    """A stable short hash of a pod template, used in ReplicaSet names and the hash label."""
+    canon = json.dumps(template, sort_keys=True, separators=(",", ":")) + f"#{collision_count}"
+    n = int.from_bytes(hashlib.sha256(canon.encode()).digest()[:5], "big")
+    out = []
+    for _ in range(10):
+        n, r = divmod(n, len(_SAFE_ALPHABET))
+        out.append(_SAFE_ALPHABET[r])
+    return "".join(out)
+
+
+def _strip_hash(template: dict) -> dict:
+    t = copy.deepcopy(template or {})
+    labels = (t.get("metadata") or {}).get("labels")
+    if labels and HASH_LABEL in labels:
+        del labels[HASH_LABEL]
+    return t
+
+
+def templates_equal(a: dict, b: dict) -> bool:
+    return _strip_hash(a) == _strip_hash(b)
+
+
+def revision_of(rs: dict) -> int:
+    try:
+        return int((meta(rs).get("annotations") or {}).get(REVISION_ANNOTATION, "0"))
+    except ValueError:
+        return 0
+
+
+def _replicas(obj: dict) -> int:
+    return int((obj.get("spec") or {}).get("replicas", 1))
+
+
+def _status(obj: dict, name: str) -> int:
+    return int((obj.get("status") or {}).get(name, 0) or 0)
+
+
+def _resolve(value: object, total: int, round_up: bool) -> int:
+    if isinstance(value, str) and value.endswith("%"):
+        try:
+            pct = int(value[:-1])
+        except ValueError:
+            return 0
+        exact = pct * total / 100
+        return math.ceil(exact) if round_up else math.floor(exact)
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+
+
+def surge_and_unavailable(deployment: dict) -> tuple[int, int]:
+    """maxSurge (rounded up) and maxUnavailable (rounded down); both zero means unavailable 1."""
+    spec = deployment.get("spec") or {}
+    ru = (spec.get("strategy") or {}).get("rollingUpdate") or {}
+    replicas = _replicas(deployment)
+    surge = _resolve(ru.get("maxSurge", "25%"), replicas, True)
+    unavailable = _resolve(ru.get("maxUnavailable", "25%"), replicas, False)
+    if surge == 0 and unavailable == 0:
+        unavailable = 1
+    return surge, unavailable
+
+
+@dataclass(slots=True)
+class DeploymentPlan:
+    """Named buckets of changes; ``scale`` maps ReplicaSet name -> new spec.replicas."""
+
+    create: dict | None = None
+    scale: dict[str, int] = field(default_factory=dict)
+    set_revision: dict[str, int] = field(default_factory=dict)
+    delete: list[str] = field(default_factory=list)
+    deployment_revision: str | None = None
+    status: dict = field(default_factory=dict)
+
+
+def owned_replicasets(deployment: dict, replicasets: list[dict]) -> list[dict]:
+    uid = uid_of(deployment)
+    out = []
+    for rs in replicasets:
+        for ref in meta(rs).get("ownerReferences") or []:
+            if ref.get("controller") and ref.get("uid") == uid:
+                out.append(rs)
+    return out
+
+
+def find_new_rs(deployment: dict, rss: list[dict]) -> dict | None:
+    template = (deployment.get("spec") or {}).get("template") or {}
+    matches = [rs for rs in rss if templates_equal((rs.get("spec") or {}).get("template") or {}, template)]
+    # Oldest first, like Kubernetes, in case two ever match.
+    matches.sort(key=lambda rs: (meta(rs).get("creationTimestamp") or "", name_of(rs)))
+    return matches[0] if matches else None
+
+
+def new_replicaset(deployment: dict, replicas: int, revision: int, max_surge: int) -> dict:
+    dmeta = meta(deployment)
+    spec = deployment.get("spec") or {}
+    template = copy.deepcopy(spec.get("template") or {})
+    h = template_hash(template, int((deployment.get("status") or {}).get("collisionCount", 0)))
+    tmeta = template.setdefault("metadata", {})
+    tmeta["labels"] = {**(tmeta.get("labels") or {}), HASH_LABEL: h}
+    selector = copy.deepcopy(spec.get("selector") or {})
+    selector["matchLabels"] = {**(selector.get("matchLabels") or {}), HASH_LABEL: h}
+    want = _replicas(deployment)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": f"{dmeta.get('name')}-{h}",
+            "namespace": dmeta.get("namespace") or "default",
+            "labels": dict(tmeta["labels"]),
+            "annotations": {
+                REVISION_ANNOTATION: str(revision),
+                DESIRED_REPLICAS_ANNOTATION: str(want),
+                MAX_REPLICAS_ANNOTATION: str(want + max_surge),
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": dmeta.get("name"),
+                    "uid": dmeta.get("uid"),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "replicas": replicas,
+            "minReadySeconds": int(spec.get("minReadySeconds", 0)),
+            "selector": selector,
+            "template": template,
+        },
+    }
+
+
+def rolling_new_replicas(want: int, new_current: int, all_total: int, max_surge: int) -> int:
+    """How many replicas the new ReplicaSet may have now (Kubernetes' NewRSNewReplicas)."""
+    if new_current >= want:
+        return want
+    max_total = want + max_surge
+    if all_total >= max_total:
+        return new_current
+    return min(new_current + (max_total - all_total), want)
+
+
+def rolling_old_scale_down(
+    olds: list[dict], new_rs_replicas: int, new_rs_available: int, want: int, max_unavailable: int
+) -> dict[str, int]:
+    """New spec.replicas for old ReplicaSets, never dropping availability below want - maxUnavailable.
+
+    Unavailable old replicas go first (they cost no availability), then the oldest ReplicaSets.
+    """
+    old_total = sum(_replicas(rs) for rs in olds)
+    if old_total == 0:
+        return {}
+    all_total = old_total + new_rs_replicas
+    min_available = want - max_unavailable
+    new_unavailable = new_rs_replicas - new_rs_available
+    budget = all_total - min_available - new_unavailable
+    if budget <= 0:
+        return {}
+    targets = {name_of(rs): _replicas(rs) for rs in olds}
+    ordered = sorted(olds, key=lambda rs: (meta(rs).get("creationTimestamp") or "", name_of(rs)))
+    # 1. unhealthy old replicas
+    for rs in ordered:
+        if budget <= 0:
+            break
+        unhealthy = targets[name_of(rs)] - _status(rs, "availableReplicas")
+        if unhealthy <= 0:
+            continue
+        cut = min(budget, unhealthy)
+        targets[name_of(rs)] -= cut
+        budget -= cut
+    # 2. healthy ones, while total availability stays at or above min_available
+    available = new_rs_available + sum(min(targets[name_of(rs)], _status(rs, "availableReplicas")) for rs in olds)
+    can_remove = available - min_available
+    for rs in ordered:
+        if can_remove <= 0:
+            break
+        cut = min(can_remove, targets[name_of(rs)])
+        targets[name_of(rs)] -= cut
+        can_remove -= cut
+    return {name_of(rs): targets[name_of(rs)] for rs in olds if targets[name_of(rs)] != _replicas(rs)}
+
+
+def plan_deployment(deployment: dict, replicasets: list[dict], now: str) -> DeploymentPlan:
+    """Everything one sync of ``deployment`` should change, from its owned ReplicaSets."""
+    spec = deployment.get("spec") or {}
+    want = _replicas(deployment)
+    rss = owned_replicasets(deployment, replicasets)
+    new_rs = find_new_rs(deployment, rss)
+    olds = [rs for rs in rss if rs is not new_rs]
+    surge, unavailable = surge_and_unavailable(deployment)
+    plan = DeploymentPlan()
+    max_old_rev = max((revision_of(rs) for rs in olds), default=0)
+    paused = bool(spec.get("paused"))
+    recreate = (spec.get("strategy") or {}).get("type") == "Recreate"
+
+    if new_rs is not None and revision_of(new_rs) <= max_old_rev:
+        # A rollback made an old template current again: it becomes the newest revision.
+        plan.set_revision[name_of(new_rs)] = max_old_rev + 1
+    revision = (
+        max_old_rev + 1 if new_rs is None else max(revision_of(new_rs), plan.set_revision.get(name_of(new_rs), 0))
+    )
+
+    if paused:
+        # A paused Deployment only scales: the current ReplicaSet follows spec.replicas.
+        active = new_rs or max(rss, key=revision_of, default=None)
+        if active is not None and _replicas(active) != want:
+            plan.scale[name_of(active)] = want
+    elif recreate:
+        for rs in olds:
+            if _replicas(rs) != 0:
+                plan.scale[name_of(rs)] = 0
+        old_pods_left = sum(_status(rs, "replicas") for rs in olds)
+        if old_pods_left == 0 and not plan.scale:
+            if new_rs is None:
+                plan.create = new_replicaset(deployment, want, revision, 0)
+            elif _replicas(new_rs) != want:
+                plan.scale[name_of(new_rs)] = want
+        elif new_rs is None:
+            plan.create = new_replicaset(deployment, 0, revision, 0)
+    else:
+        all_total = sum(_replicas(rs) for rs in rss)
+        if new_rs is None:
+            n = rolling_new_replicas(want, 0, all_total, surge) if olds else want
+            plan.create = new_replicaset(deployment, n, revision, surge)
+            new_replicas, new_available = n, 0
+        else:
+            new_replicas = rolling_new_replicas(want, _replicas(new_rs), all_total, surge)
+            if new_replicas != _replicas(new_rs):
+                plan.scale[name_of(new_rs)] = new_replicas
+            new_available = _status(new_rs, "availableReplicas")
+        # Scale down against the new ReplicaSet's size before this sync's scale-up lands: its
+        # new pods are not available yet, so they must not buy any old pod's removal.
+        current_new = 0 if new_rs is None else _replicas(new_rs)
+        plan.scale.update(
+            rolling_old_scale_down(olds, current_new, min(new_available, current_new), want, unavailable)
+        )
+
+    plan.delete = _history_to_delete(deployment, olds, plan)
+    plan.deployment_revision = str(revision)
+    plan.status = deployment_status(deployment, new_rs, olds, plan, now, unavailable)
+    return plan
+
+
+def _history_to_delete(deployment: dict, olds: list[dict], plan: DeploymentPlan) -> list[str]:
+    limit = (deployment.get("spec") or {}).get("revisionHistoryLimit", DEFAULT_REVISION_HISTORY_LIMIT)
+    idle = [
+        rs
+        for rs in olds
+        if plan.scale.get(name_of(rs), _replicas(rs)) == 0
+        and _status(rs, "replicas") == 0
+        and not meta(rs).get("deletionTimestamp")
+    ]
+    excess = len(idle) - int(limit)
+    if excess <= 0:
+        return []
+    idle.sort(key=revision_of)
+    return [name_of(rs) for rs in idle[:excess]]
+
+
+def _kept_update_time(conditions: list[dict], cond: dict, now: str) -> str:
+    # An unchanged condition keeps its timestamp: otherwise every sync would rewrite the status,
+    # and the write would trigger the next sync.
+    for c in conditions:
+        if c.get("type") == cond["type"] and c.get("status") == cond["status"] and c.get("reason") == cond["reason"]:
+            return c.get("lastUpdateTime") or now
+    return now
+
+
+def deployment_status(
+    deployment: dict, new_rs: dict | None, olds: list[dict], plan: DeploymentPlan, now: str, max_unavailable: int
+) -> dict:
+    """status as `kubectl rollout status` reads it: counts plus Available and Progressing."""
+    want = _replicas(deployment)
+    all_rs = ([new_rs] if new_rs is not None else []) + olds
+    replicas = sum(_status(rs, "replicas") for rs in all_rs)
+    updated = _status(new_rs, "replicas") if new_rs is not None else 0
+    ready = sum(_status(rs, "readyReplicas") for rs in all_rs)
+    available = sum(_status(rs, "availableReplicas") for rs in all_rs)
+    old = dict(deployment.get("status") or {})
+    conditions = list(old.get("conditions") or [])
+    if available >= want - max_unavailable:
+        avail = {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                 "message": "Deployment has minimum availability."}
+    else:
+        avail = {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+                 "message": "Deployment does not have minimum availability."}
+    conditions = set_condition(conditions, {**avail, "lastUpdateTime": _kept_update_time(conditions, avail, now)}, now)
+    new_name = name_of(new_rs) if new_rs is not None else (name_of(plan.create) if plan.create else "")
+    complete = (
+        new_rs is not None
+        and updated == want
+        and replicas == want
+        and available == want
+        and not plan.create
+        and not plan.scale
+    )
+    if complete:
+        prog = {"reason": "NewReplicaSetAvailable", "message": f'ReplicaSet "{new_name}" has successfully progressed.'}
+    elif plan.create is not None:
+        prog = {"reason": "NewReplicaSetCreated", "message": f'Created new replica set "{new_name}"'}
+    else:
+        prog = {"reason": "ReplicaSetUpdated", "message": f'ReplicaSet "{new_name}" is progressing.'}
+    prog = {"type": "Progressing", "status": "True", **prog}
+    conditions = set_condition(conditions, {**prog, "lastUpdateTime": _kept_update_time(conditions, prog, now)}, now)
+    status = {
+        "observedGeneration": meta(deployment).get("generation", 0),
+        "replicas": replicas,
+        "updatedReplicas": updated,
+        "readyReplicas": ready,
+        "availableReplicas": available,
+        "unavailableReplicas": max(0, want - available),
+        "conditions": conditions,
+    }
+    if "collisionCount" in old:
+        status["collisionCount"] = old["collisionCount"]
+    return status
