@@ -45,7 +45,10 @@ class HttpBackend:
         self._server = _Server((ip, port), _Handler)
         self._server.identity = self.identity  # type: ignore[attr-defined]
         self._server.hits = 0  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval makes stop() take milliseconds instead of half a second.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -69,7 +72,7 @@ class UdpEchoBackend:
         self.identity = f"{ip}:{port}"
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind((ip, port))
-        self._sock.settimeout(0.1)
+        self._sock.settimeout(0.02)  # how long stop() may wait for the thread
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
