@@ -1,0 +1,111 @@
+"""A list+watch cache of one resource over the :class:`~controlplane.registry.Registry`.
+
+The cache holds the objects as the registry decoded them; they may be shared with other readers,
+so handlers and syncs must never mutate them (copy before changing, as client-go's listers).
+After a 410 Expired (the watch fell behind the store's history) it re-lists and reports the
+difference as ordinary add/update/delete events, so handlers never miss a change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from controlplane.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+# Pause before re-listing after the store became unavailable (no quorum): short, since the
+# leader loop stops duties anyway when the quorum is really gone.
+RELIST_BACKOFF = 0.2
+
+Handler = Callable[[dict | None, dict | None], None]
+
+
+def object_key(obj: dict) -> str:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+
+
+class Informer:
+    """Keeps ``cache`` (key -> object) current and calls handlers with ``(old, new)``.
+
+    ``old`` is None for an add and ``new`` is None for a delete. Handlers run synchronously in
+    the watch task: they must only update indexes and enqueue keys.
+    """
+
+    def __init__(self, registry: Any, resource: str, *, namespace: str | None = None) -> None:
+        self.registry = registry
+        self.resource = resource
+        self.namespace = namespace
+        self.cache: dict[str, dict] = {}
+        self.handlers: list[Handler] = []
+        self.synced = trio.Event()
+        self.revision = 0
+
+    def add_handler(self, handler: Handler) -> None:
+        """Register ``handler``; like client-go, it is first told every cached object as an add."""
+        self.handlers.append(handler)
+        for obj in list(self.cache.values()):
+            handler(None, obj)
+
+    def get(self, key: str) -> dict | None:
+        return self.cache.get(key)
+
+    def list(self, namespace: str | None = None) -> list[dict]:
+        if namespace is None:
+            return list(self.cache.values())
+        prefix = f"{namespace}/"
+        return [o for k, o in self.cache.items() if k.startswith(prefix)]
+
+    def _emit(self, old: dict | None, new: dict | None) -> None:
+        for h in self.handlers:
+            h(old, new)
+
+    def _replace(self, items: list[dict]) -> None:
+        fresh = {object_key(o): o for o in items}
+        old_cache = self.cache
+        self.cache = fresh
+        for key, obj in fresh.items():
+            prev = old_cache.get(key)
+            if prev is None or prev["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
+                self._emit(prev, obj)
+        for key, prev in old_cache.items():
+            if key not in fresh:
+                self._emit(prev, None)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """List, signal ``started`` once the cache is filled, then watch; never returns unless cancelled."""
+        started = False
+        while True:
+            try:
+                listed = await self.registry.list(self.resource, self.namespace)
+                self._replace(listed["items"])
+                self.revision = int(listed["metadata"]["resourceVersion"])
+                self.synced.set()
+                if not started:
+                    started = True
+                    task_status.started()
+                async for batch in self.registry.watch(
+                    self.resource, self.namespace, resource_version=str(self.revision)
+                ):
+                    for ev in batch:
+                        key = object_key(ev.object)
+                        if ev.type == "DELETED":
+                            prev = self.cache.pop(key, None)
+                            self._emit(prev, None)
+                        else:
+                            prev = self.cache.get(key)
+                            self.cache[key] = ev.object
+                            self._emit(prev, ev.object)
+                        self.revision = ev.revision
+                # The stream ended (store closing): re-list after a pause rather than spin.
+                await trio.sleep(RELIST_BACKOFF)
+            except ApiError as exc:
+                if exc.code != 410:
+                    log.info("informer %s: %s; re-listing", self.resource, exc)
+                    await trio.sleep(RELIST_BACKOFF)

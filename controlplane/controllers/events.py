@@ -1,0 +1,111 @@
+"""EventRecorder: v1 Events so that `kubectl describe` tells what the control plane did.
+
+Recording never blocks a controller: ``event()`` puts the event in a bounded buffer and a
+background task writes it. Repeats of the same (object, reason, message) within the recorder's
+lifetime bump ``count`` and ``lastTimestamp`` of the existing Event, as Kubernetes' aggregation.
+When the buffer is full (a storm), new events are dropped: they are informational.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+
+from controlplane.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+# Buffered events before dropping (client-go's broadcaster keeps 1000).
+QUEUE_SIZE = 1000
+# Concurrent event writes: enough to keep up with a scheduling burst without crowding out
+# the controllers' own writes.
+WRITERS = 4
+# Remembered (object, reason, message) series for aggregation.
+SERIES_CACHE = 4096
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class EventRecorder:
+    def __init__(self, registry: Any, component: str, *, host: str = "") -> None:
+        self.registry = registry
+        self.component = component
+        self.host = host
+        self._send, self._recv = trio.open_memory_channel[dict](QUEUE_SIZE)
+        self._series: dict[tuple, tuple[str, int]] = {}
+        self.dropped = 0
+
+    def event(self, obj: dict, type_: str, reason: str, message: str) -> None:
+        """Record an Event about ``obj`` (any API object); ``type_`` is Normal or Warning."""
+        meta = obj.get("metadata") or {}
+        involved = {
+            "kind": obj.get("kind", ""),
+            "apiVersion": obj.get("apiVersion", ""),
+            "name": meta.get("name", ""),
+            "uid": meta.get("uid", ""),
+            "resourceVersion": meta.get("resourceVersion", ""),
+        }
+        if meta.get("namespace"):
+            involved["namespace"] = meta["namespace"]
+        try:
+            self._send.send_nowait({"involved": involved, "type": type_, "reason": reason, "message": message})
+        except trio.WouldBlock:
+            self.dropped += 1
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Write buffered events; never returns unless cancelled."""
+        async with trio.open_nursery() as nursery:
+            for _ in range(WRITERS):
+                nursery.start_soon(self._writer)
+            task_status.started()
+
+    async def _writer(self) -> None:
+        async for item in self._recv:
+            try:
+                await self._write(item)
+            except ApiError as exc:
+                log.debug("event %s not recorded: %s", item["reason"], exc)
+
+    async def _write(self, item: dict) -> None:
+        involved = item["involved"]
+        namespace = involved.get("namespace") or "default"
+        series_key = (involved["kind"], namespace, involved["name"], involved["uid"], item["reason"], item["message"])
+        now = _now()
+        known = self._series.get(series_key)
+        if known is not None:
+            name, count = known
+            try:
+                current = await self.registry.get("events", namespace, name)
+                current = {**current, "count": count + 1, "lastTimestamp": now}
+                await self.registry.update("events", namespace, name, current)
+                self._series[series_key] = (name, count + 1)
+                return
+            except ApiError as exc:
+                if exc.code != 404:
+                    raise
+        name = f"{involved['name']}.{secrets.token_hex(8)}"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": namespace},
+            "involvedObject": involved,
+            "reason": item["reason"],
+            "message": item["message"],
+            "type": item["type"],
+            "count": 1,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "source": {"component": self.component, **({"host": self.host} if self.host else {})},
+            "reportingComponent": self.component,
+            "reportingInstance": self.host or self.component,
+        }
+        await self.registry.create("events", namespace, body)
+        if len(self._series) >= SERIES_CACHE:
+            self._series.pop(next(iter(self._series)))
+        self._series[series_key] = (name, 1)

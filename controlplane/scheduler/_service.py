@@ -1,0 +1,222 @@
+"""The scheduling loop: pending pods in, batched bindings out.
+
+Pods are scheduled one after another against the in-memory snapshot (each choice is *assumed*
+at once, so the next pod sees the node's reduced room), and the bindings of a whole batch are
+committed in one store round (one Raft entry) through ``Registry.bind_many``. A binding that
+loses a race (the pod changed, another scheduler bound it) is forgotten from the snapshot and
+the pod re-examined from the informer's view.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+import trio
+
+from controlplane.controllers._informer import Informer, object_key
+from controlplane.controllers._pods import now_rfc3339 as _now
+from controlplane.controllers.events import EventRecorder
+from controlplane.errors import ApiError
+
+from ._framework import Scheduler
+from ._snapshot import NodeInfo, PodInfo, Snapshot
+
+log = logging.getLogger(__name__)
+
+# Pods scheduled per store round: large batches amortize the Raft round trip; 500 keeps one
+# entry well under the store's command size limits and the latency of the first pod low.
+BATCH_SIZE = 500
+# Unschedulable pods are retried on relevant node/pod changes; this is the fallback interval
+# (kube-scheduler flushes its unschedulable queue after 5 minutes; we are a smaller cluster).
+UNSCHEDULABLE_RETRY = 10.0
+SCHEDULER_NAME = "default-scheduler"
+
+
+def _wants_scheduling(pod: dict) -> bool:
+    spec = pod.get("spec") or {}
+    meta = pod.get("metadata") or {}
+    if spec.get("nodeName") or meta.get("deletionTimestamp"):
+        return False
+    if (spec.get("schedulerName") or SCHEDULER_NAME) != SCHEDULER_NAME:
+        return False
+    return (pod.get("status") or {}).get("phase", "Pending") == "Pending"
+
+
+def _node_sched_view(info: NodeInfo) -> tuple:
+    # The node fields that can turn an unschedulable pod schedulable.
+    return (
+        info.ready, info.unschedulable, info.alloc_cpu, info.alloc_memory, info.alloc_pods,
+        sorted(info.labels.items()), [(t.get("key"), t.get("value"), t.get("effect")) for t in info.taints],
+    )
+
+
+class SchedulerService:
+    """Runs the scheduler against informers of pods and nodes; writes through the registry."""
+
+    def __init__(
+        self,
+        registry: Any,
+        pods: Informer,
+        nodes: Informer,
+        recorder: EventRecorder | None = None,
+        *,
+        scheduler: Scheduler | None = None,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.registry = registry
+        self.pods, self.nodes = pods, nodes
+        self.recorder = recorder
+        self.scheduler = scheduler or Scheduler()
+        self.snapshot = Snapshot()
+        self.batch_size = batch_size
+        self.active: OrderedDict[str, None] = OrderedDict()
+        self.unschedulable: dict[str, str] = {}  # key -> last message written
+        # Pods bound by us whose bound version the informer has not delivered yet: key -> revision.
+        self.assumed: dict[str, int] = {}
+        self._wakeup = trio.Event()
+        self.bound_total = 0
+        pods.add_handler(self._on_pod)
+        nodes.add_handler(self._on_node)
+
+    # -- event handlers (index and enqueue only) ------------------------------------------------
+    def _kick(self) -> None:
+        self._wakeup.set()
+
+    def _retry_unschedulable(self) -> None:
+        if self.unschedulable:
+            for key in self.unschedulable:
+                self.active[key] = None
+            self._kick()
+
+    def _on_pod(self, old: dict | None, new: dict | None) -> None:
+        if new is None:
+            key = object_key(old or {})
+            self.active.pop(key, None)
+            self.unschedulable.pop(key, None)
+            self.assumed.pop(key, None)
+            if self.snapshot.node_of(key) is not None:
+                self.snapshot.remove_pod(key)
+                self._retry_unschedulable()
+            return
+        key = object_key(new)
+        rv = int(new["metadata"].get("resourceVersion") or 0)
+        if (new.get("spec") or {}).get("nodeName"):
+            self.assumed.pop(key, None)
+            self.active.pop(key, None)
+            self.unschedulable.pop(key, None)
+            was_on = self.snapshot.node_of(key)
+            self.snapshot.add_pod(new)
+            if was_on is not None and self.snapshot.node_of(key) is None:
+                self._retry_unschedulable()  # finished: its resources are free again
+            return
+        if key in self.assumed and rv <= self.assumed[key]:
+            return  # an older copy than our binding: the bound version is on its way
+        if self.snapshot.node_of(key) is not None:
+            self.snapshot.remove_pod(key)
+        if _wants_scheduling(new):
+            if key not in self.unschedulable:
+                self.active[key] = None
+                self._kick()
+        else:
+            self.active.pop(key, None)
+            self.unschedulable.pop(key, None)
+
+    def _on_node(self, old: dict | None, new: dict | None) -> None:
+        if new is None:
+            self.snapshot.remove_node((old or {}).get("metadata", {}).get("name", ""))
+            return
+        name = new["metadata"]["name"]
+        before = self.snapshot.nodes.get(name)
+        self.snapshot.upsert_node(new)
+        if before is None or _node_sched_view(before) != _node_sched_view(self.snapshot.nodes[name]):
+            self._retry_unschedulable()
+
+    # -- the loop --------------------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Schedule until cancelled; the informers must be running (started) already."""
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._periodic_retry)
+            while True:
+                if not self.active:
+                    self._wakeup = trio.Event()
+                    await self._wakeup.wait()
+                await self.schedule_batch()
+                await trio.sleep(0)
+
+    async def _periodic_retry(self) -> None:
+        while True:
+            await trio.sleep(UNSCHEDULABLE_RETRY)
+            self._retry_unschedulable()
+
+    async def schedule_batch(self) -> int:
+        """Schedule up to ``batch_size`` queued pods and commit their bindings; returns pods bound."""
+        bindings: list[tuple[str, str, str]] = []
+        infos: list[PodInfo] = []
+        failed: list[tuple[dict, str]] = []
+        while self.active and len(bindings) < self.batch_size:
+            key, _ = self.active.popitem(last=False)
+            pod = self.pods.get(key)
+            if pod is None or not _wants_scheduling(pod):
+                continue
+            info = PodInfo.from_pod(pod)
+            result = self.scheduler.schedule(info, self.snapshot)
+            if result.node is None:
+                assert result.fit_error is not None
+                failed.append((pod, result.fit_error.message()))
+                continue
+            self.scheduler.assume(self.snapshot, info, result.node)
+            bindings.append((info.namespace, pod["metadata"]["name"], result.node))
+            infos.append(info)
+        bound = 0
+        if bindings:
+            try:
+                results = await self.registry.bind_many(bindings)
+            except ApiError as exc:
+                results = [exc] * len(bindings)
+            for info, (ns, name, node), res in zip(infos, bindings, results, strict=True):
+                if isinstance(res, ApiError):
+                    self.scheduler.forget(self.snapshot, info)
+                    if res.code != 404:
+                        log.debug("binding %s/%s to %s failed: %s", ns, name, node, res)
+                        latest = self.pods.get(info.key)
+                        if latest is not None and _wants_scheduling(latest):
+                            self.active[info.key] = None
+                    continue
+                bound += 1
+                self.assumed[info.key] = int(res["metadata"]["resourceVersion"])
+                if self.recorder is not None:
+                    self.recorder.event(res, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
+        self.bound_total += bound
+        if failed:
+            await self._mark_unschedulable(failed)
+        return bound
+
+    async def _mark_unschedulable(self, failed: list[tuple[dict, str]]) -> None:
+        updates = []
+        for pod, message in failed:
+            key = object_key(pod)
+            previous = self.unschedulable.get(key)
+            self.unschedulable[key] = message
+            if previous == message:
+                continue
+            status = dict(pod.get("status") or {})
+            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            old = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
+            if old is not None and old.get("reason") == "Unschedulable" and old.get("message") == message:
+                continue
+            conds.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                          "message": message, "lastProbeTime": None,
+                          "lastTransitionTime": (old or {}).get("lastTransitionTime") if old and old.get("status") == "False" else _now()})
+            status["conditions"] = conds
+            body = {**pod, "status": status}
+            updates.append(("pods", pod["metadata"]["namespace"], pod["metadata"]["name"], body))
+            if self.recorder is not None:
+                self.recorder.event(pod, "Warning", "FailedScheduling", message)
+        if updates:
+            try:
+                await self.registry.update_many(updates, subresource="status")
+            except ApiError as exc:
+                log.debug("writing PodScheduled=False failed: %s", exc)
