@@ -1,0 +1,1089 @@
+"""The object store layer: Kubernetes API semantics over the replicated key-value store.
+
+Everything that writes API objects goes through :class:`Registry` — the HTTP API server, and
+in-process the scheduler and the controllers — so defaulting, validation, optimistic
+concurrency, graceful deletion and finalizers are applied in one place.
+
+Layout: ``/registry/<plural>/<namespace>/<name>`` (cluster-scoped ``/registry/<plural>/<name>``),
+values are msgpack-encoded objects *without* ``metadata.resourceVersion``: the version is the
+key's ``mod_revision``, which is only known after the commit, and is filled in on every read.
+
+Every write is a store transaction guarded by a compare on the key (``exists == False`` for a
+create, ``mod_revision == <read revision>`` for an update or delete), so two writers can never
+both win, and a deposed leader's late write fails instead of clobbering.
+
+Deletion (what the garbage-collector and namespace controllers can rely on):
+
+- Pods bound to a node with a grace period > 0 are only marked: ``deletionTimestamp`` (now +
+  grace) and ``deletionGracePeriodSeconds``; the node agent removes them with
+  ``grace_period_seconds=0`` once the containers are gone. Unbound or finished pods go at once.
+- Objects with ``metadata.finalizers`` get ``deletionTimestamp`` and stay until an update removes
+  the last finalizer (then they are deleted by that update).
+- ``propagation_policy``: ``Foreground`` adds the ``foregroundDeletion`` finalizer, ``Orphan``
+  the ``orphan`` finalizer (the GC controller orphans the dependents, then removes it);
+  ``Background`` (the default) deletes the owner now and leaves dependents to the GC controller,
+  which deletes objects whose ``ownerReferences`` point at a missing owner.
+- Namespaces are marked ``Terminating``; :meth:`Registry.finalize_namespace` deletes their
+  contents and removes the namespace once empty (the delete call runs it once itself).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import string
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from raftstore import Compacted, Compare, KeyValue, Op, StoreUnavailable
+
+from . import errors, kinds
+from .codec import decode_object, encode_object
+from .errors import ApiError
+from .selectors import FieldSelector, LabelSelector, SelectorError
+
+__all__ = ["Registry", "WatchEvent", "resolve_resource"]
+
+# Attempts of a read-modify-write whose compare lost a race with another writer (unconditional
+# updates and patches retry; a request that carried a resourceVersion gets 409 at once).
+_RETRIES = 8
+# generateName collisions: 5 random characters from 36 make a collision very unlikely; a few
+# retries make it practically impossible.
+_GENERATE_RETRIES = 5
+_GENERATE_ALPHABET = string.ascii_lowercase + string.digits
+# Decoded objects shared by all watchers of the same event (an event is decoded once, not once
+# per watcher); large enough to hold a burst of events spread over many watch streams.
+_SHARED_CACHE_SIZE = 8192
+# Kinds whose status is owned by a controller or agent: a create starts from an empty status.
+_RESET_STATUS_ON_CREATE = frozenset({"pods", "deployments", "replicasets"})
+# Kinds that may be created by a PUT (Kubernetes: AllowCreateOnUpdate), used by heartbeats.
+_CREATE_ON_UPDATE = frozenset({"endpoints", "events", "leases"})
+# Pod grace period when neither the request nor the pod says (Kubernetes' default).
+_DEFAULT_GRACE_SECONDS = 30
+# Page size while filtering a selector-limited list: stores are read in chunks of this many keys.
+_FILTER_CHUNK = 500
+
+
+def _rfc3339(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def resolve_resource(resource: Any) -> Any:
+    """A ResourceType from itself, ``"pods"``, ``"deployments.apps"`` or ``"apps/v1/deployments"``."""
+    if not isinstance(resource, str):
+        return resource
+    group = None
+    plural = resource
+    if "/" in resource:
+        parts = resource.split("/")
+        plural = parts[-1]
+        group = parts[0] if len(parts) == 3 else ""
+    elif "." in resource:
+        plural, group = resource.split(".", 1)
+    for rtype in kinds.RESOURCES:
+        if rtype.plural == plural and (group is None or rtype.group == group):
+            return rtype
+    raise errors.not_found("resources", resource)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One watch event. ``object`` may be shared between watchers: never mutate it."""
+
+    type: str  # ADDED | MODIFIED | DELETED
+    object: dict[str, Any]
+    key: str
+    revision: int
+
+
+def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
+    # What counts as "spec" for metadata.generation: everything but metadata and status.
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+def _without_rv(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = dict(obj.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    return {**obj, "metadata": meta}
+
+
+def _causes(field_errors: Iterable[Any]) -> list[dict[str, Any]]:
+    causes = []
+    for fe in field_errors:
+        causes.append({"reason": fe.type, "message": fe.message, "field": fe.field})
+    return causes
+
+
+def _parse_rv(value: Any, what: str = "resourceVersion") -> int:
+    try:
+        rv = int(value)
+    except (TypeError, ValueError):
+        raise errors.bad_request(f"invalid {what}: {value!r} is not a resource version") from None
+    if rv < 0:
+        raise errors.bad_request(f"invalid {what}: {value!r} is not a resource version")
+    return rv
+
+
+class _Selection:
+    """Label and field selectors parsed once per request."""
+
+    __slots__ = ("labels", "fields")
+
+    def __init__(self, rtype: Any, label_selector: str | None, field_selector: str | None) -> None:
+        try:
+            self.labels = LabelSelector.parse(label_selector) if label_selector else None
+            self.fields = FieldSelector.parse(field_selector, rtype) if field_selector else None
+        except SelectorError as exc:
+            raise errors.bad_request(f"unable to parse requirement: {exc}") from None
+        if self.labels is not None and self.labels.empty:
+            self.labels = None
+        if self.fields is not None and self.fields.empty:
+            self.fields = None
+
+    @property
+    def everything(self) -> bool:
+        return self.labels is None and self.fields is None
+
+    def matches(self, obj: dict[str, Any]) -> bool:
+        if self.labels is not None and not self.labels.matches((obj.get("metadata") or {}).get("labels") or {}):
+            return False
+        return self.fields is None or self.fields.matches(obj)
+
+
+class Registry:
+    """Kubernetes object semantics over a :class:`raftstore.Store`.
+
+    ``resource`` arguments accept a ResourceType or a name (``"pods"``, ``"deployments.apps"``).
+    Every method raises :class:`controlplane.errors.ApiError` for failures a client can act on;
+    a store that has no quorum surfaces as 503 ServiceUnavailable (504 Timeout if the write may
+    have been applied).
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        clock: Callable[[], float] = time.time,
+        commit_observer: Callable[[float], None] | None = None,
+    ) -> None:
+        self.store = store
+        self._clock = clock
+        #: called with the duration of every store write (the API server's commit histogram)
+        self.commit_observer = commit_observer
+        self._shared: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
+
+    # ---------------------------------------------------------------- keys and reads
+
+    @staticmethod
+    def key(rtype: Any, namespace: str | None, name: str) -> str:
+        if rtype.namespaced:
+            return f"/registry/{rtype.plural}/{namespace}/{name}"
+        return f"/registry/{rtype.plural}/{name}"
+
+    @staticmethod
+    def prefix(rtype: Any, namespace: str | None) -> str:
+        if rtype.namespaced and namespace:
+            return f"/registry/{rtype.plural}/{namespace}/"
+        return f"/registry/{rtype.plural}/"
+
+    @staticmethod
+    def _decode(kv: KeyValue) -> dict[str, Any]:
+        obj = decode_object(kv.value)
+        obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
+        return obj
+
+    def _decode_shared(self, kv: KeyValue) -> dict[str, Any]:
+        cache_key = (kv.key, kv.mod_revision)
+        obj = self._shared.get(cache_key)
+        if obj is None:
+            obj = self._decode(kv)
+            self._shared[cache_key] = obj
+            if len(self._shared) > _SHARED_CACHE_SIZE:
+                self._shared.popitem(last=False)
+        return obj
+
+    async def _store_call(self, fn: Callable[..., Any], *args: Any, write: bool = False, **kw: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await fn(*args, **kw)
+        except StoreUnavailable as exc:
+            if getattr(exc, "maybe_committed", False):
+                raise ApiError(504, "Timeout", f"the write may or may not have been applied: {exc}") from None
+            raise errors.service_unavailable(f"the store is unavailable: {exc}") from None
+        finally:
+            if write and self.commit_observer is not None:
+                self.commit_observer(time.perf_counter() - started)
+
+    async def _read_mode(self, resource_version: str | None, match: str | None = None) -> bool:
+        """Whether a read must be linearizable, per Kubernetes' resourceVersion rules."""
+        if resource_version in (None, ""):
+            if match:
+                raise errors.bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")
+            return True
+        rv = _parse_rv(resource_version)
+        if match not in (None, "", "NotOlderThan", "Exact"):
+            raise errors.bad_request(f"resourceVersionMatch: unsupported value {match!r}: supported values: \"Exact\", \"NotOlderThan\"")
+        if rv == 0:
+            if match == "Exact":
+                raise errors.bad_request("resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"")
+            return False  # "any version": the local replica answers
+        if self.store.revision >= rv and match != "Exact":
+            return False
+        current = await self._store_call(self.store.barrier)
+        if current < rv:
+            raise ApiError(
+                504, "Timeout", f"Too large resource version: {rv}, current: {current}",
+                {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                 "retryAfterSeconds": 1},
+            )
+        if match == "Exact" and current != rv:
+            raise errors.expired(f"too old resource version: {rv} ({current})")
+        return False
+
+    async def get(
+        self, resource: Any, namespace: str | None, name: str, *, resource_version: str | None = None
+    ) -> dict[str, Any]:
+        rtype = resolve_resource(resource)
+        linearizable = await self._read_mode(resource_version)
+        kv = await self._store_call(self.store.get, self.key(rtype, namespace, name), linearizable=linearizable)
+        if kv is None:
+            raise errors.not_found(rtype.plural, name, rtype.group)
+        return self._decode(kv)
+
+    async def list(
+        self,
+        resource: Any,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int = 0,
+        continue_token: str | None = None,
+        resource_version: str | None = None,
+        resource_version_match: str | None = None,
+    ) -> dict[str, Any]:
+        """A ``<Kind>List``; with ``limit``, ``metadata.continue`` resumes after the last item.
+
+        Pages after the first read the current state (the store keeps no old snapshots), and the
+        list's resourceVersion stays the first page's, so a watch from it sees every later change.
+        """
+        rtype = resolve_resource(resource)
+        selection = _Selection(rtype, label_selector, field_selector)
+        if limit < 0:
+            raise errors.bad_request("limit must be a non-negative integer")
+        prefix = self.prefix(rtype, namespace)
+        start_after: str | None = None
+        list_rv: int | None = None
+        if continue_token:
+            list_rv, start_after = self._decode_continue(continue_token, prefix)
+            linearizable = True
+        else:
+            linearizable = await self._read_mode(resource_version, resource_version_match)
+        items: list[dict[str, Any]] = []
+        more = False
+        chunk = 0 if not limit else (limit if selection.everything else max(limit, _FILTER_CHUNK))
+        last_key: str | None = None
+        while True:
+            rr = await self._store_call(
+                self.store.range, prefix, limit=chunk, start_after=start_after, linearizable=linearizable
+            )
+            linearizable = False
+            if list_rv is None:
+                list_rv = rr.revision
+            kvs = rr.kvs
+            for i, kv in enumerate(kvs):
+                obj = self._decode(kv)
+                last_key = kv.key
+                if selection.everything or selection.matches(obj):
+                    items.append(obj)
+                    if limit and len(items) >= limit:
+                        more = i + 1 < len(kvs) or rr.more
+                        break
+            else:
+                if rr.more and kvs:
+                    start_after = kvs[-1].key
+                    continue
+            break
+        meta: dict[str, Any] = {"resourceVersion": str(list_rv)}
+        if more and last_key is not None:
+            meta["continue"] = self._encode_continue(list_rv, last_key)
+        return {
+            "kind": rtype.list_kind,
+            "apiVersion": f"{rtype.group}/{rtype.version}" if rtype.group else rtype.version,
+            "metadata": meta,
+            "items": items,
+        }
+
+    @staticmethod
+    def _encode_continue(revision: int, last_key: str) -> str:
+        raw = json.dumps({"v": "meta.k8s.io/v1", "rv": revision, "start": last_key}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    def _decode_continue(self, token: str, prefix: str) -> tuple[int, str]:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            data = json.loads(raw)
+            revision, start = int(data["rv"]), data["start"]
+            if data.get("v") != "meta.k8s.io/v1" or not isinstance(start, str):
+                raise ValueError("unknown continue token version")
+        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+            raise errors.bad_request("continue key is not valid: the continue token is malformed") from None
+        if not start.startswith(prefix):
+            raise errors.bad_request("continue key is not valid: it was issued for a different list")
+        if revision <= self.store.compact_revision:
+            raise errors.expired(
+                "The provided continue parameter is too old to display a consistent list result. "
+                "You can start a new list without the continue parameter."
+            )
+        return revision, start
+
+    # ---------------------------------------------------------------- create
+
+    def _check_identity(self, rtype: Any, namespace: str | None, obj: Any) -> dict[str, Any]:
+        if not isinstance(obj, dict):
+            raise errors.bad_request(f"the body must be a {rtype.kind} object")
+        api_version = f"{rtype.group}/{rtype.version}" if rtype.group else rtype.version
+        if obj.get("kind") not in (None, "", rtype.kind):
+            raise errors.bad_request(
+                f"the kind in the body ({obj.get('kind')}) does not match the resource {rtype.plural} ({rtype.kind})"
+            )
+        if obj.get("apiVersion") not in (None, "", api_version):
+            raise errors.bad_request(
+                f"the API version in the data ({obj.get('apiVersion')}) does not match the expected API version ({api_version})"
+            )
+        obj["kind"] = rtype.kind
+        obj["apiVersion"] = api_version
+        meta = obj.get("metadata")
+        if meta is None:
+            meta = obj["metadata"] = {}
+        if not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        if rtype.namespaced:
+            if meta.get("namespace") in (None, ""):
+                meta["namespace"] = namespace
+            elif meta["namespace"] != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+        else:
+            meta.pop("namespace", None)
+        return meta
+
+    def _validate(self, rtype: Any, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        problems = rtype.validate(obj, old)
+        if problems:
+            name = (obj.get("metadata") or {}).get("name") or ""
+            raise errors.invalid(rtype.kind, name, _causes(problems), rtype.group)
+
+    async def _namespace_guard(self, rtype: Any, namespace: str | None) -> Compare | None:
+        """The namespace must exist and not be terminating; returns the txn compare pinning it."""
+        if not rtype.namespaced:
+            return None
+        if not namespace:
+            raise errors.bad_request(f"{rtype.plural} are namespaced: a namespace is required")
+        ns_key = f"/registry/namespaces/{namespace}"
+        kv = await self._store_call(self.store.get, ns_key, linearizable=False)
+        if kv is None:
+            kv = await self._store_call(self.store.get, ns_key)  # maybe just created elsewhere
+        if kv is None:
+            raise errors.not_found("namespaces", namespace)
+        ns = decode_object(kv.value)
+        if (ns.get("metadata") or {}).get("deletionTimestamp") or (ns.get("status") or {}).get("phase") == "Terminating":
+            raise errors.forbidden(
+                rtype.plural, "",
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+                rtype.group,
+            )
+        return Compare.mod_revision(ns_key, "==", kv.mod_revision)
+
+    def _generate_name(self, base: str) -> str:
+        return base + "".join(secrets.choice(_GENERATE_ALPHABET) for _ in range(5))
+
+    async def create(
+        self, resource: Any, namespace: str | None, obj: dict[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Create ``obj``: defaulted, validated, 409 AlreadyExists if the name is taken."""
+        rtype = resolve_resource(resource)
+        meta = self._check_identity(rtype, namespace, obj)
+        generate = meta.get("generateName") if not meta.get("name") else None
+        if generate is not None and not isinstance(generate, str):
+            raise errors.invalid(rtype.kind, "", [{"reason": "FieldValueInvalid", "message": "Invalid value: must be a string", "field": "metadata.generateName"}], rtype.group)
+        if not meta.get("name") and not generate:
+            raise errors.invalid(
+                rtype.kind, "",
+                [{"reason": "FieldValueRequired", "message": "Required value: name or generateName is required", "field": "metadata.name"}],
+                rtype.group,
+            )
+        now = self._clock()
+        for key in ("resourceVersion", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
+            meta.pop(key, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = _rfc3339(now)
+        meta["generation"] = 1
+        if rtype.plural in _RESET_STATUS_ON_CREATE:
+            obj["status"] = {}
+        if generate:
+            meta["name"] = self._generate_name(generate)
+        rtype.default(obj)
+        if rtype.plural == "pods":
+            obj.setdefault("status", {}).setdefault("phase", "Pending")
+        elif rtype.plural == "namespaces":
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+            obj["status"] = {"phase": "Active"}
+        self._validate(rtype, obj, None)
+        if dry_run:
+            await self._namespace_guard(rtype, meta.get("namespace"))
+            return obj
+        for attempt in range(_GENERATE_RETRIES + _RETRIES):
+            ns_compare = await self._namespace_guard(rtype, meta.get("namespace"))
+            key = self.key(rtype, meta.get("namespace"), meta["name"])
+            compares = [Compare.absent(key)] + ([ns_compare] if ns_compare else [])
+            result = await self._store_call(
+                self.store.txn, compares, [Op.put(key, encode_object(obj))], [Op.get(key)], write=True
+            )
+            if result.succeeded:
+                meta["resourceVersion"] = str(result.revision)
+                return obj
+            if result.results and result.results[0] is not None:
+                if generate and attempt < _GENERATE_RETRIES:
+                    meta["name"] = self._generate_name(generate)
+                    continue
+                raise errors.already_exists(rtype.plural, meta["name"], rtype.group)
+            # otherwise the namespace changed under us: check it again
+        raise errors.conflict(rtype.plural, meta["name"], errors.MODIFIED, rtype.group)
+
+    # ---------------------------------------------------------------- update and patch
+
+    def _prepare_update(
+        self, rtype: Any, old: dict[str, Any], new: Any, subresource: str | None
+    ) -> dict[str, Any]:
+        """The object to store for an update of ``old`` by ``new`` (Kubernetes' update strategy)."""
+        old_meta = old["metadata"]
+        namespace = old_meta.get("namespace")
+        meta = self._check_identity(rtype, namespace, new)
+        if meta.get("name") not in (None, "", old_meta["name"]):
+            raise errors.bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({old_meta['name']})"
+            )
+        if subresource == "status":
+            # status writes change only status (and keep everything else as stored)
+            result = {k: v for k, v in old.items() if k != "status"}
+            result["metadata"] = dict(old_meta)
+            if "status" in new:
+                result["status"] = new["status"]
+            self._validate(rtype, result, old)
+            return result
+        meta["name"] = old_meta["name"]
+        for key in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
+            if key in old_meta:
+                meta[key] = old_meta[key]
+            else:
+                meta.pop(key, None)
+        meta.pop("managedFields", None)
+        meta.pop("selfLink", None)
+        if "status" in getattr(rtype, "subresources", ()):
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+        rtype.default(new)
+        generation = old_meta.get("generation") or 1
+        if _spec_part(new) != _spec_part(old):
+            generation += 1
+        meta["generation"] = generation
+        if old_meta.get("deletionTimestamp"):
+            added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
+            if added:
+                raise errors.forbidden(
+                    rtype.plural, old_meta["name"],
+                    f"no new finalizers can be added if the object is being deleted, found new finalizers {sorted(added)!r}",
+                    rtype.group,
+                )
+        self._validate(rtype, new, old)
+        return new
+
+    @staticmethod
+    def _deleted_by_update(obj: dict[str, Any]) -> bool:
+        # Kubernetes: an update that removes the last finalizer of an object being deleted
+        # deletes it, unless a graceful deletion (pods) is still pending.
+        meta = obj["metadata"]
+        return bool(
+            meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not meta.get("deletionGracePeriodSeconds")
+        )
+
+    async def _read_current(self, rtype: Any, key: str, linearizable: bool) -> KeyValue | None:
+        return await self._store_call(self.store.get, key, linearizable=linearizable)
+
+    async def _update_with(
+        self,
+        rtype: Any,
+        namespace: str | None,
+        name: str,
+        mutate: Callable[[dict[str, Any]], Any],
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        create_body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Read, ``mutate(current) -> desired``, prepare, compare-and-swap; retry lost races.
+
+        A desired object carrying a resourceVersion different from the stored one is a 409 at
+        once (the caller's precondition); without one, lost races are retried.
+        """
+        key = self.key(rtype, namespace, name)
+        linearizable = False
+        for _attempt in range(_RETRIES):
+            kv = await self._read_current(rtype, key, linearizable)
+            linearizable = True  # a lost race means our local view was stale
+            if kv is None:
+                if create_body is not None:
+                    return await self.create(rtype, namespace, create_body, dry_run=dry_run)
+                raise errors.not_found(rtype.plural, name, rtype.group)
+            current = self._decode(kv)
+            desired = mutate(self._decode(kv))
+            if not isinstance(desired, dict):
+                raise errors.bad_request(f"the body must be a {rtype.kind} object")
+            wanted_rv = (desired.get("metadata") or {}).get("resourceVersion") if isinstance(desired.get("metadata"), dict) else None
+            if wanted_rv not in (None, ""):
+                if _parse_rv(wanted_rv, "metadata.resourceVersion") != kv.mod_revision:
+                    raise errors.conflict(rtype.plural, name, errors.MODIFIED, rtype.group)
+            result = self._prepare_update(rtype, current, desired, subresource)
+            result["metadata"].pop("resourceVersion", None)
+            deleting = self._deleted_by_update(result)
+            if not deleting and result == _without_rv(current):
+                return current  # no change: no write, same resourceVersion (as Kubernetes)
+            if dry_run:
+                result["metadata"]["resourceVersion"] = str(kv.mod_revision)
+                return result
+            op = Op.delete(key) if deleting else Op.put(key, encode_object(result))
+            txn = await self._store_call(
+                self.store.txn, [Compare.mod_revision(key, "==", kv.mod_revision)], [op], [], write=True
+            )
+            if txn.succeeded:
+                result["metadata"]["resourceVersion"] = str(txn.revision)
+                return result
+        raise errors.conflict(rtype.plural, name, errors.MODIFIED, rtype.group)
+
+    async def update(
+        self,
+        resource: Any,
+        namespace: str | None,
+        name: str,
+        obj: dict[str, Any],
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """PUT semantics: replace the object (or its status with ``subresource="status"``)."""
+        rtype = resolve_resource(resource)
+        if subresource not in (None, "status"):
+            raise errors.not_found(f"{rtype.plural}/{subresource}", name, rtype.group)
+        if not isinstance(obj, dict):
+            raise errors.bad_request(f"the body must be a {rtype.kind} object")
+        create_body = None
+        if rtype.plural in _CREATE_ON_UPDATE and subresource is None:
+            create_body = obj
+        snapshot = encode_object(obj)  # each attempt starts from the body as sent
+        return await self._update_with(
+            rtype, namespace, name, lambda _current: decode_object(snapshot),
+            subresource=subresource, dry_run=dry_run, create_body=create_body,
+        )
+
+    async def update_status(
+        self, resource: Any, namespace: str | None, name: str, obj: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self.update(resource, namespace, name, obj, subresource="status")
+
+    async def patch(
+        self,
+        resource: Any,
+        namespace: str | None,
+        name: str,
+        patch_type: str,
+        patch: Any,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Apply a ``merge``, ``json`` or ``strategic`` patch (retried if another write races it)."""
+        from . import patch as patches
+
+        rtype = resolve_resource(resource)
+        if subresource == "scale":
+            return await self._patch_scale(rtype, namespace, name, patch_type, patch, dry_run=dry_run)
+        if subresource not in (None, "status"):
+            raise errors.not_found(f"{rtype.plural}/{subresource}", name, rtype.group)
+
+        def mutate(current: dict[str, Any]) -> Any:
+            return self._apply_patch(patches, rtype, current, patch_type, patch)
+
+        return await self._update_with(rtype, namespace, name, mutate, subresource=subresource, dry_run=dry_run)
+
+    @staticmethod
+    def _apply_patch(patches: Any, rtype: Any, current: dict[str, Any], patch_type: str, patch: Any) -> Any:
+        try:
+            if patch_type == "merge":
+                return patches.apply_merge_patch(current, patch)
+            if patch_type == "json":
+                return patches.apply_json_patch(current, patch)
+            if patch_type == "strategic":
+                return patches.apply_strategic_merge_patch(current, patch, rtype)
+        except patches.PatchError as exc:
+            raise ApiError(422, "Invalid", f"the patch could not be applied: {exc}") from None
+        except ApiError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise errors.bad_request(f"the patch could not be applied: {exc}") from None
+        raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {patch_type!r}")
+
+    # ---------------------------------------------------------------- scale subresource
+
+    @staticmethod
+    def _to_scale(rtype: Any, obj: dict[str, Any]) -> dict[str, Any]:
+        return kinds.scale_of(obj)
+
+    def _check_scale(self, rtype: Any) -> None:
+        if "scale" not in getattr(rtype, "subresources", ()):
+            raise errors.not_found(f"{rtype.plural}/scale", "", rtype.group)
+
+    async def get_scale(self, resource: Any, namespace: str | None, name: str) -> dict[str, Any]:
+        rtype = resolve_resource(resource)
+        self._check_scale(rtype)
+        return self._to_scale(rtype, await self.get(rtype, namespace, name))
+
+    def _scale_mutation(self, rtype: Any, scale: Any, name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        if not isinstance(scale, dict) or not isinstance(scale.get("spec"), dict):
+            raise errors.bad_request("the body must be an autoscaling/v1 Scale with spec.replicas")
+        replicas = scale["spec"].get("replicas", 0)
+        if type(replicas) is not int or replicas < 0:
+            raise errors.invalid(
+                "Scale", name,
+                [{"reason": "FieldValueInvalid", "message": f"Invalid value: {replicas!r}: must be greater than or equal to 0", "field": "spec.replicas"}],
+                "autoscaling",
+            )
+        wanted_rv = (scale.get("metadata") or {}).get("resourceVersion") if isinstance(scale.get("metadata"), dict) else None
+
+        def mutate(current: dict[str, Any]) -> dict[str, Any]:
+            current.setdefault("spec", {})["replicas"] = replicas
+            if wanted_rv not in (None, ""):
+                current["metadata"]["resourceVersion"] = wanted_rv
+            return current
+
+        return mutate
+
+    async def update_scale(self, resource: Any, namespace: str | None, name: str, scale: Any, *, dry_run: bool = False) -> dict[str, Any]:
+        rtype = resolve_resource(resource)
+        self._check_scale(rtype)
+        obj = await self._update_with(rtype, namespace, name, self._scale_mutation(rtype, scale, name), dry_run=dry_run)
+        return self._to_scale(rtype, obj)
+
+    async def _patch_scale(self, rtype: Any, namespace: str | None, name: str, patch_type: str, patch: Any, *, dry_run: bool) -> dict[str, Any]:
+        from . import patch as patches
+
+        self._check_scale(rtype)
+        key = self.key(rtype, namespace, name)
+        for _attempt in range(_RETRIES):
+            kv = await self._read_current(rtype, key, True)
+            if kv is None:
+                raise errors.not_found(rtype.plural, name, rtype.group)
+            scale = self._to_scale(rtype, self._decode(kv))
+            kind = "merge" if patch_type == "strategic" else patch_type  # Scale has no merge keys
+            patched = self._apply_patch(patches, rtype, scale, kind, patch)
+            try:
+                return await self.update_scale(rtype, namespace, name, patched, dry_run=dry_run)
+            except ApiError as exc:
+                explicit = isinstance(patch, dict) and (patch.get("metadata") or {}).get("resourceVersion")
+                if exc.reason != "Conflict" or explicit:
+                    raise
+        raise errors.conflict(rtype.plural, name, errors.MODIFIED, rtype.group)
+
+    # ---------------------------------------------------------------- batches and bindings
+
+    async def update_many(
+        self, items: list[tuple[Any, str | None, str, dict[str, Any]]], *, subresource: str | None = None
+    ) -> list[dict[str, Any] | ApiError]:
+        """Update many objects in ONE store round (one Raft entry); per item a result or an ApiError.
+
+        Each body should carry ``metadata.resourceVersion`` (else the version read here is used);
+        an item whose object changed since is a 409 Conflict, the others still commit.
+        """
+        results: list[dict[str, Any] | ApiError | None] = [None] * len(items)
+        txns: list[tuple[list[Compare], list[tuple], list[tuple]]] = []
+        pending: list[tuple[int, Any, str, dict[str, Any]]] = []
+        for i, (resource, namespace, name, obj) in enumerate(items):
+            try:
+                rtype = resolve_resource(resource)
+                key = self.key(rtype, namespace, name)
+                kv = await self._read_current(rtype, key, False)
+                if kv is None:
+                    raise errors.not_found(rtype.plural, name, rtype.group)
+                wanted = (obj.get("metadata") or {}).get("resourceVersion") if isinstance(obj, dict) else None
+                expected = _parse_rv(wanted) if wanted not in (None, "") else kv.mod_revision
+                if expected != kv.mod_revision:
+                    raise errors.conflict(rtype.plural, name, errors.MODIFIED, rtype.group)
+                result = self._prepare_update(rtype, self._decode(kv), decode_object(encode_object(obj)), subresource)
+                result["metadata"].pop("resourceVersion", None)
+                op = Op.delete(key) if self._deleted_by_update(result) else Op.put(key, encode_object(result))
+                txns.append(([Compare.mod_revision(key, "==", expected)], [op], []))
+                pending.append((i, rtype, name, result))
+            except ApiError as exc:
+                results[i] = exc
+        if txns:
+            outcome = await self._store_call(self.store.txn_many, txns, write=True)
+            for (i, rtype, name, result), txn in zip(pending, outcome, strict=True):
+                if txn.succeeded:
+                    result["metadata"]["resourceVersion"] = str(txn.revision)
+                    results[i] = result
+                else:
+                    results[i] = errors.conflict(rtype.plural, name, errors.MODIFIED, rtype.group)
+        return results  # type: ignore[return-value]
+
+    def _bound(self, pod: dict[str, Any], node: str) -> dict[str, Any]:
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp"):
+            raise errors.conflict("pods", meta["name"], "the pod is being deleted")
+        bound_to = (pod.get("spec") or {}).get("nodeName")
+        if bound_to:
+            raise errors.conflict("pods", meta["name"], f"pod {meta['name']} is already assigned to node \"{bound_to}\"")
+        pod.setdefault("spec", {})["nodeName"] = node
+        status = pod.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+        conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                           "lastTransitionTime": _rfc3339(self._clock())})
+        status["conditions"] = conditions
+        meta.pop("resourceVersion", None)
+        return pod
+
+    async def bind_many(self, bindings: list[tuple[str, str, str]]) -> list[dict[str, Any] | ApiError]:
+        """Bind ``(namespace, pod, node)`` triples in one store round; per binding the pod or an ApiError."""
+        results: list[dict[str, Any] | ApiError | None] = [None] * len(bindings)
+        txns: list[tuple[list[Compare], list[tuple], list[tuple]]] = []
+        pending: list[tuple[int, str, dict[str, Any]]] = []
+        rtype = resolve_resource("pods")
+        for i, (namespace, name, node) in enumerate(bindings):
+            try:
+                if not node:
+                    raise errors.invalid("Binding", name, [{"reason": "FieldValueRequired", "message": "Required value", "field": "target.name"}])
+                key = self.key(rtype, namespace, name)
+                kv = await self._read_current(rtype, key, False)
+                if kv is None:
+                    raise errors.not_found("pods", name)
+                pod = self._bound(self._decode(kv), node)
+                txns.append(([Compare.mod_revision(key, "==", kv.mod_revision)], [Op.put(key, encode_object(pod))], []))
+                pending.append((i, name, pod))
+            except ApiError as exc:
+                results[i] = exc
+        if txns:
+            outcome = await self._store_call(self.store.txn_many, txns, write=True)
+            for (i, name, pod), txn in zip(pending, outcome, strict=True):
+                if txn.succeeded:
+                    pod["metadata"]["resourceVersion"] = str(txn.revision)
+                    results[i] = pod
+                else:
+                    results[i] = errors.conflict("pods", name, errors.MODIFIED)
+        return results  # type: ignore[return-value]
+
+    async def bind(self, namespace: str, name: str, binding: Any) -> dict[str, Any]:
+        """The ``pods/binding`` subresource: a ``v1 Binding`` with ``target.name`` (the node)."""
+        if not isinstance(binding, dict):
+            raise errors.bad_request("the body must be a v1 Binding")
+        target = binding.get("target") or {}
+        bmeta = binding.get("metadata") or {}
+        if not isinstance(target, dict) or not isinstance(bmeta, dict):
+            raise errors.bad_request("the body must be a v1 Binding")
+        if bmeta.get("name") not in (None, "", name):
+            raise errors.bad_request(f"the name of the binding ({bmeta.get('name')}) does not match the pod ({name})")
+        if target.get("kind") not in (None, "", "Node"):
+            raise errors.invalid("Binding", name, [{"reason": "FieldValueNotSupported", "message": f"Unsupported value: {target.get('kind')!r}: supported values: \"Node\"", "field": "target.kind"}])
+        node = target.get("name")
+        if not isinstance(node, str):
+            node = ""
+        [result] = await self.bind_many([(namespace, name, node)])
+        if isinstance(result, ApiError):
+            raise result
+        return result
+
+    # ---------------------------------------------------------------- delete
+
+    async def delete(
+        self,
+        resource: Any,
+        namespace: str | None,
+        name: str,
+        *,
+        grace_period_seconds: int | None = None,
+        propagation_policy: str | None = None,
+        preconditions: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Delete (or mark for deletion, see the module doc); returns the object's last state."""
+        rtype = resolve_resource(resource)
+        if propagation_policy not in (None, "", "Orphan", "Background", "Foreground"):
+            raise errors.bad_request(
+                f'propagationPolicy: Unsupported value: "{propagation_policy}": supported values: "Foreground", "Background", "Orphan"'
+            )
+        if grace_period_seconds is not None and grace_period_seconds < 0:
+            grace_period_seconds = 0
+        key = self.key(rtype, namespace, name)
+        for _attempt in range(_RETRIES):
+            kv = await self._read_current(rtype, key, True)
+            if kv is None:
+                raise errors.not_found(rtype.plural, name, rtype.group)
+            obj = self._decode(kv)
+            meta = obj["metadata"]
+            self._check_preconditions(rtype, obj, preconditions)
+            marked = self._mark_for_deletion(rtype, obj, grace_period_seconds, propagation_policy)
+            if dry_run:
+                return obj
+            if marked is not None:
+                if not marked:
+                    return obj  # already marked as asked: nothing to write
+                meta.pop("resourceVersion", None)
+                op = Op.put(key, encode_object(obj))
+            else:
+                op = Op.delete(key)
+            txn = await self._store_call(
+                self.store.txn, [Compare.mod_revision(key, "==", kv.mod_revision)], [op], [], write=True
+            )
+            if txn.succeeded:
+                if marked is None:
+                    meta["resourceVersion"] = str(kv.mod_revision)
+                else:
+                    meta["resourceVersion"] = str(txn.revision)
+                    if rtype.plural == "namespaces":
+                        await self.finalize_namespace(name)
+                return obj
+        raise errors.conflict(rtype.plural, name, errors.MODIFIED, rtype.group)
+
+    @staticmethod
+    def _check_preconditions(rtype: Any, obj: dict[str, Any], preconditions: dict[str, Any] | None) -> None:
+        if not preconditions:
+            return
+        meta = obj["metadata"]
+        uid = preconditions.get("uid")
+        if uid not in (None, "") and uid != meta.get("uid"):
+            raise errors.conflict(
+                rtype.plural, meta["name"],
+                f"Precondition failed: UID in precondition: {uid}, UID in object meta: {meta.get('uid')}", rtype.group,
+            )
+        rv = preconditions.get("resourceVersion")
+        if rv not in (None, "") and str(rv) != meta.get("resourceVersion"):
+            raise errors.conflict(
+                rtype.plural, meta["name"],
+                f"Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {meta.get('resourceVersion')}",
+                rtype.group,
+            )
+
+    def _mark_for_deletion(
+        self, rtype: Any, obj: dict[str, Any], grace: int | None, policy: str | None
+    ) -> bool | None:
+        """Mutates ``obj`` to its marked state. None: delete now; True: write it; False: unchanged."""
+        meta = obj["metadata"]
+        now = self._clock()
+        if rtype.plural == "pods":
+            spec, status = obj.get("spec") or {}, obj.get("status") or {}
+            if grace is None:
+                grace = spec.get("terminationGracePeriodSeconds", _DEFAULT_GRACE_SECONDS)
+                if type(grace) is not int or grace < 0:
+                    grace = _DEFAULT_GRACE_SECONDS
+            if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+                grace = 0
+            if grace > 0:
+                previous = meta.get("deletionGracePeriodSeconds")
+                if meta.get("deletionTimestamp") and previous is not None and previous <= grace:
+                    return False
+                meta["deletionTimestamp"] = _rfc3339(now + grace)
+                meta["deletionGracePeriodSeconds"] = grace
+                return True
+            if meta.get("deletionGracePeriodSeconds"):
+                meta["deletionGracePeriodSeconds"] = 0
+        finalizers = list(meta.get("finalizers") or [])
+        extra = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(policy or "")
+        if extra and extra not in finalizers and not meta.get("deletionTimestamp"):
+            finalizers.append(extra)
+        if rtype.plural == "namespaces":
+            changed = not meta.get("deletionTimestamp")
+            meta.setdefault("deletionTimestamp", _rfc3339(now))
+            meta["deletionGracePeriodSeconds"] = 0
+            obj.setdefault("status", {})["phase"] = "Terminating"
+            if finalizers:
+                meta["finalizers"] = finalizers
+            return changed or True
+        if finalizers:
+            changed = finalizers != (meta.get("finalizers") or []) or not meta.get("deletionTimestamp")
+            meta["finalizers"] = finalizers
+            meta.setdefault("deletionTimestamp", _rfc3339(now))
+            meta.setdefault("deletionGracePeriodSeconds", 0)
+            return changed
+        return None
+
+    async def deletecollection(
+        self,
+        resource: Any,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        grace_period_seconds: int | None = None,
+        propagation_policy: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Delete every matching object; returns the list of their last states."""
+        rtype = resolve_resource(resource)
+        listed = await self.list(rtype, namespace, label_selector=label_selector, field_selector=field_selector)
+        deleted = []
+        for item in listed["items"]:
+            meta = item["metadata"]
+            try:
+                deleted.append(
+                    await self.delete(
+                        rtype, meta.get("namespace"), meta["name"],
+                        grace_period_seconds=grace_period_seconds,
+                        propagation_policy=propagation_policy,
+                        preconditions={"uid": meta.get("uid")},
+                        dry_run=dry_run,
+                    )
+                )
+            except ApiError as exc:
+                if exc.code not in (404, 409):
+                    raise
+        listed["items"] = deleted
+        return listed
+
+    async def finalize_namespace(self, name: str) -> bool:
+        """Delete a terminating namespace's contents; remove it once empty. True when gone."""
+        ns_key = f"/registry/namespaces/{name}"
+        kv = await self._read_current(None, ns_key, True)
+        if kv is None:
+            return True
+        ns = self._decode(kv)
+        if not ns["metadata"].get("deletionTimestamp"):
+            return False
+        remaining = 0
+        for rtype in kinds.RESOURCES:
+            if not rtype.namespaced:
+                continue
+            rr = await self._store_call(self.store.range, self.prefix(rtype, name), linearizable=False)
+            for item_kv in rr.kvs:
+                remaining += 1
+                item = decode_object(item_kv.value)
+                if item["metadata"].get("deletionTimestamp"):
+                    continue
+                try:
+                    await self.delete(rtype, name, item["metadata"]["name"], propagation_policy="Background")
+                except ApiError as exc:
+                    if exc.code != 404:
+                        raise
+        if remaining:
+            # pods under graceful deletion or finalizers may still hold it: a later call finishes
+            left = 0
+            for rtype in kinds.RESOURCES:
+                if rtype.namespaced:
+                    left += len((await self._store_call(self.store.range, self.prefix(rtype, name), limit=1)).kvs)
+            if left:
+                return False
+        if ns["metadata"].get("finalizers"):
+            return False
+        txn = await self._store_call(
+            self.store.txn, [Compare.mod_revision(ns_key, "==", kv.mod_revision)], [Op.delete(ns_key)], [], write=True
+        )
+        return bool(txn.succeeded)
+
+    async def ensure_namespaces(self, names: Iterable[str] = ("default", "kube-system", "kube-public", "kube-node-lease")) -> None:
+        """Create the standard namespaces if missing (a new cluster's bootstrap)."""
+        for ns in names:
+            try:
+                await self.create("namespaces", None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+            except ApiError as exc:
+                if exc.reason != "AlreadyExists":
+                    raise
+
+    # ---------------------------------------------------------------- watch
+
+    def check_selectors(self, resource: Any, label_selector: str | None, field_selector: str | None) -> None:
+        """400 BadRequest now for selectors a list or watch could not parse."""
+        _Selection(resolve_resource(resource), label_selector, field_selector)
+
+    async def watch(
+        self,
+        resource: Any,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> AsyncIterator[list[WatchEvent]]:
+        """Batches of watch events after ``resource_version`` (or the current state first, as
+        ADDED events, when it is unset or "0").
+
+        With selectors, an object that stops matching arrives as DELETED (its last matching
+        content at the new revision) and one that starts matching as ADDED, as in Kubernetes.
+        ``on_progress(revision)`` is told every store revision this watch has fully seen.
+        Raises ApiError 410 Expired when the revision is older than the store's history.
+        """
+        rtype = resolve_resource(resource)
+        selection = _Selection(rtype, label_selector, field_selector)
+        prefix = self.prefix(rtype, namespace)
+        if resource_version in (None, "", "0"):
+            rr = await self._store_call(self.store.range, prefix, linearizable=resource_version is None)
+            initial = []
+            for kv in rr.kvs:
+                obj = self._decode_shared(kv)
+                if selection.everything or selection.matches(obj):
+                    initial.append(WatchEvent("ADDED", obj, kv.key, kv.mod_revision))
+            if initial:
+                yield initial
+            if on_progress is not None:
+                on_progress(rr.revision)
+            start = rr.revision + 1
+        else:
+            rv = _parse_rv(resource_version)
+            start = rv + 1
+            if start <= self.store.compact_revision:
+                raise errors.expired(f"too old resource version: {rv} ({self.store.compact_revision})")
+        try:
+            async for batch in self.store.watch(prefix, start):
+                out = self._convert(batch, selection)
+                if out:
+                    yield out
+                if on_progress is not None and batch:
+                    on_progress(batch[-1].revision)
+        except Compacted as exc:
+            raise errors.expired(f"too old resource version: {start - 1} ({exc.compact_revision})") from None
+        except StoreUnavailable as exc:
+            raise errors.service_unavailable(f"the store is unavailable: {exc}") from None
+
+    def _convert(self, batch: list[Any], selection: _Selection) -> list[WatchEvent]:
+        out = []
+        for ev in batch:
+            if ev.type == "PUT":
+                new = self._decode_shared(ev.kv)
+                if selection.everything:
+                    out.append(WatchEvent("ADDED" if ev.prev_kv is None else "MODIFIED", new, ev.kv.key, ev.revision))
+                    continue
+                new_match = selection.matches(new)
+                old = self._decode_shared(ev.prev_kv) if ev.prev_kv is not None else None
+                old_match = old is not None and selection.matches(old)
+                if new_match:
+                    out.append(WatchEvent("MODIFIED" if old_match else "ADDED", new, ev.kv.key, ev.revision))
+                elif old_match and old is not None:
+                    out.append(WatchEvent("DELETED", self._at_revision(old, ev.revision), ev.kv.key, ev.revision))
+            elif ev.prev_kv is not None:
+                old = self._decode_shared(ev.prev_kv)
+                if selection.everything or selection.matches(old):
+                    out.append(WatchEvent("DELETED", self._at_revision(old, ev.revision), ev.kv.key, ev.revision))
+        return out
+
+    @staticmethod
+    def _at_revision(obj: dict[str, Any], revision: int) -> dict[str, Any]:
+        # The deleted object's last content, stamped with the deletion revision (Kubernetes does).
+        return {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(revision)}}

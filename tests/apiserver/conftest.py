@@ -1,0 +1,79 @@
+"""An in-process API server on a MemoryStore, served by hypercorn on loopback (ports 22000-22999)."""
+
+from __future__ import annotations
+
+import random
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from controlplane.apiserver import StaticTokenAuthenticator, User, create_app, serve_api
+from controlplane.registry import Registry
+from raftstore import MemoryStore
+
+ADMIN_TOKEN = "admin-token-for-tests"
+VIEWER_TOKEN = "viewer-token-for-tests"
+# This helper's port range (the coordinator's brief), so parallel suites never collide.
+PORTS = range(22000, 23000)
+
+
+def free_port() -> int:
+    for _ in range(200):
+        port = random.choice(PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 22000-22999")
+
+
+@dataclass
+class Api:
+    url: str
+    port: int
+    store: MemoryStore
+    registry: Registry
+    app: Any
+    client: httpx.AsyncClient
+
+    def headers(self, token: str = ADMIN_TOKEN, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", **extra}
+
+
+async def start_api(nursery: trio.Nursery, *, log_proxy: Any = None, bookmark_interval: float = 0.3,
+                    history_limit: int = 100_000) -> Api:
+    store = MemoryStore(history_limit=history_limit)
+    registry = Registry(store)
+    await registry.ensure_namespaces()
+    auth = StaticTokenAuthenticator({
+        ADMIN_TOKEN: User("admin", ("system:masters",), "admin"),
+        VIEWER_TOKEN: User("viewer", (), "viewer"),
+    })
+    app = create_app(registry, store=store, authenticator=auth, info={}, log_proxy=log_proxy,
+                     bookmark_interval=bookmark_interval)
+    for _ in range(5):
+        port = free_port()
+        try:
+            await nursery.start(lambda task_status, p=port: serve_api(app, host="127.0.0.1", port=p, task_status=task_status))
+            break
+        except OSError:
+            continue
+    url = f"http://127.0.0.1:{port}"
+    client = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+    return Api(url, port, store, registry, app, client)
+
+
+@pytest.fixture
+async def api(nursery: trio.Nursery):
+    server = await start_api(nursery)
+    try:
+        yield server
+    finally:
+        await server.client.aclose()
+        nursery.cancel_scope.cancel()
