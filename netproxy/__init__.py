@@ -19,3 +19,4 @@ from ._proxier import choose_mode as choose_mode
 from ._proxier import serve_proxy as serve_proxy
 from ._state import ProxyState as ProxyState
 from ._userspace import UserspaceProxier as UserspaceProxier
+from ._watch import watch_cluster as watch_cluster

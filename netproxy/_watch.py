@@ -1,0 +1,79 @@
+"""Feed a ProxyState from the cluster: list + watch Services and Endpoints in every namespace.
+
+Built on :class:`controlplane.client.ApiClient`, which already fails over between masters,
+resumes a watch from the last resourceVersion on another master and re-lists on 410 Gone
+(yielding a ``RELISTED`` event). What this module adds is the data-plane rule: when the
+control plane is unreachable the state is left exactly as it was, so the rules stay, and the
+watch is retried with backoff until a master answers again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+
+from ._state import ProxyState
+
+log = logging.getLogger(__name__)
+
+# (resource plural, kind) pairs the data plane reads.
+WATCHED = (("services", "Service"), ("endpoints", "Endpoints"))
+# Backoff between attempts while every master is unreachable: first retry soon (a leader
+# election), then settle at a pace that does not load masters that are coming back.
+RETRY_FIRST_S = 0.5
+RETRY_CAP_S = 10.0
+
+
+def _resource_version(obj: Mapping[str, Any]) -> str | None:
+    return (obj.get("metadata") or {}).get("resourceVersion")
+
+
+async def _watch_kind(
+    client: Any, state: ProxyState, plural: str, kind: str, listed: trio.Event
+) -> None:
+    setter = state.set_services if kind == "Service" else state.set_endpoints
+    rv: str | None = None
+    pause = RETRY_FIRST_S
+    while True:
+        try:
+            async for event in client.watch(plural, all_namespaces=True, resource_version=rv):
+                pause = RETRY_FIRST_S
+                obj = event.get("object") or {}
+                if event.get("type") == "RELISTED":
+                    setter(obj.get("items") or [])
+                    listed.set()
+                else:
+                    state.apply_event(kind, event["type"], obj)
+                rv = _resource_version(obj) or rv
+        except Exception as exc:  # ClusterUnreachable, ApiError, a broken stream: all retried
+            # The state (and so the rules) stays as it was: the data plane outlives masters.
+            log.warning("watching %s failed (%s); keeping the last rules, retrying in %.1fs",
+                        plural, exc, pause)
+            await trio.sleep(pause)
+            pause = min(pause * 2, RETRY_CAP_S)
+
+
+async def watch_cluster(
+    client: Any,
+    state: ProxyState,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Keep ``state`` equal to the cluster's Services and Endpoints; never returns.
+
+    ``client`` is a :class:`controlplane.client.ApiClient`. Reports started once both have
+    been listed, so a proxier started afterwards never programs an empty view over the rules
+    of a previous run.
+    """
+    async with trio.open_nursery() as nursery:
+        events = []
+        for plural, kind in WATCHED:
+            listed = trio.Event()
+            events.append(listed)
+            nursery.start_soon(_watch_kind, client, state, plural, kind, listed)
+        for listed in events:
+            await listed.wait()
+        task_status.started()

@@ -1,0 +1,111 @@
+"""watch_cluster against a small real HTTP master (hypercorn on loopback), then traffic.
+
+The master here is a tiny ASGI app serving the Kubernetes list/watch layout for Services and
+Endpoints, so the test controls what the control plane says and when it dies; the real API
+server is exercised by the cluster tests.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from controlplane.client import ApiClient
+from netproxy import ProxyState, serve_proxy
+from netproxy._watch import watch_cluster
+from netproxy.testing import endpoints_object, http_get, service_object
+
+VIP = "127.10.2.1"
+MASTER = ("127.0.0.1", 24900)
+
+
+def with_rv(obj: dict, rv: str) -> dict:
+    obj["metadata"]["resourceVersion"] = rv
+    return obj
+
+
+class FakeMaster:
+    """Lists at revision 10; each watch then sends its queued events and stays open."""
+
+    def __init__(self, services: list[dict], endpoints: list[dict]) -> None:
+        self.lists = {"services": services, "endpoints": endpoints}
+        self.watch_events: dict[str, list[dict]] = {"services": [], "endpoints": []}
+        self.watch_requests: list[tuple[str, str]] = []
+
+    async def app(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        plural = scope["path"].rsplit("/", 1)[-1]
+        query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        if query.get("watch") != "true":
+            body = {"kind": "List", "metadata": {"resourceVersion": "10"},
+                    "items": self.lists[plural]}
+            await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+            return
+        self.watch_requests.append((plural, query.get("resourceVersion", "")))
+        for event in self.watch_events[plural]:
+            await send({"type": "http.response.body", "body": json.dumps(event).encode() + b"\n",
+                        "more_body": True})
+        self.watch_events[plural] = []
+        await trio.sleep_forever()
+
+
+async def test_proxier_follows_the_cluster_and_outlives_it(http_backend) -> None:
+    b1, b2 = http_backend("127.0.1.1", 24911), http_backend("127.0.1.2", 24912)
+    master = FakeMaster(
+        [with_rv(service_object("web", VIP, [("http", 24913, "TCP")]), "5")],
+        [with_rv(endpoints_object("web", [(b1.ip, b1.port)], port_name="http"), "6")],
+    )
+    # The endpoints controller adds the second pod after the list.
+    master.watch_events["endpoints"].append({"type": "MODIFIED", "object": with_rv(
+        endpoints_object("web", [(b1.ip, b1.port), (b2.ip, b2.port)], port_name="http"), "11")})
+    config = Config()
+    config.bind = [f"{MASTER[0]}:{MASTER[1]}"]
+    config.accesslog = config.errorlog = None
+    async with trio.open_nursery() as nursery:
+        master_scope = trio.CancelScope()
+
+        async def run_master(task_status=trio.TASK_STATUS_IGNORED) -> None:
+            with master_scope:
+                await serve(master.app, config, task_status=task_status)
+
+        await nursery.start(run_master)
+        async with ApiClient.for_servers([f"http://{MASTER[0]}:{MASTER[1]}"]) as client:
+            state = ProxyState()
+            await nursery.start(watch_cluster, client, state)
+            handle = await nursery.start(partial(serve_proxy, state, mode="userspace"))
+            with trio.fail_after(5):
+                while len(handle.entries) != 1 or len(handle.entries[0].backends) != 2:
+                    await trio.sleep(0.01)
+            assert {await http_get(VIP, 24913) for _ in range(4)} == {b1.identity, b2.identity}
+            assert ("endpoints", "10") in master.watch_requests  # watched from the list's revision
+            # Every master goes away: the data plane keeps serving with its last rules.
+            master_scope.cancel()
+            with trio.move_on_after(1.0):
+                while True:
+                    assert await http_get(VIP, 24913) in {b1.identity, b2.identity}
+            assert {await http_get(VIP, 24913) for _ in range(4)} == {b1.identity, b2.identity}
+            nursery.cancel_scope.cancel()
+
+
+def test_standalone_entry_rejects_bad_input_with_a_message(capsys, tmp_path) -> None:
+    from netproxy.__main__ import main
+
+    assert main(["--mode", "userspace", "--node-address", "node-1"]) == 2
+    assert "--node-address 'node-1' is not an IPv4 address" in capsys.readouterr().err
+    assert main(["--mode", "userspace", "--kubeconfig", str(tmp_path / "missing")]) == 2
+    assert "no kubeconfig at" in capsys.readouterr().err
+    assert main(["--mode", "userspace", "--token", "t"]) == 2
+    assert "--token needs --server" in capsys.readouterr().err
