@@ -1,0 +1,403 @@
+"""The edge agent process: cache recovery, pod sync, log endpoint, and -- when masters are
+configured -- node registration, Lease heartbeat, the pod watch and status writes.
+
+Start-up order is what makes a node autonomous: the cached pods are loaded and the first relist
+round adopts their running containers *before* any master is contacted; the API side then only
+ever refines that state. While no master answers, pods keep running and restarting per policy;
+computed statuses wait in memory and are written once a master is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ._api import ApiError, ApiSession, ApiUnavailable, Backoff, HttpApiSession, ResourceExpired
+from ._cache import PodCache
+from ._logs import LogLookupError, LogRequest, serve_logs
+from ._node import lease_object, micro_time, node_object, ready_condition, rfc3339
+from ._plan import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, BackoffPolicy
+from ._podspec import containers_of, pod_key, pod_uid
+from ._podsync import DEFAULT_RESYNC_INTERVAL, PodSyncer
+from ._runtime import ContainerInfo, ContainerRuntime
+
+log = logging.getLogger("edge_agent")
+
+# Kubernetes' node lease is 40 s renewed every 10 s; an edge cluster wants a lost node noticed
+# sooner, so 20 s renewed every 5 s (still 4 renewals per lease, the same safety ratio).
+DEFAULT_LEASE_SECONDS = 20
+DEFAULT_LEASE_RENEW = 5.0
+# The kubelet reports node status every 5 minutes when nothing changed (the Lease is the
+# heartbeat); one minute keeps `kubectl get nodes` ages fresh at negligible cost.
+DEFAULT_NODE_STATUS_INTERVAL = 60.0
+# The kubelet's read-only/log port.
+DEFAULT_LOG_PORT = 10250
+
+
+@dataclass
+class AgentConfig:
+    node_name: str
+    data_dir: str
+    address: str = "127.0.0.1"
+    servers: list[str] = field(default_factory=list)  # empty: no master (cache only)
+    token: str | None = None
+    verify: bool | str = True  # CA bundle path, or False (insecure) for the API connection
+    labels: dict[str, str] = field(default_factory=dict)
+    runtime: str = "docker"  # "docker" | "hollow" (simulated)
+    docker_url: str | None = None
+    log_port: int | None = DEFAULT_LOG_PORT  # None: no log endpoint; 0: any free port
+    log_credential: str | None = None  # default: the API token, else a random one
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
+    lease_renew: float = DEFAULT_LEASE_RENEW
+    node_status_interval: float = DEFAULT_NODE_STATUS_INTERVAL
+    backoff_base: float = DEFAULT_BACKOFF_BASE
+    backoff_cap: float = DEFAULT_BACKOFF_CAP
+    resync_interval: float = DEFAULT_RESYNC_INTERVAL
+    pull_registries: list[str] | None = None  # None: any registry
+    cpu: str | None = None  # capacity overrides (hollow nodes); default: this machine
+    memory: str | None = None
+    max_pods: int = 110
+
+
+def make_runtime(config: AgentConfig) -> ContainerRuntime:
+    if config.runtime == "hollow":
+        from ._hollow import HollowRuntime
+        return HollowRuntime(config.node_name)
+    if config.runtime == "docker":
+        from ._docker import DockerRuntime
+        return DockerRuntime(config.node_name, base_url=config.docker_url)
+    raise ValueError(f"unknown runtime {config.runtime!r} (docker or hollow)")
+
+
+class EdgeAgent:
+    """One node's agent. Use `run_agent`; the instance is what `task_status.started` hands out
+    (tests and the hollow-node runner inspect `syncer`, `log_port`, `registered`)."""
+
+    def __init__(self, config: AgentConfig, *, runtime: ContainerRuntime | None = None,
+                 session: ApiSession | None = None) -> None:
+        if not config.node_name:
+            raise ValueError("a node name is required")
+        self.config = config
+        self.runtime = runtime if runtime is not None else make_runtime(config)
+        if session is None and config.servers:
+            session = HttpApiSession(config.servers, config.token, verify=config.verify)
+        self.session = session
+        self.cache = PodCache(Path(config.data_dir) / "pods")
+        self.log_credential = (config.log_credential or config.token
+                               or secrets.token_urlsafe(24))
+        self.log_port: int | None = None
+        self.syncer = PodSyncer(
+            self.runtime, node_name=config.node_name, node_address=config.address,
+            status_sink=self._on_status, on_finalized=self._on_finalized,
+            backoff=BackoffPolicy(config.backoff_base, config.backoff_cap),
+            resync_interval=config.resync_interval, pull_registries=config.pull_registries)
+        self.registered = trio.Event()
+        self.synced_with_master = trio.Event()  # first authoritative list applied
+        self.api_connected = False
+        self._pending_status: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {}
+        self._pending_deletes: dict[str, dict[str, Any]] = {}
+        self._writes = trio.Event()
+        self._node_uid: str | None = None
+        self._lease_rv: str | None = None
+        self._last_node_status = 0.0
+        self._rv: str | None = None
+        self._runtime_version: str | None = None
+
+    # ---- top level ---------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[EdgeAgent] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """Run the agent until cancelled. Started (with self) once cached pods are adopted and
+        the log endpoint listens."""
+        cached = await trio.to_thread.run_sync(self.cache.load)
+        if cached:
+            log.info("recovered %d pods from %s", len(cached), self.cache.directory)
+        self.syncer.set_pods(cached)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.syncer.serve)
+                if self.config.log_port is not None:
+                    self.log_port = await nursery.start(self._serve_logs)
+                if self.session is not None:
+                    nursery.start_soon(self._pods_loop)
+                    nursery.start_soon(self._heartbeat_loop)
+                    nursery.start_soon(self._write_loop)
+                task_status.started(self)
+        finally:
+            with trio.CancelScope(shield=True):
+                if self.session is not None:
+                    await self.session.aclose()
+                await self.runtime.aclose()
+
+    # ---- status and deletion writes ----------------------------------------------------------
+
+    def _on_status(self, pod: dict[str, Any], status: dict[str, Any], ports: str) -> None:
+        if self.session is None:
+            return
+        self._pending_status[pod_uid(pod)] = (pod, status, ports)
+        self._writes.set()
+
+    async def _on_finalized(self, pod: dict[str, Any]) -> None:
+        uid = pod_uid(pod)
+        await self.cache.remove(uid)
+        self._pending_status.pop(uid, None)
+        if self.session is not None:
+            self._pending_deletes[uid] = pod
+            self._writes.set()
+
+    async def _write_loop(self) -> None:
+        """Write pending statuses and deletions; keep them while no master answers."""
+        assert self.session is not None
+        backoff = Backoff(0.2, 5.0)
+        while True:
+            await self._writes.wait()
+            self._writes = trio.Event()
+            try:
+                for uid, pod in list(self._pending_deletes.items()):
+                    md = pod.get("metadata") or {}
+                    await self.session.delete_pod(md.get("namespace") or "default",
+                                                  md.get("name", ""), uid)
+                    self._pending_deletes.pop(uid, None)
+                for uid, item in list(self._pending_status.items()):
+                    pod, status, ports = item
+                    try:
+                        await self.session.patch_pod_status(pod, status, ports)
+                    except ApiError as exc:
+                        if exc.code not in (404, 409, 422):
+                            raise
+                        log.info("status of %s not written: %s", pod_key(pod), exc)
+                    if self._pending_status.get(uid) is item:
+                        del self._pending_status[uid]
+                backoff.reset()
+            except (ApiUnavailable, ApiError) as exc:
+                log.debug("writes deferred: %s", exc)
+                await trio.sleep(backoff.next())
+                self._writes.set()
+
+    # ---- pods: list + watch ------------------------------------------------------------------
+
+    def _mine(self, pod: dict[str, Any]) -> bool:
+        return (pod.get("spec") or {}).get("nodeName") == self.config.node_name
+
+    async def _apply_list(self, pods: list[dict[str, Any]]) -> None:
+        pods = [p for p in pods if self._mine(p) and pod_uid(p)]
+        await self.cache.replace_all(pods)
+        keep_finalizing = {uid: p for uid, p in self.syncer.desired.items()
+                           if uid in self._pending_deletes}
+        self.syncer.set_pods([*pods, *keep_finalizing.values()])
+        for pod in pods:
+            uid = pod_uid(pod)
+            last = self.syncer.statuses.get(uid)
+            if last is None or last[0] != pod.get("status"):
+                self.syncer.forget_status(uid)  # bring the master's copy up to date
+        self.synced_with_master.set()
+
+    async def _on_event(self, etype: str, obj: dict[str, Any]) -> None:
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if rv:
+            self._rv = str(rv)
+        if etype in ("ADDED", "MODIFIED") and pod_uid(obj):
+            if self._mine(obj):
+                await self.cache.put(obj)
+                self.syncer.upsert(obj)
+        elif etype == "DELETED" and pod_uid(obj):
+            await self.cache.remove(pod_uid(obj))
+            self.syncer.remove(pod_uid(obj))
+
+    async def _pods_loop(self) -> None:
+        assert self.session is not None
+        backoff = Backoff(0.2, 10.0)
+        while True:
+            try:
+                if self._rv is None:
+                    pods, rv = await self.session.list_pods(self.config.node_name)
+                    await self._apply_list(pods)
+                    self._rv = rv
+                    log.info("listed %d pods for %s at resourceVersion %s", len(pods),
+                             self.config.node_name, rv)
+                self.api_connected = True
+                await self.session.watch_pods(self.config.node_name, self._rv, self._on_event)
+                backoff.reset()
+            except ResourceExpired:
+                self._rv = None  # history compacted past our position: re-list
+            except (ApiUnavailable, ApiError) as exc:
+                self.api_connected = False
+                delay = backoff.next()
+                log.info("pod watch: %s; retrying in %.1fs", exc, delay)
+                await trio.sleep(delay)
+
+    # ---- node registration and Lease --------------------------------------------------------
+
+    def _node(self) -> dict[str, Any]:
+        version = "docker://unknown"
+        if self.runtime.scheme != "docker":
+            version = f"{self.runtime.scheme}://simulated"
+        return node_object(self.config.node_name, self.config.address,
+                           labels=self.config.labels, cpu=self.config.cpu,
+                           memory=self.config.memory, max_pods=self.config.max_pods,
+                           runtime_version=self._runtime_version or version,
+                           log_port=self.log_port or 0)
+
+    async def _register(self) -> None:
+        assert self.session is not None
+        version_fn = getattr(self.runtime, "version", None)
+        if version_fn is not None and self._runtime_version is None:
+            try:
+                self._runtime_version = f"docker://{await version_fn()}"
+            except Exception:
+                self._runtime_version = None
+        node = self._node()
+        existing = await self.session.get_node(self.config.node_name)
+        if existing is None:
+            try:
+                existing = await self.session.create_node(node)
+                log.info("registered node %s", self.config.node_name)
+            except ApiError as exc:
+                if exc.code != 409:
+                    raise
+                existing = await self.session.get_node(self.config.node_name)
+                if existing is None:
+                    raise ApiUnavailable("node vanished while registering") from exc
+        self._node_uid = (existing.get("metadata") or {}).get("uid")
+        await self._update_node_status(existing)
+        self.registered.set()
+
+    async def _update_node_status(self, current: dict[str, Any]) -> None:
+        """Write our capacity/addresses/info and a fresh Ready heartbeat onto `current`."""
+        assert self.session is not None
+        fresh = self._node()["status"]
+        old_ready = next((c for c in (current.get("status") or {}).get("conditions") or []
+                          if c.get("type") == "Ready"), None)
+        now = rfc3339()
+        transition = (old_ready.get("lastTransitionTime") if old_ready
+                      and old_ready.get("status") == "True" else now)
+        others = [c for c in (current.get("status") or {}).get("conditions") or []
+                  if c.get("type") != "Ready"]
+        fresh["conditions"] = [ready_condition(now, transition or now), *others]
+        body = dict(current)
+        body["status"] = fresh
+        await self.session.update_node_status(body)
+        self._last_node_status = time.monotonic()
+
+    async def _renew_lease(self) -> None:
+        assert self.session is not None
+        name = self.config.node_name
+        for _ in range(3):
+            if self._lease_rv is None:
+                current = await self.session.get_lease(name)
+                if current is None:
+                    created = await self.session.create_lease(
+                        lease_object(name, self.config.lease_seconds, node_uid=self._node_uid))
+                    self._lease_rv = (created.get("metadata") or {}).get("resourceVersion")
+                    return
+                self._lease_rv = (current.get("metadata") or {}).get("resourceVersion")
+            lease = lease_object(name, self.config.lease_seconds, node_uid=self._node_uid,
+                                 resource_version=self._lease_rv)
+            lease["spec"]["renewTime"] = micro_time()
+            try:
+                updated = await self.session.update_lease(lease)
+            except ApiError as exc:
+                if exc.code in (404, 409):
+                    self._lease_rv = None  # someone else wrote it, or it was deleted: re-read
+                    continue
+                raise
+            self._lease_rv = (updated.get("metadata") or {}).get("resourceVersion")
+            return
+
+    async def _heartbeat_loop(self) -> None:
+        assert self.session is not None
+        backoff = Backoff(0.2, self.config.lease_renew)
+        failed = False
+        while True:
+            try:
+                if not self.registered.is_set():
+                    await self._register()
+                await self._renew_lease()
+                due = time.monotonic() - self._last_node_status >= self.config.node_status_interval
+                if failed or due:
+                    # After an outage the node controller may have marked us NotReady/Unknown.
+                    current = await self.session.get_node(self.config.node_name)
+                    if current is None:
+                        self.registered = trio.Event()
+                        continue
+                    await self._update_node_status(current)
+                failed = False
+                backoff.reset()
+                await trio.sleep(self.config.lease_renew)
+            except (ApiUnavailable, ApiError) as exc:
+                failed = True
+                delay = backoff.next()
+                log.info("heartbeat: %s; retrying in %.1fs", exc, delay)
+                await trio.sleep(delay)
+
+    # ---- logs ---------------------------------------------------------------------------------
+
+    def _container_for_logs(self, req: LogRequest) -> ContainerInfo:
+        pod = self.syncer.find_pod(req.namespace, req.pod)
+        containers: list[ContainerInfo] = []
+        names: list[str] = []
+        if pod is not None:
+            containers = list(self.syncer.containers.get(pod_uid(pod), []))
+            names = [str(c.get("name")) for c in containers_of(pod)]
+        else:
+            for group in self.syncer.containers.values():
+                containers.extend(c for c in group if c.pod_namespace == req.namespace
+                                  and c.pod_name == req.pod)
+            names = sorted({c.container_name for c in containers})
+        if pod is None and not containers:
+            raise LogLookupError(404, "NotFound",
+                                 f'pods "{req.pod}" not found on node {self.config.node_name}')
+        name = req.container
+        if not name:
+            if len(names) != 1:
+                raise LogLookupError(
+                    400, "BadRequest", f"a container name must be specified for pod {req.pod}, "
+                    f"choose one of: [{' '.join(names)}]")
+            name = names[0]
+        elif name not in names:
+            raise LogLookupError(400, "BadRequest",
+                                 f"container {name} is not valid for pod {req.pod}")
+        mine = sorted((c for c in containers if c.container_name == name),
+                      key=lambda c: (c.restart_count, c.created_at))
+        if req.previous:
+            if len(mine) < 2:
+                raise LogLookupError(400, "BadRequest", f'previous terminated container "{name}"'
+                                     f' in pod "{req.pod}" not found')
+            return mine[-2]
+        if not mine:
+            raise LogLookupError(400, "BadRequest", f'container "{name}" in pod "{req.pod}" is '
+                                 "waiting to start: ContainerCreating")
+        return mine[-1]
+
+    async def _serve_logs(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                          ) -> None:
+        # On the node's address: the API server proxies `kubectl logs` to it there.
+        await serve_logs(self.config.address, self.config.log_port or 0,
+                         credential=self.log_credential, source=self.log_source,
+                         task_status=task_status)
+
+    async def log_source(self, req: LogRequest) -> AsyncIterator[bytes]:
+        container = self._container_for_logs(req)
+        async for chunk in self.runtime.logs(container.id, follow=req.follow,
+                                             tail=req.tail_lines, timestamps=req.timestamps):
+            yield chunk
+
+
+async def run_agent(config: AgentConfig, *, runtime: ContainerRuntime | None = None,
+                    session: ApiSession | None = None,
+                    task_status: trio.TaskStatus[EdgeAgent] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run one edge agent until cancelled (never returns otherwise).
+
+    `runtime`/`session` default to what `config` says (Docker; HTTP to `config.servers`).
+    Started with the EdgeAgent once cached pods were adopted and the log endpoint listens;
+    masters are contacted afterwards and may be unreachable for as long as they like.
+    """
+    agent = EdgeAgent(config, runtime=runtime, session=session)
+    await agent.serve(task_status=task_status)

@@ -1,0 +1,302 @@
+"""The agent's side of the Kubernetes REST API: the `ApiSession` protocol the agent core uses,
+and `HttpApiSession`, its implementation over httpx against any number of masters.
+
+Any master serves the API, so the session talks to one at a time and moves to the next when a
+request cannot get an answer (connection refused or reset, timeout, 502/503/504). A running watch
+is cut when a request elsewhere in the agent (the lease renewal, every few seconds) finds the
+server dead, so a paused master without a TCP reset is left within one renewal timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import httpx
+import trio
+
+from ._node import LEASE_NAMESPACE
+from ._podspec import HOST_PORTS_ANNOTATION
+
+# Per-request timeout (seconds): masters answer in milliseconds; 5 s means "not answering".
+REQUEST_TIMEOUT = 5.0
+# Ask the server to end each watch after about this long (randomized like client-go's 5-10 min
+# so many agents do not reconnect in step); the client waits a little longer than that.
+WATCH_SECONDS = (240, 300)
+# Status codes that mean "this master cannot serve now, another may".
+_RETRY_ELSEWHERE = {502, 503, 504}
+
+WatchHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class ApiUnavailable(Exception):
+    """No master answered (all tried). The caller backs off and retries."""
+
+
+class ApiError(Exception):
+    """The server answered with an error Status."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(f"{code} {reason}: {message}")
+        self.code = code
+        self.reason = reason
+        self.message = message
+
+
+class ResourceExpired(ApiError):
+    """410 Gone: the watch's resourceVersion is older than the server's history; re-list."""
+
+
+class ApiSession(Protocol):
+    """What the agent needs from the control plane (Kubernetes REST semantics)."""
+
+    async def list_pods(self, node_name: str) -> tuple[list[dict[str, Any]], str]: ...
+
+    async def watch_pods(self, node_name: str, resource_version: str,
+                         handle: WatchHandler) -> None:
+        """Call `handle(type, object)` per event (BOOKMARK included) until the server ends
+        the watch or the session moves to another master. Raises ResourceExpired,
+        ApiUnavailable."""
+        ...
+
+    async def patch_pod_status(self, pod: dict[str, Any], status: dict[str, Any],
+                               host_ports: str) -> dict[str, Any]: ...
+
+    async def delete_pod(self, namespace: str, name: str, uid: str) -> None: ...
+
+    async def get_node(self, name: str) -> dict[str, Any] | None: ...
+
+    async def create_node(self, node: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def update_node_status(self, node: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def get_lease(self, name: str) -> dict[str, Any] | None: ...
+
+    async def create_lease(self, lease: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def update_lease(self, lease: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Backoff:
+    """Exponential back-off with full jitter (AWS architecture blog's recommendation): many
+    agents losing the same master do not all come back at the same instant."""
+
+    def __init__(self, base: float = 0.2, cap: float = 10.0) -> None:
+        self.base, self.cap, self.attempt = base, cap, 0
+
+    def next(self) -> float:
+        delay = min(self.cap, self.base * 2 ** self.attempt)
+        self.attempt = min(self.attempt + 1, 30)
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def _status_error(resp: httpx.Response) -> ApiError:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    reason = str(body.get("reason") or resp.reason_phrase or "Error")
+    message = str(body.get("message") or resp.text[:200])
+    cls = ResourceExpired if resp.status_code == 410 else ApiError
+    return cls(resp.status_code, reason, message)
+
+
+class HttpApiSession:
+    """ApiSession over HTTP(S) with a bearer token, failing over between `servers`."""
+
+    def __init__(self, servers: list[str], token: str | None = None, *,
+                 verify: bool | str = True, timeout: float = REQUEST_TIMEOUT) -> None:
+        if not servers:
+            raise ValueError("at least one API server URL is needed")
+        self.servers = [s.rstrip("/") for s in servers]
+        self._index = random.randrange(len(self.servers))  # spread agents over masters
+        headers = {"Accept": "application/json", "User-Agent": "edgeplane-agent/0.1"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        # trust_env=False: never route control traffic through a proxy from the environment.
+        self._client = httpx.AsyncClient(headers=headers, verify=verify, timeout=timeout,
+                                         trust_env=False)
+        self._timeout = timeout
+        self._moved = trio.Event()  # set (and replaced) whenever the session changes server
+
+    @property
+    def server(self) -> str:
+        return self.servers[self._index]
+
+    def _move_on(self, failed_index: int) -> None:
+        if failed_index == self._index:
+            self._index = (self._index + 1) % len(self.servers)
+            self._moved.set()
+            self._moved = trio.Event()
+
+    async def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                       body: Any = None, content_type: str = "application/json",
+                       allow_404: bool = False) -> dict[str, Any] | None:
+        last_error = "no server tried"
+        for _ in range(len(self.servers)):
+            index = self._index
+            url = self.servers[index] + path
+            try:
+                resp = await self._client.request(
+                    method, url, params=params,
+                    content=None if body is None else json.dumps(body).encode(),
+                    headers={"Content-Type": content_type} if body is not None else None)
+            except httpx.TransportError as exc:
+                last_error = f"{self.servers[index]}: {type(exc).__name__}: {exc}"
+                self._move_on(index)
+                continue
+            if resp.status_code in _RETRY_ELSEWHERE:
+                last_error = f"{self.servers[index]}: HTTP {resp.status_code}"
+                self._move_on(index)
+                continue
+            if resp.status_code == 404 and allow_404:
+                return None
+            if resp.status_code >= 400:
+                raise _status_error(resp)
+            return resp.json() if resp.content else {}
+        raise ApiUnavailable(last_error)
+
+    # ---- pods ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _node_selector(node_name: str) -> str:
+        return f"spec.nodeName={node_name}"
+
+    async def list_pods(self, node_name: str) -> tuple[list[dict[str, Any]], str]:
+        body = await self._request("GET", "/api/v1/pods",
+                                   params={"fieldSelector": self._node_selector(node_name)})
+        assert body is not None
+        return list(body.get("items") or []), str(
+            (body.get("metadata") or {}).get("resourceVersion", ""))
+
+    async def watch_pods(self, node_name: str, resource_version: str,
+                         handle: WatchHandler) -> None:
+        index = self._index
+        moved = self._moved
+        seconds = random.randint(*WATCH_SECONDS)
+        params = {"watch": "true", "resourceVersion": resource_version,
+                  "fieldSelector": self._node_selector(node_name),
+                  "allowWatchBookmarks": "true", "timeoutSeconds": str(seconds)}
+        timeout = httpx.Timeout(self._timeout, read=seconds + 30)
+        failure: Exception | None = None
+        # trio wraps errors raised in a nursery body in an ExceptionGroup; the error is carried
+        # out of the nursery instead, so callers can catch ResourceExpired plainly.
+        async with trio.open_nursery() as nursery:
+            async def leave_when_moved() -> None:
+                await moved.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(leave_when_moved)
+            try:
+                await self._consume_watch(index, params, timeout, handle)
+            except (ApiError, ApiUnavailable) as exc:
+                failure = exc
+            finally:
+                nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _consume_watch(self, index: int, params: dict[str, str], timeout: httpx.Timeout,
+                             handle: WatchHandler) -> None:
+        try:
+            async with self._client.stream("GET", self.servers[index] + "/api/v1/pods",
+                                           params=params, timeout=timeout) as resp:
+                if resp.status_code in _RETRY_ELSEWHERE:
+                    self._move_on(index)
+                    raise ApiUnavailable(f"{self.servers[index]}: HTTP {resp.status_code}")
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    raise _status_error(resp)
+                async for line in resp.aiter_lines():
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    etype = str(event.get("type", ""))
+                    obj = event.get("object") or {}
+                    if etype == "ERROR":
+                        code = int(obj.get("code") or 500)
+                        cls = ResourceExpired if code == 410 else ApiError
+                        raise cls(code, str(obj.get("reason", "")), str(obj.get("message", "")))
+                    await handle(etype, obj)
+        except httpx.TransportError as exc:
+            self._move_on(index)
+            raise ApiUnavailable(f"{self.servers[index]}: watch: {exc}") from exc
+        except ValueError as exc:  # a torn JSON line: the connection broke mid-event
+            raise ApiUnavailable(f"{self.servers[index]}: bad watch stream: {exc}") from exc
+
+    async def patch_pod_status(self, pod: dict[str, Any], status: dict[str, Any],
+                               host_ports: str) -> dict[str, Any]:
+        md = pod.get("metadata") or {}
+        ns, name = md.get("namespace") or "default", md.get("name", "")
+        path = f"/api/v1/namespaces/{quote(ns)}/pods/{quote(name)}"
+        patch = {"metadata": {"uid": md.get("uid"),
+                              "annotations": {HOST_PORTS_ANNOTATION: host_ports}},
+                 "status": status}
+        result = await self._request("PATCH", path + "/status", body=patch,
+                                     content_type="application/merge-patch+json")
+        assert result is not None
+        got = ((result.get("metadata") or {}).get("annotations") or {}).get(HOST_PORTS_ANNOTATION)
+        if got != host_ports:
+            # The status subresource kept metadata as it was: write the annotation directly.
+            result = await self._request(
+                "PATCH", path, body={"metadata": {"uid": md.get("uid"), "annotations": {
+                    HOST_PORTS_ANNOTATION: host_ports}}},
+                content_type="application/merge-patch+json")
+            assert result is not None
+        return result
+
+    async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                "preconditions": {"uid": uid}}
+        try:
+            await self._request("DELETE",
+                                f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}",
+                                body=body, allow_404=True)
+        except ApiError as exc:
+            if exc.code != 409:  # 409: a newer pod of that name exists; ours is gone
+                raise
+
+    # ---- node and lease --------------------------------------------------------------------
+
+    async def get_node(self, name: str) -> dict[str, Any] | None:
+        return await self._request("GET", f"/api/v1/nodes/{quote(name)}", allow_404=True)
+
+    async def create_node(self, node: dict[str, Any]) -> dict[str, Any]:
+        result = await self._request("POST", "/api/v1/nodes", body=node)
+        assert result is not None
+        return result
+
+    async def update_node_status(self, node: dict[str, Any]) -> dict[str, Any]:
+        name = node["metadata"]["name"]
+        result = await self._request("PUT", f"/api/v1/nodes/{quote(name)}/status", body=node)
+        assert result is not None
+        return result
+
+    def _lease_path(self, name: str = "") -> str:
+        base = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
+        return f"{base}/{quote(name)}" if name else base
+
+    async def get_lease(self, name: str) -> dict[str, Any] | None:
+        return await self._request("GET", self._lease_path(name), allow_404=True)
+
+    async def create_lease(self, lease: dict[str, Any]) -> dict[str, Any]:
+        result = await self._request("POST", self._lease_path(), body=lease)
+        assert result is not None
+        return result
+
+    async def update_lease(self, lease: dict[str, Any]) -> dict[str, Any]:
+        result = await self._request("PUT", self._lease_path(lease["metadata"]["name"]),
+                                     body=lease)
+        assert result is not None
+        return result
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

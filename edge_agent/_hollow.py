@@ -1,0 +1,103 @@
+"""HollowRuntime: a SIMULATED container runtime for scale tests (nothing is run).
+
+Containers are records whose state flips to "running" at once; pod IPs come from TEST-NET-2
+(198.51.100.0/24, RFC 5737: documentation addresses, never routed) and host ports from a counter,
+so a hollow node looks like a real one to the control plane while costing a few hundred bytes
+per pod. Tests can make a container exit with `HollowRuntime.kill`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import trio
+
+from ._runtime import ContainerInfo, ContainerSpec, ImagePullError
+
+# RFC 5737 documentation range: clearly fake and never routed anywhere.
+HOLLOW_POD_NET = "198.51.100"
+# First simulated host port; the range real Docker uses for ephemeral publishing.
+HOLLOW_FIRST_PORT = 32768
+
+
+class HollowRuntime:
+    """Simulated runtime. `simulated` is True: probes succeed without running anything."""
+
+    simulated = True
+    scheme = "hollow"
+
+    def __init__(self, node_name: str, *, missing_images: frozenset[str] = frozenset()) -> None:
+        self.node_name = node_name
+        # Images that "do not exist" (pulls fail), so pull-failure paths can be exercised.
+        self.missing_images = set(missing_images)
+        self._containers: dict[str, ContainerInfo] = {}
+        self._ids = itertools.count(1)
+        self._ports = itertools.count(HOLLOW_FIRST_PORT)
+
+    async def list_containers(self) -> list[ContainerInfo]:
+        await trio.lowlevel.checkpoint()
+        return list(self._containers.values())
+
+    async def image_id(self, image: str) -> str | None:
+        await trio.lowlevel.checkpoint()
+        if image in self.missing_images:
+            return None
+        return f"sha256:{zlib.crc32(image.encode()):064x}"
+
+    async def pull_image(self, image: str) -> str:
+        await trio.lowlevel.checkpoint()
+        if image in self.missing_images:
+            raise ImagePullError(f'failed to pull image "{image}": simulated pull failure')
+        found = await self.image_id(image)
+        assert found is not None
+        return found
+
+    async def start_container(self, spec: ContainerSpec) -> ContainerInfo:
+        await trio.lowlevel.checkpoint()
+        n = next(self._ids)
+        cid = f"{n:064x}"
+        now = time.time()
+        info = ContainerInfo(
+            id=cid, pod_namespace=spec.pod_namespace, pod_name=spec.pod_name,
+            pod_uid=spec.pod_uid, container_name=spec.container_name,
+            restart_count=spec.restart_count, grace_seconds=spec.grace_seconds,
+            image=spec.image, image_id=await self.image_id(spec.image) or "",
+            state="running", started_at=now, created_at=now,
+            ip=f"{HOLLOW_POD_NET}.{n % 254 + 1}",
+            host_ports={f"{p.container_port}/{p.protocol}": p.host_port or next(self._ports)
+                        for p in spec.ports},
+        )
+        self._containers[cid] = info
+        return info
+
+    def kill(self, container_id: str, exit_code: int = 137) -> None:
+        """Make a simulated container exit (what `docker kill` is to the real runtime)."""
+        info = self._containers[container_id]
+        self._containers[container_id] = replace(info, state="exited", exit_code=exit_code,
+                                                 finished_at=time.time())
+
+    async def stop_container(self, container_id: str, grace_seconds: int) -> None:
+        await trio.lowlevel.checkpoint()
+        if container_id in self._containers and self._containers[container_id].running:
+            self.kill(container_id, 0)
+
+    async def remove_container(self, container_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self._containers.pop(container_id, None)
+
+    async def exec_in(self, container_id: str, command: list[str],
+                      timeout: float) -> tuple[int, bytes]:
+        await trio.lowlevel.checkpoint()
+        return 0, b""
+
+    async def logs(self, container_id: str, *, follow: bool, tail: int | None,
+                   timestamps: bool = False) -> AsyncIterator[bytes]:
+        await trio.lowlevel.checkpoint()
+        yield b"hollow container: no logs (simulated runtime)\n"
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()

@@ -1,0 +1,287 @@
+"""PodSyncer: converges the container runtime to the desired pods of this node.
+
+Like the kubelet's PLEG + pod workers: every `resync_interval` (or at once when woken by a pod
+change, a probe result or a finished action) it relists the runtime's containers, and for each
+pod not already being worked on it plans (`plan_pod`, pure), executes the actions, computes the
+status (`compute_pod_status`, pure) and hands it to `status_sink` only if it changed. One pod's
+slow action (a 30 s graceful stop, a pull) never holds up the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import trio
+
+from ._plan import (
+    BackoffPolicy,
+    ContainerRecord,
+    Finalize,
+    Kill,
+    Remove,
+    Start,
+    Wait,
+    plan_pod,
+)
+from ._podspec import (
+    PodConfigError,
+    container_spec,
+    containers_of,
+    image_registry,
+    is_deleting,
+    pod_key,
+    pod_uid,
+    pull_policy,
+)
+from ._probes import ProbeManager
+from ._runtime import ContainerInfo, ContainerRuntime, ContainerStartError, ImagePullError
+from ._status import compute_pod_status, host_ports
+
+log = logging.getLogger("edge_agent.podsync")
+
+# The kubelet's PLEG relists every second; fast enough for restart-on-exit, cheap at idle.
+DEFAULT_RESYNC_INTERVAL = 1.0
+
+StatusSink = Callable[[dict[str, Any], dict[str, Any], str], None]
+Finalizer = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class PodSyncer:
+    """Runs the pods in `desired` on `runtime`.
+
+    status_sink(pod, status, host_ports_json) is called (synchronously; it must not block)
+    whenever a pod's computed status or host-port mapping changed. on_finalized(pod) is awaited
+    once a pod marked for deletion has all its containers stopped and removed.
+    `pull_registries`: registries this node may pull from (None: any) -- a node that must not
+    reach out (tests, air-gapped sites) names only local ones; an image from elsewhere is then
+    used only if already present, else reported as ErrImagePull.
+    """
+
+    def __init__(self, runtime: ContainerRuntime, *, node_name: str, node_address: str,
+                 status_sink: StatusSink | None = None,
+                 on_finalized: Finalizer | None = None,
+                 backoff: BackoffPolicy | None = None,
+                 resync_interval: float = DEFAULT_RESYNC_INTERVAL,
+                 pull_registries: Iterable[str] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.runtime = runtime
+        self.node_name = node_name
+        self.node_address = node_address
+        self._sink = status_sink
+        self._on_finalized = on_finalized
+        self.backoff = backoff or BackoffPolicy()
+        self.resync_interval = resync_interval
+        self.pull_registries = None if pull_registries is None else set(pull_registries)
+        self._clock = clock
+        self.desired: dict[str, dict[str, Any]] = {}  # uid -> pod
+        self.containers: dict[str, list[ContainerInfo]] = {}  # uid -> last observed
+        self.statuses: dict[str, tuple[dict[str, Any], str]] = {}  # uid -> last handed out
+        self._records: dict[str, dict[str, ContainerRecord]] = {}
+        self._busy: set[str] = set()
+        self._wake_event = trio.Event()
+        self.probes = ProbeManager(runtime, self.wake)
+        self.rounds = 0  # completed relist rounds (tests wait on progress)
+        self._round_done = trio.Event()
+
+    # ---- desired state (called by the agent: cache recovery, API list/watch) -------------
+
+    def set_pods(self, pods: Iterable[dict[str, Any]]) -> None:
+        """Replace the whole desired set (an authoritative list); missing pods get stopped."""
+        self.desired = {pod_uid(p): p for p in pods if pod_uid(p)}
+        self.wake()
+
+    def upsert(self, pod: dict[str, Any]) -> None:
+        uid = pod_uid(pod)
+        if uid:
+            self.desired[uid] = pod
+            self.wake()
+
+    def remove(self, uid: str) -> None:
+        self.desired.pop(uid, None)
+        self.wake()
+
+    def forget_status(self, uid: str) -> None:
+        """Make the next computed status be handed out even if unchanged (after a re-list)."""
+        self.statuses.pop(uid, None)
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake_event.set()
+
+    def find_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        for pod in self.desired.values():
+            if pod_key(pod) == f"{namespace}/{name}":
+                return pod
+        return None
+
+    async def wait_rounds(self, n: int = 1) -> None:
+        """Wait until `n` more relist rounds have completed (tests, benchmarks)."""
+        target = self.rounds + n
+        while self.rounds < target:
+            self.wake()
+            await self._round_done.wait()
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """Converge forever (never returns unless cancelled). Started once the first relist
+        round has been dispatched, i.e. once recovered pods' containers were adopted."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.probes.serve)
+            started = False
+            while True:
+                self._wake_event = trio.Event()
+                try:
+                    observed = await self.runtime.list_containers()
+                except Exception as exc:  # the engine is down: keep trying, pods stay as they are
+                    log.warning("listing containers failed: %s", exc)
+                    await trio.sleep(self.resync_interval)
+                    continue
+                grouped: dict[str, list[ContainerInfo]] = {}
+                for c in observed:
+                    grouped.setdefault(c.pod_uid, []).append(c)
+                self.containers = grouped
+                running_ids = {c.id for c in observed if c.running}
+                self.probes.forget_all_but(running_ids)
+                for uid in set(self.desired) | set(grouped):
+                    if uid in self._busy:
+                        continue
+                    self._busy.add(uid)
+                    nursery.start_soon(self._sync_pod, uid, self.desired.get(uid),
+                                       grouped.get(uid, []))
+                if not started:
+                    started = True
+                    task_status.started()
+                self.rounds += 1
+                done, self._round_done = self._round_done, trio.Event()
+                done.set()
+                with trio.move_on_after(self.resync_interval):
+                    await self._wake_event.wait()
+
+    async def _sync_pod(self, uid: str, pod: dict[str, Any] | None,
+                        containers: list[ContainerInfo]) -> None:
+        acted = False
+        try:
+            records = self._records.setdefault(uid, {})
+            actions = plan_pod(pod, containers, records, self.probes.unhealthy(),
+                               self._clock(), self.backoff)
+            containers = list(containers)
+            for action in actions:
+                if isinstance(action, Start) and pod is not None:
+                    info = await self._start(pod, action, records)
+                    if info is not None:
+                        containers.append(info)
+                    acted = True
+                elif isinstance(action, Kill):
+                    log.info("stopping container %s of pod %s (%s, grace %ss)",
+                             action.container_id[:12], uid, action.reason, action.grace)
+                    self.probes.forget(action.container_id)
+                    await self.runtime.stop_container(action.container_id, action.grace)
+                    acted = True
+                elif isinstance(action, Remove):
+                    await self.runtime.remove_container(action.container_id)
+                    containers = [c for c in containers if c.id != action.container_id]
+                    acted = True
+                elif isinstance(action, Wait):
+                    records.setdefault(action.container, ContainerRecord()).waiting = (
+                        action.reason, action.message)
+                elif isinstance(action, Finalize):
+                    await self._finalize(uid, pod)
+                    return
+            if pod is not None and self.desired.get(uid) is pod:
+                self._report(uid, pod, containers, records)
+        except Exception:
+            # One pod's failure must not stop the node; the next round retries.
+            log.exception("syncing pod %s failed", uid)
+        finally:
+            self._busy.discard(uid)
+            if acted:
+                self.wake()
+
+    async def _start(self, pod: dict[str, Any], action: Start,
+                     records: dict[str, ContainerRecord]) -> ContainerInfo | None:
+        cspec = next(c for c in containers_of(pod) if c.get("name") == action.container)
+        rec = records.setdefault(action.container, ContainerRecord())
+        image = str(cspec.get("image", ""))
+        policy = pull_policy(cspec)
+        present = await self.runtime.image_id(image)
+        if policy == "Never" and present is None:
+            rec.waiting = ("ErrImageNeverPull",
+                           f'Container image "{image}" is not present with pull policy of Never')
+            return None
+        if policy == "Always" or present is None:
+            registry = image_registry(image)
+            if self.pull_registries is not None and registry not in self.pull_registries:
+                if present is None:
+                    self._pull_failed(rec, f'failed to pull image "{image}": registry '
+                                           f'{registry} is not in this node\'s pull registries')
+                    return None
+            else:
+                try:
+                    await self.runtime.pull_image(image)
+                except ImagePullError as exc:
+                    self._pull_failed(rec, str(exc))
+                    return None
+        rec.pull_failed_at = None
+        rec.pull_backoff = 0.0
+        try:
+            spec = container_spec(pod, cspec, node_name=self.node_name,
+                                  node_address=self.node_address,
+                                  restart_count=action.restart_count)
+        except PodConfigError as exc:
+            rec.waiting = ("CreateContainerConfigError", str(exc))
+            return None
+        try:
+            info = await self.runtime.start_container(spec)
+        except ContainerStartError as exc:
+            log.warning("starting %s of pod %s failed: %s", action.container, pod_key(pod),
+                        exc.message)
+            rec.waiting = (exc.reason, exc.message)
+            return None
+        rec.waiting = None
+        rec.backoff = action.next_backoff
+        self.probes.track(info, cspec)
+        return info
+
+    def _pull_failed(self, rec: ContainerRecord, message: str) -> None:
+        rec.pull_failed_at = self._clock()
+        rec.pull_backoff = self.backoff.next(rec.pull_backoff)
+        rec.waiting = ("ErrImagePull", message)
+
+    def _report(self, uid: str, pod: dict[str, Any], containers: list[ContainerInfo],
+                records: dict[str, ContainerRecord]) -> None:
+        for c in containers:
+            if c.running:
+                cspec = next((s for s in containers_of(pod) if s.get("name") == c.container_name),
+                             None)
+                if cspec is not None:
+                    self.probes.track(c, cspec)
+        probes = {c.id: self.probes.state(c.id) for c in containers if c.running}
+        last = self.statuses.get(uid)
+        status = compute_pod_status(pod, containers, records, probes,
+                                    node_address=self.node_address,
+                                    scheme=self.runtime.scheme, now=self._clock(),
+                                    old_status=last[0] if last else None)
+        ports = host_ports(containers)
+        if self.statuses.get(uid) == (status, ports):
+            return
+        self.statuses[uid] = (status, ports)
+        if self._sink is not None:
+            self._sink(pod, status, ports)
+
+    async def _finalize(self, uid: str, pod: dict[str, Any] | None) -> None:
+        self._records.pop(uid, None)
+        self.statuses.pop(uid, None)
+        self.containers.pop(uid, None)
+        if pod is None:
+            return
+        current = self.desired.get(uid)
+        if current is not None and is_deleting(current):
+            del self.desired[uid]
+        log.info("pod %s stopped and removed", pod_key(pod))
+        if self._on_finalized is not None:
+            await self._on_finalized(pod)

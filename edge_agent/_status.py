@@ -1,0 +1,178 @@
+"""Pod status computation: a pure function of the pod, its observed containers, the agent's
+records and the probe results. The phase rules are the kubelet's (getPhase): a container waiting
+for its first start keeps the pod Pending; one waiting to be restarted counts as stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ._plan import ContainerRecord, pod_finished
+from ._podspec import containers_of, restart_policy
+from ._runtime import ContainerInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeState:
+    ready: bool  # readiness (True when the container has no readiness probe and started)
+    started: bool  # startup probe passed (True when there is none)
+
+
+def rfc3339(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _terminated(c: ContainerInfo, scheme: str) -> dict[str, Any]:
+    if c.oom_killed:
+        reason = "OOMKilled"
+    elif c.exit_code == 0:
+        reason = "Completed"
+    else:
+        reason = "Error"
+    out: dict[str, Any] = {
+        "exitCode": c.exit_code if c.exit_code is not None else -1,
+        "reason": reason,
+        "startedAt": rfc3339(c.started_at),
+        "finishedAt": rfc3339(c.finished_at),
+        "containerID": f"{scheme}://{c.id}",
+    }
+    if c.error:
+        out["message"] = c.error
+    return out
+
+
+def _condition(ctype: str, ok: bool, old: dict[str, dict[str, Any]], now: float,
+               reason: str | None = None, message: str | None = None) -> dict[str, Any]:
+    status = "True" if ok else "False"
+    prev = old.get(ctype)
+    transition = (prev.get("lastTransitionTime") if prev and prev.get("status") == status
+                  else rfc3339(now))
+    cond: dict[str, Any] = {"type": ctype, "status": status, "lastProbeTime": None,
+                            "lastTransitionTime": transition}
+    if not ok and reason:
+        cond["reason"] = reason
+        if message:
+            cond["message"] = message
+    return cond
+
+
+def compute_pod_status(pod: dict[str, Any], containers: list[ContainerInfo],
+                       records: dict[str, ContainerRecord], probes: dict[str, ProbeState],
+                       *, node_address: str, scheme: str, now: float,
+                       old_status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The pod's `status` as the agent observes it. `probes` is keyed by container ID.
+
+    `old_status` (default: the pod's own) supplies condition transition times and startTime,
+    so an unchanged pod computes an identical status.
+    """
+    old = old_status if old_status is not None else (pod.get("status") or {})
+    old_conditions = {c.get("type"): c for c in old.get("conditions") or []}
+    by_name: dict[str, list[ContainerInfo]] = {}
+    for c in sorted(containers, key=lambda c: (c.restart_count, c.created_at, c.id)):
+        by_name.setdefault(c.container_name, []).append(c)
+
+    statuses: list[dict[str, Any]] = []
+    running = waiting = stopped = succeeded = failed = 0
+    unready: list[str] = []
+    pod_ip = ""
+    for cspec in containers_of(pod):
+        name = str(cspec.get("name"))
+        mine = by_name.get(name, [])
+        latest = mine[-1] if mine else None
+        previous = mine[-2] if len(mine) >= 2 else None
+        rec = records.get(name)
+        st: dict[str, Any] = {"name": name, "image": cspec.get("image"), "imageID": "",
+                              "ready": False, "restartCount": 0, "started": False,
+                              "state": {}, "lastState": {}}
+        if latest is not None:
+            st["restartCount"] = latest.restart_count
+            st["imageID"] = f"{scheme}://{latest.image_id}" if latest.image_id else ""
+            st["containerID"] = f"{scheme}://{latest.id}"
+        if latest is not None and latest.running:
+            running += 1
+            pstate = probes.get(latest.id, ProbeState(ready=False, started=False))
+            st["state"] = {"running": {"startedAt": rfc3339(latest.started_at)}}
+            st["ready"] = pstate.ready and pstate.started
+            st["started"] = pstate.started
+            if previous is not None and previous.state == "exited":
+                st["lastState"] = {"terminated": _terminated(previous, scheme)}
+            pod_ip = pod_ip or latest.ip
+        elif latest is not None and latest.state == "exited" and (
+                rec is None or rec.waiting is None):
+            stopped += 1
+            if latest.exit_code == 0:
+                succeeded += 1
+            else:
+                failed += 1
+            st["state"] = {"terminated": _terminated(latest, scheme)}
+            if previous is not None and previous.state == "exited":
+                st["lastState"] = {"terminated": _terminated(previous, scheme)}
+        else:
+            reason, message = (rec.waiting if rec is not None and rec.waiting
+                               else ("ContainerCreating", ""))
+            st["state"] = {"waiting": {"reason": reason, **({"message": message}
+                                                            if message else {})}}
+            if latest is not None and latest.state == "exited":
+                stopped += 1  # waiting to be restarted: the kubelet counts it as stopped
+                st["lastState"] = {"terminated": _terminated(latest, scheme)}
+            else:
+                waiting += 1
+        if not st["ready"]:
+            unready.append(name)
+        statuses.append(st)
+
+    policy = restart_policy(pod)
+    if waiting > 0:
+        phase = "Pending"
+    elif running > 0:
+        phase = "Running"
+    elif stopped > 0:
+        if policy == "Always":
+            phase = "Running"
+        elif stopped == succeeded:
+            phase = "Succeeded"
+        elif policy == "Never" or pod_finished(pod, containers):
+            phase = "Failed"
+        else:
+            phase = "Running"
+    else:
+        phase = "Pending"
+
+    all_ready = not unready and bool(statuses)
+    if phase in ("Succeeded", "Failed"):
+        ready_reason, ready_msg = "PodCompleted", None
+    else:
+        ready_reason = "ContainersNotReady"
+        ready_msg = f"containers with unready status: [{' '.join(unready)}]"
+    conditions = [
+        _condition("Initialized", True, old_conditions, now),
+        _condition("Ready", all_ready, old_conditions, now, ready_reason, ready_msg),
+        _condition("ContainersReady", all_ready, old_conditions, now, ready_reason, ready_msg),
+        _condition("PodScheduled", True, old_conditions, now),
+    ]
+    status: dict[str, Any] = {
+        "phase": phase,
+        "conditions": conditions,
+        "hostIP": node_address,
+        "hostIPs": [{"ip": node_address}],
+        "startTime": old.get("startTime") or rfc3339(now),
+        "containerStatuses": statuses,
+    }
+    if pod_ip:
+        status["podIP"] = pod_ip
+        status["podIPs"] = [{"ip": pod_ip}]
+    return status
+
+
+def host_ports(containers: list[ContainerInfo]) -> str:
+    """The annotation value: JSON {"<containerPort>/<PROTO>": hostPort} of running containers."""
+    mapping: dict[str, int] = {}
+    for c in containers:
+        if c.running:
+            mapping.update(c.host_ports)
+    return json.dumps(dict(sorted(mapping.items())), separators=(",", ":"))
