@@ -72,7 +72,8 @@ async def test_removing_a_backend_while_a_client_loops_fails_no_request(http_bac
         nursery.cancel_scope.cancel()
     assert failures == []
     assert backends[2].identity in answers[:before_update]
-    assert backends[2].identity not in answers[before_update:]
+    # The one request in flight while the backend stopped may still be answered by it.
+    assert backends[2].identity not in answers[before_update + 1:]
     assert set(answers[after_update:]) == {backends[0].identity, backends[1].identity}
 
 
