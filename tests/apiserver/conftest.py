@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +15,8 @@ import trio
 from controlplane.apiserver import StaticTokenAuthenticator, User, create_app, serve_api
 from controlplane.registry import Registry
 from raftstore import MemoryStore
+
+from ._tls import make_tls
 
 ADMIN_TOKEN = "admin-token-for-tests"
 VIEWER_TOKEN = "viewer-token-for-tests"
@@ -41,13 +44,15 @@ class Api:
     registry: Registry
     app: Any
     client: httpx.AsyncClient
+    ca: Path | None = None
 
     def headers(self, token: str = ADMIN_TOKEN, **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}", **extra}
 
 
 async def start_api(nursery: trio.Nursery, *, log_proxy: Any = None, bookmark_interval: float = 0.3,
-                    history_limit: int = 100_000) -> Api:
+                    history_limit: int = 100_000, tls_dir: Path | None = None) -> Api:
+    """A server on a fresh MemoryStore; with ``tls_dir`` it serves HTTPS (``api.ca`` is the CA file)."""
     store = MemoryStore(history_limit=history_limit)
     registry = Registry(store)
     await registry.ensure_namespaces()
@@ -57,16 +62,22 @@ async def start_api(nursery: trio.Nursery, *, log_proxy: Any = None, bookmark_in
     })
     app = create_app(registry, store=store, authenticator=auth, info={}, log_proxy=log_proxy,
                      bookmark_interval=bookmark_interval)
+    ca = cert = key = None
+    if tls_dir is not None:
+        ca, cert, key = make_tls(tls_dir)
     for _ in range(5):
         port = free_port()
         try:
-            await nursery.start(lambda task_status, p=port: serve_api(app, host="127.0.0.1", port=p, task_status=task_status))
+            await nursery.start(lambda task_status, p=port: serve_api(
+                app, host="127.0.0.1", port=p, task_status=task_status,
+                ssl_certfile=str(cert) if cert else None, ssl_keyfile=str(key) if key else None))
             break
         except OSError:
             continue
-    url = f"http://127.0.0.1:{port}"
-    client = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
-    return Api(url, port, store, registry, app, client)
+    url = f"{'https' if ca else 'http'}://127.0.0.1:{port}"
+    client = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30,
+                               verify=str(ca) if ca else True)
+    return Api(url, port, store, registry, app, client, ca)
 
 
 @pytest.fixture
