@@ -46,6 +46,7 @@ class Informer:
         self.handlers: list[Handler] = []
         self.synced = trio.Event()
         self.revision = 0
+        self._progress = trio.Event()
 
     def add_handler(self, handler: Handler) -> None:
         """Register ``handler``; like client-go, it is first told every cached object as an add."""
@@ -61,6 +62,30 @@ class Informer:
             return list(self.cache.values())
         prefix = f"{namespace}/"
         return [o for k, o in self.cache.items() if k.startswith(prefix)]
+
+    def _progressed(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
+
+    async def wait_for(self, seen: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Wait until ``seen()`` holds for the cache (e.g. our own writes are visible in it).
+
+        This replaces client-go's "expectations": after creating or deleting objects, a sync
+        waits for the informer to reflect them, so the next sync never counts stale state and
+        creates duplicates. False after ``timeout`` (the next sync re-checks anyway).
+        """
+        with trio.move_on_after(timeout):
+            while not seen():
+                await self._progress.wait()
+            return True
+        return False
+
+    def reflects(self, key: str, revision: int) -> bool:
+        """The cache holds ``key`` at ``revision`` or later, or has seen it deleted."""
+        obj = self.cache.get(key)
+        if obj is None:
+            return self.revision >= revision
+        return int(obj["metadata"].get("resourceVersion") or 0) >= revision
 
     def _emit(self, old: dict | None, new: dict | None) -> None:
         for h in self.handlers:
@@ -87,6 +112,7 @@ class Informer:
                 self._replace(listed["items"])
                 self.revision = int(listed["metadata"]["resourceVersion"])
                 self.synced.set()
+                self._progressed()
                 if not started:
                     started = True
                     task_status.started()
@@ -103,6 +129,7 @@ class Informer:
                             self.cache[key] = ev.object
                             self._emit(prev, ev.object)
                         self.revision = ev.revision
+                    self._progressed()
                 # The stream ended (store closing): re-list after a pause rather than spin.
                 await trio.sleep(RELIST_BACKOFF)
             except ApiError as exc:

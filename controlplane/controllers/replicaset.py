@@ -1,0 +1,126 @@
+"""ReplicaSet controller: keeps exactly ``spec.replicas`` active pods per ReplicaSet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from controlplane.errors import ApiError
+
+from ._base import QueueController
+from ._informer import Informer, object_key
+from ._pods import controller_ref, is_terminating, key_of, meta, namespace_of, split_key
+from ._replicaset_plan import ReplicaSetPlan, adopt_patch, plan_replicaset, pod_from_template
+from .events import EventRecorder
+
+# Pod writes in flight per sync: parallel enough that a scale-up of hundreds is quick, bounded so
+# one ReplicaSet cannot starve the others' writes.
+WRITE_CONCURRENCY = 32
+
+
+class ReplicaSetController(QueueController):
+    name = "replicaset-controller"
+
+    def __init__(self, registry: Any, replicasets: Informer, pods: Informer, recorder: EventRecorder | None = None) -> None:
+        super().__init__()
+        self.registry = registry
+        self.replicasets, self.pods = replicasets, pods
+        self.recorder = recorder
+        replicasets.add_handler(self._on_rs)
+        pods.add_handler(self._on_pod)
+
+    def _on_rs(self, old: dict | None, new: dict | None) -> None:
+        self.queue.add(object_key(new or old or {}))
+
+    def _on_pod(self, old: dict | None, new: dict | None) -> None:
+        for pod in (old, new):
+            if pod is None:
+                continue
+            ref = controller_ref(pod)
+            if ref is not None:
+                if ref.get("kind") == "ReplicaSet":
+                    self.queue.add(f"{namespace_of(pod)}/{ref.get('name')}")
+            elif new is not None and not is_terminating(new):
+                # An orphan: any ReplicaSet of its namespace may adopt it.
+                for rs in self.replicasets.list(namespace_of(new)):
+                    self.queue.add(key_of(rs))
+
+    def _event(self, obj: dict, type_: str, reason: str, message: str) -> None:
+        if self.recorder is not None:
+            self.recorder.event(obj, type_, reason, message)
+
+    async def sync(self, key: str) -> None:
+        rs = self.replicasets.get(key)
+        if rs is None:
+            return  # deleted: the garbage collector removes its pods
+        ns, _ = split_key(key)
+        plan = plan_replicaset(rs, self.pods.list(ns))
+        await self.commit(rs, plan)
+
+    async def commit(self, rs: dict, plan: ReplicaSetPlan) -> None:
+        ns = namespace_of(rs)
+        created: list[tuple[str, int]] = []
+        deleted: list[str] = []
+        errors: list[ApiError] = []
+        limit = trio.CapacityLimiter(WRITE_CONCURRENCY)
+
+        async def adopt(pod: dict) -> None:
+            async with limit:
+                try:
+                    await self.registry.update("pods", ns, meta(pod)["name"], adopt_patch(rs, pod))
+                except ApiError as exc:
+                    errors.append(exc)
+
+        async def create() -> None:
+            async with limit:
+                try:
+                    pod = await self.registry.create("pods", ns, pod_from_template(rs))
+                except ApiError as exc:
+                    errors.append(exc)
+                    self._event(rs, "Warning", "FailedCreate", f"Error creating: {exc}")
+                    return
+                created.append((key_of(pod), int(meta(pod)["resourceVersion"])))
+                self._event(rs, "Normal", "SuccessfulCreate", f"Created pod: {meta(pod)['name']}")
+
+        async def delete(pod: dict) -> None:
+            m = meta(pod)
+            async with limit:
+                try:
+                    await self.registry.delete(
+                        "pods", ns, m["name"], preconditions={"uid": m.get("uid"), "resourceVersion": m.get("resourceVersion")}
+                    )
+                except ApiError as exc:
+                    if exc.code != 404:
+                        errors.append(exc)
+                    return
+                deleted.append(key_of(pod))
+                self._event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {m['name']}")
+
+        async with trio.open_nursery() as nursery:
+            for pod in plan.adopt:
+                nursery.start_soon(adopt, pod)
+            for _ in range(plan.create):
+                nursery.start_soon(create)
+            for pod in plan.delete:
+                nursery.start_soon(delete, pod)
+
+        # Expectations: the next sync must see these writes, or it would count stale pods.
+        def seen() -> bool:
+            if not all(self.pods.reflects(k, rv) for k, rv in created):
+                return False
+            return all(self.pods.get(k) is None or is_terminating(self.pods.get(k) or {}) for k in deleted)
+
+        if created or deleted:
+            await self.pods.wait_for(seen)
+        await self._write_status(rs, plan.status)
+        if errors:
+            raise errors[0]
+
+    async def _write_status(self, rs: dict, status: dict) -> None:
+        if status == (rs.get("status") or {}):
+            return
+        body = {**rs, "status": status}
+        done = await self.registry.update_status("replicasets", namespace_of(rs), meta(rs)["name"], body)
+        # Let the cache catch up with our own write so the next sync does not act on the old one.
+        await self.replicasets.wait_for(lambda: self.replicasets.reflects(key_of(done), int(meta(done)["resourceVersion"])))

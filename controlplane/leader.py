@@ -1,0 +1,202 @@
+"""Leader duties: the scheduler and the controllers run only on the Raft leader with a quorum lease.
+
+Leadership *is* the Raft leadership (no second election as in kube-controller-manager), so
+duties resume within about one election after a failover. Each term of duties starts from a
+fresh list+watch — nothing is carried over from an earlier term — and runs inside a cancel
+scope that is cancelled as soon as the store reports the leadership (or its quorum lease) lost.
+Even in the window before that, every write carries a resourceVersion precondition, so a deposed
+leader's writes fail with 409 instead of clobbering the new leader's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from controlplane.controllers import (
+    DeploymentController,
+    EndpointsController,
+    EventRecorder,
+    GarbageCollector,
+    Informer,
+    NamespaceController,
+    NodeLifecycleConfig,
+    NodeLifecycleController,
+    ReplicaSetController,
+)
+from controlplane.controllers._pods import now_rfc3339
+from controlplane.controllers.nodelifecycle import LEASE_NAMESPACE
+from controlplane.errors import ApiError
+from controlplane.scheduler import Scheduler, SchedulerService
+from controlplane.scheduler._service import BATCH_SIZE
+
+log = logging.getLogger(__name__)
+
+# Pause before restarting duties that crashed while this replica is still the leader.
+RESTART_BACKOFF = 1.0
+# The Lease that tells which master holds the duties (kube-controller-manager's is named alike).
+DUTIES_LEASE_NAMESPACE = "kube-system"
+DUTIES_LEASE_NAME = "edgeplane-leader-duties"
+# How often the duties Lease is renewed while duties run (it is informational: the Raft
+# leadership, not this Lease, decides who runs them).
+DUTIES_LEASE_RENEW = 5.0
+
+
+@dataclass(slots=True)
+class LeaderConfig:
+    name: str = ""
+    node_lifecycle: NodeLifecycleConfig = field(default_factory=NodeLifecycleConfig)
+    # Concurrent sync workers per queue-driven controller.
+    workers: int = 2
+    scheduler_batch_size: int = BATCH_SIZE
+    # Set False for tests that drive a single controller by hand.
+    run_scheduler: bool = True
+
+
+@dataclass(slots=True)
+class DutiesState:
+    """What the master reports in cluster status about this replica's leader duties."""
+
+    running: bool = False
+    since: float | None = None  # wall-clock time duties last started
+    terms: int = 0  # how many times duties started on this replica
+    holder: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"running": self.running, "since": self.since, "terms": self.terms, "holder": self.holder}
+
+
+async def run_leader_duties(
+    registry: Any,
+    store: Any,
+    *,
+    config: LeaderConfig | None = None,
+    state: DutiesState | None = None,
+    task_status: trio.TaskStatus[DutiesState] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Follow the store's leadership forever: start duties when leading, cancel them when not.
+
+    ``task_status.started(state)`` hands back the :class:`DutiesState` the master reports.
+    Returns only when the store's leadership stream ends (the store closed).
+    """
+    config = config or LeaderConfig()
+    state = state or DutiesState()
+    state.holder = config.name
+    task_status.started(state)
+    async with trio.open_nursery() as nursery:
+        scope: trio.CancelScope | None = None
+        async for leading in store.leadership():
+            if leading and scope is None:
+                scope = trio.CancelScope()
+                nursery.start_soon(_duties_term, registry, store, config, state, scope)
+            elif not leading and scope is not None:
+                log.info("leadership lost: stopping leader duties")
+                scope.cancel()
+                scope = None
+        if scope is not None:
+            scope.cancel()
+
+
+async def _duties_term(
+    registry: Any, store: Any, config: LeaderConfig, state: DutiesState, scope: trio.CancelScope
+) -> None:
+    with scope:
+        while True:
+            state.running, state.since = True, time.time()
+            state.terms += 1
+            log.info("leader duties starting on %s", config.name or "this replica")
+            try:
+                await run_duties(registry, config)
+            except Exception:
+                log.exception("leader duties crashed; restarting")
+            finally:
+                state.running = False
+            await trio.sleep(RESTART_BACKOFF)
+
+
+async def run_duties(registry: Any, config: LeaderConfig) -> None:
+    """One term: fresh informers, the scheduler and every controller; returns only on error."""
+    async with trio.open_nursery() as nursery:
+        informers = {
+            plural: Informer(registry, plural)
+            for plural in ("nodes", "pods", "replicasets", "deployments", "services", "endpoints", "namespaces", "configmaps")
+        }
+        informers["leases"] = Informer(registry, "leases", namespace=LEASE_NAMESPACE)
+        for inf in informers.values():
+            await nursery.start(inf.run)
+        recorder = EventRecorder(registry, "edgeplane-controller-manager", host=config.name)
+        await nursery.start(recorder.run)
+        i = informers
+        # Built without an await in between: each registers its handlers, which replay the caches.
+        controllers = [
+            ReplicaSetController(registry, i["replicasets"], i["pods"], recorder),
+            DeploymentController(registry, i["deployments"], i["replicasets"], recorder),
+            EndpointsController(registry, i["services"], i["pods"], i["endpoints"]),
+            NamespaceController(registry, i["namespaces"]),
+        ]
+        lifecycle = NodeLifecycleController(
+            registry, i["nodes"], i["leases"], i["pods"], recorder, config=config.node_lifecycle
+        )
+        gc = GarbageCollector(
+            registry, {p: i[p] for p in ("deployments", "replicasets", "pods", "services", "configmaps", "endpoints")}
+        )
+        if config.run_scheduler:
+            scheduler = SchedulerService(
+                registry, i["pods"], i["nodes"], EventRecorder(registry, "default-scheduler", host=config.name),
+                scheduler=Scheduler(), batch_size=config.scheduler_batch_size,
+            )
+            await nursery.start(scheduler.recorder.run)  # type: ignore[union-attr]
+            await nursery.start(scheduler.run)
+        for c in controllers:
+            await nursery.start(lambda task_status, c=c: c.run(workers=config.workers, task_status=task_status))
+        await nursery.start(lifecycle.run)
+        await nursery.start(gc.run)
+        nursery.start_soon(_hold_duties_lease, registry, config.name)
+
+
+async def _hold_duties_lease(registry: Any, name: str) -> None:
+    """Record in a Lease which master runs the duties, so any master can report it."""
+    acquired = now_rfc3339()
+    while True:
+        now = now_rfc3339()
+        try:
+            try:
+                lease = await registry.get("leases", DUTIES_LEASE_NAMESPACE, DUTIES_LEASE_NAME)
+            except ApiError as exc:
+                if exc.code != 404:
+                    raise
+                lease = None
+            spec = {
+                "holderIdentity": name,
+                "leaseDurationSeconds": int(DUTIES_LEASE_RENEW * 3),
+                "acquireTime": _micro(acquired),
+                "renewTime": _micro(now),
+            }
+            if lease is None:
+                await registry.create(
+                    "leases", DUTIES_LEASE_NAMESPACE,
+                    {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                     "metadata": {"name": DUTIES_LEASE_NAME, "namespace": DUTIES_LEASE_NAMESPACE}, "spec": spec},
+                )
+            else:
+                old = lease.get("spec") or {}
+                if old.get("holderIdentity") != name:
+                    spec["leaseTransitions"] = int(old.get("leaseTransitions") or 0) + 1
+                else:
+                    spec["leaseTransitions"] = int(old.get("leaseTransitions") or 0)
+                    spec["acquireTime"] = old.get("acquireTime") or spec["acquireTime"]
+                await registry.update(
+                    "leases", DUTIES_LEASE_NAMESPACE, DUTIES_LEASE_NAME, {**lease, "spec": spec}
+                )
+        except ApiError as exc:
+            log.debug("duties lease: %s", exc)
+        await trio.sleep(DUTIES_LEASE_RENEW)
+
+
+def _micro(text: str) -> str:
+    # Lease times are MicroTime: RFC 3339 with microseconds.
+    return text.replace("Z", ".000000Z")
