@@ -8,10 +8,10 @@ maxSurge and the old ones down within maxUnavailable; Recreate scales old ones t
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
+
+from controlplane.objects import pod_template_hash as template_hash
 
 from ._pods import meta, name_of, set_condition, uid_of
 
@@ -21,20 +21,6 @@ MAX_REPLICAS_ANNOTATION = "deployment.kubernetes.io/max-replicas"
 HASH_LABEL = "pod-template-hash"
 # Kubernetes' default revisionHistoryLimit: old ReplicaSets kept for `rollout undo`.
 DEFAULT_REVISION_HISTORY_LIMIT = 10
-# Kubernetes renders hashes with this alphabet (no vowels, no look-alike digits), so a name
-# suffix never spells a word.
-_SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-
-
-def template_hash(template: dict, collision_count: int = 0) -> str:
-    """A stable short hash of a pod template, used in ReplicaSet names and the hash label."""
-    canon = json.dumps(template, sort_keys=True, separators=(",", ":")) + f"#{collision_count}"
-    n = int.from_bytes(hashlib.sha256(canon.encode()).digest()[:5], "big")
-    out = []
-    for _ in range(10):
-        n, r = divmod(n, len(_SAFE_ALPHABET))
-        out.append(_SAFE_ALPHABET[r])
-    return "".join(out)
 
 
 def _strip_hash(template: dict) -> dict:

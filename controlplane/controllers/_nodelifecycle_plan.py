@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+from controlplane.objects import tolerates
+
 from ._pods import meta, set_condition
 
 UNREACHABLE_TAINT_KEY = "node.kubernetes.io/unreachable"
@@ -106,12 +108,7 @@ def eviction_delay(pod: dict, default_seconds: float) -> float | None:
     """Seconds a pod may stay on an unreachable node; None means it tolerates it forever."""
     taint = {"key": UNREACHABLE_TAINT_KEY, "effect": "NoExecute"}
     for tol in (pod.get("spec") or {}).get("tolerations") or []:
-        if tol.get("effect") and tol.get("effect") != "NoExecute":
-            continue
-        key = tol.get("key") or ""
-        if key and key != taint["key"]:
-            continue
-        if (tol.get("operator") or "Equal") != "Exists" and not key:
+        if not tolerates(tol, taint):
             continue
         secs = tol.get("tolerationSeconds")
         return None if secs is None else max(0.0, float(secs))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Protocol
 
+from controlplane import objects
 from controlplane.selectors import LabelSelector, SelectorError
 
 from ._snapshot import (
@@ -55,22 +56,8 @@ class ScorePlugin(Protocol):
 # -- shared matching helpers ----------------------------------------------------------------
 
 
-def toleration_tolerates(tol: dict, taint: dict) -> bool:
-    """Kubernetes' Toleration.ToleratesTaint."""
-    if tol.get("effect") and tol.get("effect") != taint.get("effect"):
-        return False
-    key = tol.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    op = tol.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    # An empty key with operator Equal matches nothing (API validation rejects it anyway).
-    return bool(key) and (tol.get("value") or "") == (taint.get("value") or "")
-
-
 def tolerates(tolerations: list[dict], taint: dict) -> bool:
-    return any(toleration_tolerates(t, taint) for t in tolerations)
+    return objects.tolerates(tolerations, taint)
 
 
 def _int_or_none(text: Any) -> int | None:
