@@ -32,7 +32,6 @@ from ._status import ProbeState as ProbeState
 from ._status import compute_pod_status as compute_pod_status
 
 
-
 def __getattr__(name: str) -> object:
     # DockerRuntime is loaded on first use (PEP 562): the docker SDK costs ~7 MB of memory,
     # which hollow nodes and pure unit tests never need.

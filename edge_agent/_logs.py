@@ -10,6 +10,7 @@ which keeps the agent small: one request per connection, chunked responses while
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -109,7 +110,7 @@ async def serve_logs(host: str, port: int, *, credential: str, source: LogSource
             await stream.aclose()
 
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, handler, port, host=host)
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, port, host=host))
         task_status.started(listeners[0].socket.getsockname()[1])
 
 
