@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 GC_RESOURCES = ("deployments", "replicasets", "pods", "services", "configmaps", "endpoints")
 # Debounce between passes: one pass looks at the whole graph, so a burst of events is folded
 # into one pass instead of one per event.
-PASS_INTERVAL = 0.1
+PASS_INTERVAL = 0.25
 
 
 class GarbageCollector:

@@ -217,6 +217,12 @@ class SchedulerService:
                 self.recorder.event(pod, "Warning", "FailedScheduling", message)
         if updates:
             try:
-                await self.registry.update_many(updates, subresource="status")
+                results = await self.registry.update_many(updates, subresource="status")
             except ApiError as exc:
-                log.debug("writing PodScheduled=False failed: %s", exc)
+                results = [exc] * len(updates)
+            for (_, ns, name, _body), res in zip(updates, results, strict=True):
+                if isinstance(res, ApiError):
+                    log.debug("writing PodScheduled=False for %s/%s failed: %s", ns, name, res)
+                    key = f"{ns}/{name}"
+                    if key in self.unschedulable:
+                        self.unschedulable[key] = ""  # rewrite on the next attempt
