@@ -55,6 +55,19 @@ class LeaderConfig:
     scheduler_batch_size: int = BATCH_SIZE
     # Set False for tests that drive a single controller by hand.
     run_scheduler: bool = True
+    # Flat shortcuts for command-line flags; when set they override ``node_lifecycle``.
+    node_grace_period: float | None = None
+    pod_eviction_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.node_grace_period is not None:
+            if self.node_grace_period <= 0:
+                raise ValueError(f"node grace period must be positive, not {self.node_grace_period}")
+            self.node_lifecycle.grace_period = float(self.node_grace_period)
+        if self.pod_eviction_seconds is not None:
+            if self.pod_eviction_seconds < 0:
+                raise ValueError(f"pod eviction delay must not be negative, not {self.pod_eviction_seconds}")
+            self.node_lifecycle.default_toleration_seconds = float(self.pod_eviction_seconds)
 
 
 @dataclass(slots=True)
@@ -121,6 +134,7 @@ async def _duties_term(
 async def run_duties(registry: Any, config: LeaderConfig) -> None:
     """One term: fresh informers, the scheduler and every controller; returns only on error."""
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(_hold_duties_lease, registry, config.name)
         informers = {
             plural: Informer(registry, plural)
             for plural in ("nodes", "pods", "replicasets", "deployments", "services", "endpoints", "namespaces", "configmaps")
@@ -155,7 +169,6 @@ async def run_duties(registry: Any, config: LeaderConfig) -> None:
             await nursery.start(lambda task_status, c=c: c.run(workers=config.workers, task_status=task_status))
         await nursery.start(lifecycle.run)
         await nursery.start(gc.run)
-        nursery.start_soon(_hold_duties_lease, registry, config.name)
 
 
 async def _hold_duties_lease(registry: Any, name: str) -> None:

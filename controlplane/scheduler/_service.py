@@ -32,6 +32,8 @@ BATCH_SIZE = 500
 # (kube-scheduler flushes its unschedulable queue after 5 minutes; we are a smaller cluster).
 UNSCHEDULABLE_RETRY = 10.0
 SCHEDULER_NAME = "default-scheduler"
+# Pause after the store refused a whole batch (503/504), so a lost quorum is not a busy loop.
+STORE_RETRY = 0.2
 
 
 def _wants_scheduling(pod: dict) -> bool:
@@ -77,6 +79,7 @@ class SchedulerService:
         self.assumed: dict[str, int] = {}
         self._wakeup = trio.Event()
         self.bound_total = 0
+        self._store_failed = False
         pods.add_handler(self._on_pod)
         nodes.add_handler(self._on_node)
 
@@ -144,7 +147,9 @@ class SchedulerService:
                     self._wakeup = trio.Event()
                     await self._wakeup.wait()
                 await self.schedule_batch()
-                await trio.sleep(0)
+                # After a batch the store refused (no quorum), pause instead of spinning; the
+                # leader loop cancels us anyway if the leadership is really gone.
+                await trio.sleep(STORE_RETRY if self._store_failed else 0)
 
     async def _periodic_retry(self) -> None:
         while True:
@@ -174,8 +179,10 @@ class SchedulerService:
         if bindings:
             try:
                 results = await self.registry.bind_many(bindings)
+                self._store_failed = False
             except ApiError as exc:
                 results = [exc] * len(bindings)
+                self._store_failed = exc.code >= 500
             for info, (ns, name, node), res in zip(infos, bindings, results, strict=True):
                 if isinstance(res, ApiError):
                     self.scheduler.forget(self.snapshot, info)
