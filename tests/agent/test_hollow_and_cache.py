@@ -1,0 +1,101 @@
+"""The simulated (hollow) runtime driving the real pod syncer, and the on-disk pod cache."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import trio
+
+from edge_agent import BackoffPolicy, HollowRuntime, PodCache, PodSyncer
+
+from .conftest import pod, wait_for
+
+
+async def test_hollow_runtime_runs_many_pods_without_containers(node_name):
+    runtime = HollowRuntime(node_name)
+    statuses: dict[str, dict[str, Any]] = {}
+    s = PodSyncer(runtime, node_name=node_name, node_address="127.0.1.201",
+                  status_sink=lambda p, st, ports: statuses.__setitem__(p["metadata"]["name"], st))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(s.serve)
+        for i in range(200):
+            s.upsert(pod(f"h-{i}", node_name=node_name,
+                         readinessProbe={"httpGet": {"port": 80}}))
+        await wait_for(lambda: len(statuses) == 200 and all(
+            st["phase"] == "Running" and st["containerStatuses"][0]["ready"]
+            for st in statuses.values()), 10, "200 hollow pods Running and Ready")
+        ips = {st["podIP"] for st in statuses.values()}
+        assert all(ip.startswith("198.51.100.") for ip in ips)  # documentation range: fake
+        assert all(st["containerStatuses"][0]["containerID"].startswith("hollow://")
+                   for st in statuses.values())
+        nursery.cancel_scope.cancel()
+
+
+async def test_hollow_container_exit_follows_restart_policy_and_backoff(node_name):
+    runtime = HollowRuntime(node_name)
+    s = PodSyncer(runtime, node_name=node_name, node_address="127.0.1.201",
+                  backoff=BackoffPolicy(base=0.5, cap=2.0), resync_interval=0.1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(s.serve)
+        p = pod("crashy", node_name=node_name)
+        uid = p["metadata"]["uid"]
+        s.upsert(p)
+
+        def latest():
+            cs = sorted(s.containers.get(uid, []), key=lambda c: c.restart_count)
+            return cs[-1] if cs else None
+
+        await wait_for(lambda: latest() and latest().running, 5, "started")
+        times = []
+        for expected in (1, 2, 3):
+            runtime.kill(latest().id, exit_code=1)
+            t0 = trio.current_time()
+            await wait_for(lambda e=expected: latest().restart_count == e and latest().running,
+                           10, f"restart {expected}")
+            times.append(trio.current_time() - t0)
+        # Immediate, then 0.5 s, then 1 s (kubelet's doubling, scaled down).
+        assert times[0] < 0.45 and 0.45 <= times[1] < 1.5 and 0.95 <= times[2] < 2.5, times
+        nursery.cancel_scope.cancel()
+
+
+async def test_hollow_pull_failure_is_err_image_pull(node_name):
+    runtime = HollowRuntime(node_name, missing_images=frozenset({"127.0.0.1:23999/x:1"}))
+    seen: list[str] = []
+    s = PodSyncer(runtime, node_name=node_name, node_address="127.0.1.201",
+                  status_sink=lambda p, st, ports: seen.append(
+                      st["containerStatuses"][0]["state"].get("waiting", {}).get("reason", "")))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(s.serve)
+        s.upsert(pod("nopull", node_name=node_name, image="127.0.0.1:23999/x:1"))
+        await wait_for(lambda: "ImagePullBackOff" in seen, 5, "ImagePullBackOff")
+        assert seen.index("ErrImagePull") < seen.index("ImagePullBackOff")
+        nursery.cancel_scope.cancel()
+
+
+async def test_pod_cache_round_trip_and_atomic_files(tmp_path):
+    cache = PodCache(tmp_path / "pods")
+    a, b = pod("a", node_name="n"), pod("b", node_name="n")
+    a["metadata"]["resourceVersion"] = "10"
+    a["status"] = {"phase": "Running"}
+    assert await cache.put(a) is True
+    assert await cache.put(b) is True
+    # Only metadata/spec count: a new resourceVersion or status is not rewritten.
+    a2 = json.loads(json.dumps(a))
+    a2["metadata"]["resourceVersion"] = "11"
+    a2["status"] = {"phase": "Succeeded"}
+    assert await cache.put(a2) is False
+    files = sorted(os.listdir(tmp_path / "pods"))
+    assert files == sorted(f"{p['metadata']['uid']}.json" for p in (a, b))  # no temp files left
+    # A torn temporary file from a crash mid-write is ignored and cleaned up.
+    (tmp_path / "pods" / ".junk.tmp").write_text("{")
+    (tmp_path / "pods" / "bad.json").write_text("{not json")
+    fresh = PodCache(tmp_path / "pods")
+    loaded = {p["metadata"]["name"]: p for p in fresh.load()}
+    assert set(loaded) == {"a", "b"}
+    assert "status" not in loaded["a"] and "resourceVersion" not in loaded["a"]["metadata"]
+    assert loaded["a"]["spec"] == a["spec"]
+    assert not (tmp_path / "pods" / ".junk.tmp").exists()
+    await fresh.replace_all([b])
+    assert {p["metadata"]["name"] for p in PodCache(tmp_path / "pods").load()} == {"b"}
