@@ -26,3 +26,6 @@ from ._types import StoreUnavailable as StoreUnavailable
 from ._types import TxnResult as TxnResult
 
 # Replicated store (F2) re-exports go below.
+from ._bridge import RaftStore as RaftStore
+from ._bridge import open_raft_store as open_raft_store
+from ._replica import ReplicaConfig as ReplicaConfig

@@ -1,0 +1,593 @@
+"""RaftStore: the trio-facing Store over one pysyncobj :class:`~raftstore._replica.Replica`.
+
+Group commit. Writes are queued on the trio thread. When fewer than ``max_in_flight``
+proposals are in flight, everything queued in the current scheduler pass is proposed at once
+(one command alone, or one ``batch`` command); while proposals are in flight, new commands
+accumulate and leave as one batch when a proposal completes. An idle store therefore sends a
+write immediately (pysyncobj runs with ``appendEntriesUseBatch=False`` and wakes its tick thread
+through a pipe), and a loaded one sends few large log entries: both latency and throughput,
+with no polling. Followers work the same way: pysyncobj forwards the batch to the leader.
+
+Results come back on the tick thread and are handed to trio with ``TrioToken.run_sync_soon``;
+the tick thread never blocks on trio.
+
+Failures. A proposal that provably did not reach the log (no leader yet, the contacted node
+was not the leader, or a new leader overwrote its slot) is retried until the operation's
+deadline. A proposal whose fate is unknown (the leader changed before it acknowledged, or the
+deadline passed) raises :class:`StoreUnavailable` with ``maybe_committed=True``.
+
+Reads. ``linearizable=True`` (the default): a leader holding its quorum lease that has applied
+an entry of its own term answers from local state; otherwise the read waits for a read barrier,
+a ``noop`` that rides the next proposal (a batch with writes needs none), so concurrent reads
+share one round through Raft. ``linearizable=False`` reads the local, possibly stale, state.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from ._commands import encode_batch, encode_delete, encode_noop, encode_put, encode_txn
+from ._replica import FAIL_REASON, Replica, ReplicaConfig
+from ._types import (
+    Compare,
+    Event,
+    KeyValue,
+    RangeResult,
+    StoreError,
+    StoreUnavailable,
+    TxnResult,
+)
+
+__all__ = ["RaftStore", "open_raft_store"]
+
+logger = logging.getLogger("raftstore.bridge")
+
+# Enough to cover a leader election (<= ~1.5 s) plus a retry, short enough that a client
+# talking to a replica cut off from the majority hears about it promptly.
+DEFAULT_OP_TIMEOUT_S = 5.0
+# Proposals in flight before new commands wait to be batched: 2 overlaps one batch's
+# replication with the next one's forwarding without splitting the load into tiny entries.
+DEFAULT_MAX_IN_FLIGHT = 2
+# Caps of one batch: bounds a log entry (pysyncobj pickles and encrypts it whole) to well
+# under a megabyte, so one batch never stalls the tick thread for long.
+MAX_BATCH_COMMANDS = 4096
+MAX_BATCH_BYTES = 512 * 1024
+# Pause before retrying a proposal that certainly did not commit (no leader / wrong node).
+_RETRY_DELAY_S = 0.05
+# How often a Raft leader re-checks its lease for leadership() (a quarter of the lease).
+_LEASE_POLL_FRACTION = 0.25
+# Fail codes meaning "certainly not in the log": safe to retry.
+_SAFE_RETRY = frozenset(
+    {
+        FAIL_REASON.QUEUE_FULL,
+        FAIL_REASON.MISSING_LEADER,
+        FAIL_REASON.DISCARDED,
+        FAIL_REASON.NOT_LEADER,
+        FAIL_REASON.REQUEST_DENIED,
+    }
+)
+# Our own code for a proposal that got no answer before its deadline.
+_TIMED_OUT = -1
+_CLOSED = -2
+_FAIL_NAMES = {
+    FAIL_REASON.QUEUE_FULL: "queue full",
+    FAIL_REASON.MISSING_LEADER: "no leader",
+    FAIL_REASON.DISCARDED: "discarded by a new leader",
+    FAIL_REASON.NOT_LEADER: "not the leader",
+    FAIL_REASON.LEADER_CHANGED: "leader changed before the write was acknowledged",
+    FAIL_REASON.REQUEST_DENIED: "request denied",
+    FAIL_REASON.UNKNOWN_OUTCOME: "unknown outcome",
+    _TIMED_OUT: "timed out",
+    _CLOSED: "store closed",
+}
+_NOOP = encode_noop()
+
+Waiter = Callable[[Any, "int | None"], None]
+
+
+class _AsyncWaiter:
+    """Receives one proposal outcome on the trio thread and wakes the awaiting task."""
+
+    __slots__ = ("event", "result", "fail")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.result: Any = None
+        self.fail: int | None = None
+
+    def __call__(self, result: Any, fail: int | None) -> None:
+        self.result = result
+        self.fail = fail
+        self.event.set()
+
+
+class _Proposal:
+    __slots__ = ("items", "barriers", "batch", "started")
+
+    def __init__(self, items: list[Any], barriers: list[Waiter], batch: bool) -> None:
+        self.items = items
+        self.barriers = barriers
+        self.batch = batch
+        self.started = time.monotonic()
+
+
+def _unavailable(fail: int, what: str) -> StoreUnavailable:
+    maybe = fail not in _SAFE_RETRY
+    reason = _FAIL_NAMES.get(fail, f"pysyncobj failure {fail}")
+    if maybe:
+        msg = f"{what}: {reason}; it may or may not have been applied"
+    else:
+        msg = f"{what}: {reason}; nothing was applied"
+    return StoreUnavailable(msg, maybe_committed=maybe)
+
+
+class RaftStore:
+    """The replicated Store (see ``raftstore.Store``). Create with :meth:`open` or
+    :func:`open_raft_store`; all methods must be called from the trio thread that opened it."""
+
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        *,
+        name: str | None = None,
+        names: dict[str, str] | None = None,
+        op_timeout: float = DEFAULT_OP_TIMEOUT_S,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        self.config = config
+        self.name = name or config.self_address
+        self._names = dict(names or {})
+        self._names.setdefault(config.self_address, self.name)
+        self._op_timeout = op_timeout
+        self._max_in_flight = max(1, max_in_flight)
+        self._replica: Replica | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        # Group commit state (trio thread only).
+        self._pending: list[tuple[Any, Waiter, bool]] = []  # (cmd or [cmds], waiter, group)
+        self._pending_barriers: list[Waiter] = []
+        self._in_flight: dict[int, _Proposal] = {}
+        self._next_pid = 0
+        self._flush_scheduled = False
+        self._closed = False
+        # Wake-ups from the tick thread, coalesced to one pending callback each.
+        self._wake_pending = False
+        self._rev_changed = trio.Event()
+        self._state_changed = trio.Event()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, config: ReplicaConfig, **kwargs: Any) -> RaftStore:
+        """Bind the replica's address, load its journal and snapshot, and start ticking."""
+        store = cls(config, **kwargs)
+        store._token = trio.lowlevel.current_trio_token()
+        store._replica = await trio.to_thread.run_sync(
+            functools.partial(
+                Replica,
+                config,
+                on_applied=store._applied_from_tick,
+                on_state_changed=store._state_from_tick,
+            )
+        )
+        store._replica.start()
+        return store
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._fail_everything(_CLOSED)
+        if self._replica is not None:
+            await trio.to_thread.run_sync(self._replica.stop)
+
+    @property
+    def replica(self) -> Replica:
+        if self._replica is None:
+            raise StoreUnavailable("the store is not open")
+        return self._replica
+
+    # --- tick thread -> trio --------------------------------------------------------------------
+
+    def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            self._token.run_sync_soon(fn, *args)  # type: ignore[union-attr]
+        except trio.RunFinishedError:
+            pass  # trio is gone; nobody is waiting any more
+
+    def _applied_from_tick(self) -> None:
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._call_soon(self._wake_watchers)
+
+    def _wake_watchers(self) -> None:
+        self._wake_pending = False
+        event, self._rev_changed = self._rev_changed, trio.Event()
+        event.set()
+
+    def _state_from_tick(self) -> None:
+        self._call_soon(self._wake_leadership)
+
+    def _wake_leadership(self) -> None:
+        event, self._state_changed = self._state_changed, trio.Event()
+        event.set()
+
+    def _result_from_tick(self, pid: int, result: Any, fail: int) -> None:
+        self._call_soon(self._complete, pid, result, fail)
+
+    # --- group commit ---------------------------------------------------------------------------
+
+    def submit(self, command: Any, waiter: Waiter, *, group: bool = False) -> None:
+        """Queue an encoded command (or, with ``group``, a list applied in one log entry).
+
+        ``waiter(result, fail)`` is called on the trio thread: fail is None on success (the
+        result may be a StoreError instance for a rejected command), else a failure code.
+        """
+        if self._closed:
+            waiter(None, _CLOSED)
+            return
+        self._pending.append((command, waiter, group))
+        self._schedule_flush()
+
+    def submit_barrier(self, waiter: Waiter) -> None:
+        """Call ``waiter(None, None)`` once a log entry proposed after this call is applied."""
+        if self._closed:
+            waiter(None, _CLOSED)
+            return
+        self._pending_barriers.append(waiter)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        # Deferred to the end of this scheduler pass so that commands submitted together
+        # (a burst of requests, many tasks woken at once) leave as one entry.
+        if not self._flush_scheduled and len(self._in_flight) < self._max_in_flight:
+            self._flush_scheduled = True
+            self._token.run_sync_soon(self._flush)  # type: ignore[union-attr]
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._closed:
+            return
+        self._expire_in_flight()
+        replica = self._replica
+        assert replica is not None
+        while (self._pending or self._pending_barriers) and len(
+            self._in_flight
+        ) < self._max_in_flight:
+            items, cmds = self._take_batch()
+            barriers, self._pending_barriers = self._pending_barriers, []
+            if not cmds:
+                payload, batch = _NOOP, False
+            elif len(items) == 1 and not items[0][2]:
+                payload, batch = cmds[0], False
+            else:
+                payload, batch = encode_batch(cmds), True
+            self._next_pid += 1
+            pid = self._next_pid
+            self._in_flight[pid] = _Proposal(items, barriers, batch)
+            replica.propose(payload, functools.partial(self._result_from_tick, pid))
+
+    def _take_batch(self) -> tuple[list[Any], list[bytes]]:
+        pending = self._pending
+        cmds: list[bytes] = []
+        size = 0
+        n = 0
+        for item in pending:
+            command, _, group = item
+            add = command if group else (command,)
+            add_size = sum(len(c) for c in add)
+            if n and (len(cmds) + len(add) > MAX_BATCH_COMMANDS or size + add_size > MAX_BATCH_BYTES):
+                break
+            cmds.extend(add)
+            size += add_size
+            n += 1
+        items = pending[:n]
+        del pending[:n]
+        return items, cmds
+
+    def _complete(self, pid: int, result: Any, fail: int) -> None:
+        proposal = self._in_flight.pop(pid, None)
+        if proposal is None:
+            return  # expired or closed; its waiters already know
+        if fail == FAIL_REASON.SUCCESS:
+            if not proposal.batch:
+                for _, waiter, _ in proposal.items:
+                    waiter(result, None)
+            elif isinstance(result, BaseException):
+                for _, waiter, _ in proposal.items:
+                    waiter(result, None)
+            else:
+                i = 0
+                for command, waiter, group in proposal.items:
+                    if group:
+                        waiter(result[i : i + len(command)], None)
+                        i += len(command)
+                    else:
+                        waiter(result[i], None)
+                        i += 1
+            for waiter in proposal.barriers:
+                waiter(None, None)
+        else:
+            for _, waiter, _ in proposal.items:
+                waiter(None, fail)
+            for waiter in proposal.barriers:
+                waiter(None, fail)
+        if self._pending or self._pending_barriers:
+            self._flush()
+
+    def _expire_in_flight(self) -> None:
+        # A proposal may never be answered (e.g. its forward was lost with a connection);
+        # free its slot after the op timeout so the pipeline keeps moving.
+        if not self._in_flight:
+            return
+        limit = time.monotonic() - self._op_timeout
+        for pid in [p for p, prop in self._in_flight.items() if prop.started < limit]:
+            proposal = self._in_flight.pop(pid)
+            for _, waiter, _ in proposal.items:
+                waiter(None, _TIMED_OUT)
+            for waiter in proposal.barriers:
+                waiter(None, _TIMED_OUT)
+
+    def _fail_everything(self, fail: int) -> None:
+        pending, self._pending = self._pending, []
+        barriers, self._pending_barriers = self._pending_barriers, []
+        in_flight, self._in_flight = self._in_flight, {}
+        for _, waiter, _ in pending:
+            waiter(None, fail)
+        for waiter in barriers:
+            waiter(None, fail)
+        for proposal in in_flight.values():
+            for _, waiter, _ in proposal.items:
+                waiter(None, fail)
+            for waiter in proposal.barriers:
+                waiter(None, fail)
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    async def _write(self, command: Any, what: str, *, group: bool = False) -> Any:
+        deadline = trio.current_time() + self._op_timeout
+        while True:
+            waiter = _AsyncWaiter()
+            self.submit(command, waiter, group=group)
+            with trio.move_on_at(deadline):
+                await waiter.event.wait()
+            if not waiter.event.is_set():
+                raise _unavailable(_TIMED_OUT, what)
+            if waiter.fail is None:
+                return waiter.result
+            if waiter.fail in _SAFE_RETRY and trio.current_time() + _RETRY_DELAY_S < deadline:
+                await trio.sleep(_RETRY_DELAY_S)
+                continue
+            raise _unavailable(waiter.fail, what)
+
+    async def put(self, key: str, value: bytes) -> tuple[int, KeyValue | None]:
+        return _raise_rejected(await self._write(encode_put(key, value), f"put {key!r}"))
+
+    async def delete(self, key: str) -> tuple[int, KeyValue | None]:
+        return _raise_rejected(await self._write(encode_delete(key), f"delete {key!r}"))
+
+    async def txn(
+        self, compares: list[Compare], success: list[tuple], failure: list[tuple]
+    ) -> TxnResult:
+        return _raise_rejected(await self._write(encode_txn(compares, success, failure), "txn"))
+
+    async def txn_many(
+        self, txns: list[tuple[list[Compare], list[tuple], list[tuple]]]
+    ) -> list[TxnResult]:
+        if not txns:
+            return []
+        commands = [encode_txn(c, s, f) for c, s, f in txns]
+        results = await self._write(commands, f"{len(commands)} txns", group=True)
+        return [_raise_rejected(r) for r in results]
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    @property
+    def revision(self) -> int:
+        return self.replica.kv.revision
+
+    @property
+    def compact_revision(self) -> int:
+        return self.replica.kv.compact_revision
+
+    async def barrier(self) -> int:
+        replica = self.replica
+        if replica.can_read_locally():
+            return replica.kv.revision
+        deadline = trio.current_time() + self._op_timeout
+        while True:
+            waiter = _AsyncWaiter()
+            self.submit_barrier(waiter)
+            with trio.move_on_at(deadline):
+                await waiter.event.wait()
+            if waiter.event.is_set() and waiter.fail is None:
+                return replica.kv.revision
+            if waiter.event.is_set() and waiter.fail == _CLOSED:
+                raise _unavailable(_CLOSED, "read barrier")
+            # A barrier has no effect, so any failure is safe to retry.
+            if trio.current_time() + _RETRY_DELAY_S >= deadline:
+                raise StoreUnavailable(
+                    "read barrier: no committed round through Raft before the deadline "
+                    "(no leader or no quorum)"
+                )
+            if waiter.event.is_set():
+                await trio.sleep(_RETRY_DELAY_S)
+
+    async def get(self, key: str, *, linearizable: bool = True) -> KeyValue | None:
+        if linearizable:
+            await self.barrier()
+        replica = self.replica
+        with replica.state_lock:
+            return replica.kv.get(key)
+
+    async def range(
+        self,
+        prefix: str,
+        *,
+        limit: int = 0,
+        start_after: str | None = None,
+        linearizable: bool = True,
+    ) -> RangeResult:
+        if linearizable:
+            await self.barrier()
+        replica = self.replica
+        with replica.state_lock:
+            return replica.kv.range(prefix, limit, start_after)
+
+    async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[list[Event]]:
+        """Events under ``prefix`` from ``start_revision`` on, in batches, forever.
+
+        Raises Compacted when the history no longer reaches back to the next revision wanted
+        (at the start, or later if this watcher falls that far behind).
+        """
+        replica = self.replica
+        next_rev = start_revision
+        while True:
+            changed = self._rev_changed
+            with replica.state_lock:
+                kv = replica.kv
+                events = kv.events_since(next_rev, prefix)
+                current = kv.revision
+            if events:
+                next_rev = events[-1].revision + 1
+                yield events
+            else:
+                next_rev = max(next_rev, current + 1)
+                await changed.wait()
+
+    # --- leadership -----------------------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        return self._replica is not None and self._replica.has_lease()
+
+    async def leadership(self) -> AsyncIterator[bool]:
+        """Yield is_leader() now, then each time it changes (lease lapses are noticed within a
+        quarter of the lease)."""
+        replica = self.replica
+        poll = self.config.lease_s * _LEASE_POLL_FRACTION
+        current = self.is_leader()
+        yield current
+        while True:
+            changed = self._state_changed
+            with trio.move_on_after(poll if replica.is_raft_leader else 1.0):
+                await changed.wait()
+            now = self.is_leader()
+            if now != current:
+                current = now
+                yield now
+
+    # --- membership -----------------------------------------------------------------------------
+
+    async def add_member(self, address: str, *, name: str | None = None) -> None:
+        """Add a replica (started with the full member list) to the cluster; returns once the
+        change is applied here. Adding an existing member is a no-op."""
+        if name:
+            self._names[address] = name
+        await self._change_membership("add", address)
+
+    async def remove_member(self, address: str) -> None:
+        """Remove a replica; removing an absent member is a no-op."""
+        await self._change_membership("remove", address)
+
+    async def _change_membership(self, kind: str, address: str) -> None:
+        replica = self.replica
+        if address == replica.selfNode.address and kind == "remove":
+            raise StoreError("a replica cannot remove itself; ask another member")
+        deadline = trio.current_time() + max(self._op_timeout, 10.0)
+        while True:
+            members = {n.address for n in replica.otherNodes}
+            if (kind == "add") == (address in members):
+                return
+            waiter = _AsyncWaiter()
+
+            def callback(result: Any, fail: int, waiter: _AsyncWaiter = waiter) -> None:
+                self._call_soon(waiter, result, None if fail == FAIL_REASON.SUCCESS else fail)
+
+            if kind == "add":
+                replica.addNodeToCluster(address, callback=callback)
+            else:
+                replica.removeNodeFromCluster(address, callback=callback)
+            with trio.move_on_at(deadline):
+                await waiter.event.wait()
+            if waiter.event.is_set() and waiter.fail is None:
+                continue  # re-check the member list
+            if trio.current_time() + 0.1 >= deadline:
+                raise StoreUnavailable(f"{kind} member {address}: not applied before the deadline")
+            # Denied while the leader's previous change or first entry is uncommitted: retry.
+            await trio.sleep(0.1)
+
+    # --- status ---------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        replica = self.replica
+        raft = replica.snapshot_status()
+        me = raft["address"]
+        members = [
+            {
+                "name": self._names.get(me, me),
+                "address": me,
+                "match_index": raft["commit_index"] if raft["raft_leader"] else None,
+                "last_contact_s": 0.0 if raft["raft_leader"] else None,
+            }
+        ]
+        for address, peer in sorted(raft["peers"].items()):
+            members.append(
+                {
+                    "name": self._names.get(address, address),
+                    "address": address,
+                    "match_index": peer["match_index"],
+                    "last_contact_s": peer["last_contact_s"],
+                    "connected": peer["connected"],
+                }
+            )
+        leader = raft["leader"]
+        with replica.state_lock:
+            revision = replica.kv.revision
+        return {
+            "name": self.name,
+            "address": me,
+            "leader": self._names.get(leader, leader) if leader else None,
+            "leader_address": leader,
+            "term": raft["term"],
+            "commit_index": raft["commit_index"],
+            "applied_index": raft["applied_index"],
+            "revision": revision,
+            "members": members,
+            "is_leader": replica.has_lease(),
+            "has_quorum_lease": replica.has_lease(),
+            "lease_remaining_s": round(replica.lease_remaining(), 4),
+            "log_length": raft["log_length"],
+            "applied_truncations": raft["applied_truncations"],
+            "in_flight": len(self._in_flight),
+            "pending": len(self._pending),
+        }
+
+    def digest(self) -> tuple[int, str]:
+        """(revision, state digest) of the local replica."""
+        replica = self.replica
+        with replica.state_lock:
+            return replica.kv.revision, replica.kv.digest()
+
+
+def _raise_rejected(result: Any) -> Any:
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+@asynccontextmanager
+async def open_raft_store(config: ReplicaConfig, **kwargs: Any) -> AsyncIterator[RaftStore]:
+    """``async with open_raft_store(config) as store:`` -- closed (journal flushed) on exit."""
+    store = await RaftStore.open(config, **kwargs)
+    try:
+        yield store
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()
+

@@ -1,0 +1,202 @@
+"""The replica process's loopback client port (protocol in ``raftstore._wire``).
+
+Hot requests (put, del, get) do not get a task each: they are handed straight to the store's
+group-commit queue with a callback that queues the reply, so a pipelined burst costs a few
+microseconds of Python per request. Everything else, and any retry, runs as a task.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+from typing import Any
+
+import msgpack
+import trio
+
+from ._bridge import _SAFE_RETRY, RaftStore, _unavailable
+from ._commands import encode_delete, encode_put
+from ._types import Compare, Op, StoreError
+from ._wire import client_token, error_to_wire, kv_to_wire
+
+__all__ = ["serve_client_port"]
+
+logger = logging.getLogger("raftstore.client_port")
+
+_RECV_BYTES = 256 * 1024
+_packb = functools.partial(msgpack.packb, use_bin_type=True)
+
+
+class _Connection:
+    def __init__(self, store: RaftStore, stream: trio.SocketStream, nursery: trio.Nursery):
+        self.store = store
+        self.stream = stream
+        self.nursery = nursery
+        self.out: list[bytes] = []
+        self.has_output = trio.Event()
+
+    def reply(self, rid: int, result: Any) -> None:
+        self.out.append(_packb([rid, 0, result]))
+        self.has_output.set()
+
+    def reply_error(self, rid: int, exc: BaseException) -> None:
+        self.out.append(_packb([rid, 1, error_to_wire(exc)]))
+        self.has_output.set()
+
+    async def writer(self) -> None:
+        while True:
+            await self.has_output.wait()
+            self.has_output = trio.Event()
+            data = b"".join(self.out)
+            self.out.clear()
+            await self.stream.send_all(data)
+
+    # --- hot path -------------------------------------------------------------------------------
+
+    def write_done(self, rid: int, op: str, args: list[Any], result: Any, fail: int | None):
+        if fail is None:
+            if isinstance(result, BaseException):
+                self.reply_error(rid, result)
+            else:
+                self.reply(rid, [result[0], kv_to_wire(result[1])])
+        elif fail in _SAFE_RETRY:
+            self.nursery.start_soon(self.slow, rid, op, args)
+        else:
+            self.reply_error(rid, _unavailable(fail, op))
+
+    def read_done(self, rid: int, key: str, result: Any, fail: int | None) -> None:
+        if fail is None:
+            replica = self.store.replica
+            with replica.state_lock:
+                kv = replica.kv.get(key)
+            self.reply(rid, kv_to_wire(kv))
+        else:
+            self.nursery.start_soon(self.slow, rid, "get", [key, True])
+
+    def dispatch(self, rid: int, op: str, args: list[Any]) -> None:
+        store = self.store
+        try:
+            if op == "put":
+                command = encode_put(args[0], args[1])
+                store.submit(command, functools.partial(self.write_done, rid, op, args))
+                return
+            if op == "del":
+                command = encode_delete(args[0])
+                store.submit(command, functools.partial(self.write_done, rid, op, args))
+                return
+            if op == "get":
+                key = args[0]
+                linearizable = args[1] if len(args) > 1 else True
+                replica = store.replica
+                if not linearizable or replica.can_read_locally():
+                    with replica.state_lock:
+                        kv = replica.kv.get(key)
+                    self.reply(rid, kv_to_wire(kv))
+                else:
+                    store.submit_barrier(functools.partial(self.read_done, rid, key))
+                return
+        except (StoreError, IndexError, TypeError) as exc:
+            self.reply_error(rid, exc)
+            return
+        self.nursery.start_soon(self.slow, rid, op, args)
+
+    # --- everything else ------------------------------------------------------------------------
+
+    async def slow(self, rid: int, op: str, args: list[Any]) -> None:
+        store = self.store
+        try:
+            if op == "put":
+                rev, prev = await store.put(args[0], args[1])
+                result: Any = [rev, kv_to_wire(prev)]
+            elif op == "del":
+                rev, prev = await store.delete(args[0])
+                result = [rev, kv_to_wire(prev)]
+            elif op == "get":
+                result = kv_to_wire(await store.get(args[0], linearizable=bool(args[1])))
+            elif op == "cas":
+                key, expected, value = args
+                compare = (
+                    Compare.absent(key) if expected == 0 else Compare.mod_revision(key, "==", expected)
+                )
+                txn = await store.txn([compare], [Op.put(key, value)], [])
+                result = [txn.succeeded, txn.revision]
+            elif op == "range":
+                prefix, limit, linearizable = args
+                rr = await store.range(prefix, limit=limit, linearizable=linearizable)
+                result = [[kv_to_wire(kv) for kv in rr.kvs], rr.more, rr.revision]
+            elif op == "barrier":
+                result = await store.barrier()
+            elif op == "status":
+                result = store.status()
+            elif op == "digest":
+                revision, digest = store.digest()
+                result = [revision, digest, store.replica.raftLastApplied]
+            elif op == "add_member":
+                await store.add_member(args[0])
+                result = None
+            elif op == "remove_member":
+                await store.remove_member(args[0])
+                result = None
+            elif op == "ping":
+                result = "pong"
+            else:
+                raise StoreError(f"unknown op {op!r}")
+        except (StoreError, ValueError, TypeError, IndexError) as exc:
+            self.reply_error(rid, exc)
+        else:
+            self.reply(rid, result)
+
+
+async def _handle(store: RaftStore, token: str, stream: trio.SocketStream) -> None:
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=64 * 1024 * 1024)
+    try:
+        async with trio.open_nursery() as nursery:
+            conn = _Connection(store, stream, nursery)
+            authenticated = False
+            nursery.start_soon(conn.writer)
+            while True:
+                data = await stream.receive_some(_RECV_BYTES)
+                if not data:
+                    break
+                unpacker.feed(data)
+                for message in unpacker:
+                    if not authenticated:
+                        if (
+                            isinstance(message, list)
+                            and len(message) == 2
+                            and message[0] == "auth"
+                            and isinstance(message[1], str)
+                            and hmac.compare_digest(message[1], token)
+                        ):
+                            authenticated = True
+                            continue
+                        return
+                    if not isinstance(message, list) or len(message) < 2:
+                        return
+                    conn.dispatch(message[0], message[1], message[2:])
+            nursery.cancel_scope.cancel()
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+    except (ValueError, msgpack.UnpackException):
+        logger.warning("client sent malformed data; closing the connection")
+    finally:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+
+
+async def serve_client_port(
+    store: RaftStore,
+    port: int,
+    secret: bytes,
+    *,
+    host: str = "127.0.0.1",
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the harness protocol on ``host:port`` (loopback) until cancelled; reports the
+    bound port through ``task_status``."""
+    token = client_token(secret)
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound = listeners[0].socket.getsockname()[1]
+    task_status.started(bound)
+    await trio.serve_listeners(functools.partial(_handle, store, token), listeners)

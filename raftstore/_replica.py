@@ -1,0 +1,522 @@
+"""The pysyncobj binding: one Raft replica of a :class:`KVState`, ticking on its own thread.
+
+This module owns everything that touches pysyncobj 0.3.17 internals. What it changes, and why:
+
+Log matching (Raft §5.3). pysyncobj's follower deletes every entry after ``prevLogIdx`` on each
+append-entries message, even entries that match the leader's. Under pipelined load a message with
+a stale ``prevLogIdx`` (the leader resets ``nextIndex`` from an older reply) makes a follower drop
+entries it already acknowledged, and even applied; if the leader then dies, a committed entry
+can vanish from the quorum that held it. :meth:`Replica._SyncObj__onMessageReceived` trims the
+entries that already match by (index, term) before pysyncobj sees the message, so a follower
+truncates only on a real conflict, and answers a stale heartbeat without touching its log
+(committing no further than the point the leader has verified). Real conflicts below the applied
+index are counted (``applied_truncations``): that number must stay 0.
+
+Leadership lease. ``is_leader()`` means: Raft leader, and a majority (counting itself) has
+acknowledged an append-entries that this leader *sent* at most ``lease_s`` ago. The transport
+stamps each append-entries with (term, send time on the leader's monotonic clock) and followers
+echo the stamp in their reply, so the lease is measured from the send time, never from a late
+reply. Followers refuse to vote while they heard from a leader less than ``raft_min_timeout``
+ago (and for that long after they start), so no other leader can be elected while a majority's
+stamps are younger than the minimum election timeout; ``lease_s`` is 80% of it. pysyncobj's own
+step-down (``leaderFallbackTimeout``, 30 s by default) is set near the election timeout.
+
+Security. Every message between replicas is pickled. With ``password`` set, pysyncobj's
+TcpConnection authenticates and decrypts each frame (Fernet: HMAC-SHA256 checked before
+decryption) *before* unpickling it, including the first frames of an incoming connection (the
+random session key, the node address and utility commands such as ``add``/``remove``), and every
+later frame must carry the per-connection random key, so frames cannot be replayed across
+connections. Without a password anything that connects is unpickled: arbitrary code execution
+for any local user. So the secret is mandatory for any non-loopback address, pysyncobj's default
+of binding 0.0.0.0 is replaced by binding the replica's own address, and the process harness
+(``python -m raftstore``) always requires a secret. Remaining gap: a peer that never
+authenticates can still make a replica buffer the bytes it sends (frames are length-prefixed and
+read whole before the MAC check).
+
+Durability. pysyncobj's journal is a memory-mapped file written in place and flushed only on
+clean shutdown; its small meta file (term, vote, commit index) is replaced atomically. The
+promise here: a process crash (SIGKILL) of any replicas, all at once included, loses no
+acknowledged write, because the mapping's dirty pages live in the kernel page cache and reach
+the file after the process dies. A machine power loss can lose recent entries on every replica
+at once. With ``fsync=True`` the journal is msync'ed and the meta file fsync'ed before a replica
+answers or sends anything that depends on them (votes, acknowledgements, append-entries), so an
+acknowledged write also survives power loss, at a latency cost.
+
+Snapshots (log compaction) are written by a forked child that pickles the KVState held by
+:class:`_StateHolder`, so the tick thread only pays for the fork.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.config import FAIL_REASON
+from pysyncobj.journal import FileJournal
+from pysyncobj.syncobj import _RAFT_STATE, SyncObjException
+from pysyncobj.transport import TCPTransport
+
+from ._state import KVState
+from ._types import StoreError
+
+__all__ = ["FAIL_REASON", "Replica", "ReplicaConfig", "is_loopback_address"]
+
+logger = logging.getLogger("raftstore.replica")
+
+_base_on_message = SyncObj._SyncObj__onMessageReceived  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaConfig:
+    """Timing and storage of one replica. Defaults are tuned for loopback/LAN clusters."""
+
+    self_address: str
+    peers: tuple[str, ...]
+    data_dir: str
+    secret: str | bytes | None = None
+    history_limit: int = 100_000
+    fsync: bool = False
+    # Heartbeat period; elections need 3+ missed heartbeats (pysyncobj checks min > 3 * period).
+    heartbeat_s: float = 0.08
+    # Election timeout range: a dead leader is replaced within about max + one vote round
+    # (well under the 1.5 s target), while heartbeats every 80 ms leave margin for busy hosts.
+    raft_min_timeout: float = 0.4
+    raft_max_timeout: float = 0.8
+    # A leader cut off from the majority steps down after this (pysyncobj default: 30 s).
+    leader_fallback_s: float = 1.0
+    # Idle poll timeout of the tick thread: bounds timer precision (heartbeats, elections)
+    # at 50 wake-ups per second when idle, which costs well under 1% of a core.
+    tick_s: float = 0.02
+    # Entries in the log before a snapshot is taken (forked child, off the latency path);
+    # entries are group-committed batches, so this covers many more writes.
+    compaction_min_entries: int = 20_000
+    compaction_min_time_s: float = 300.0
+
+    @property
+    def lease_s(self) -> float:
+        # 80% of the minimum election timeout: margin for clock-rate differences and the time
+        # between checking the lease and serving the read.
+        return self.raft_min_timeout * 0.8
+
+
+def is_loopback_address(address: str) -> bool:
+    """True for ``127.x.y.z:port``, ``[::1]:port`` or ``localhost:port``."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _StateHolder(SyncObjConsumer):
+    """Holds the KVState so pysyncobj snapshots exactly it (and nothing of the replica's
+    threads, locks or callbacks): a consumer serializes only attributes set after its base
+    ``__init__``, and a loaded snapshot replaces ``kv``, so never cache ``holder.kv``."""
+
+    def __init__(self, history_limit: int) -> None:
+        super().__init__()
+        self.kv = KVState(history_limit)
+
+
+class _SyncedJournal(FileJournal):
+    """The file journal, msync'ed / fsync'ed before the replica acts on it (``fsync=True``)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self._path = path
+        self.dirty = False
+
+    def add(self, command: bytes, idx: int, term: int) -> None:
+        super().add(command, idx, term)
+        self.dirty = True
+
+    def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802 - pysyncobj's name
+        super().deleteEntriesFrom(entryFrom)
+        self.dirty = True
+
+    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:  # noqa: N802, N803
+        super().setCurrentTerm(term, votedForNodeId)
+        _fsync_path(self._path + ".meta")
+        _fsync_path(os.path.dirname(os.path.abspath(self._path)))
+
+    def sync(self) -> None:
+        if self.dirty:
+            self.flush()
+            self.dirty = False
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _StampingTransport(TCPTransport):
+    """Adds the lease stamp to append-entries and echoes it in the follower's reply; syncs the
+    journal before anything leaves when the replica runs with ``fsync=True``."""
+
+    def send(self, node: Any, message: Any) -> bool:
+        replica: Replica = self._syncObj
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "append_entries":
+            message["lease_stamp"] = (message["term"], time.monotonic())
+        elif kind == "next_node_idx" and replica._echo is not None:
+            message["lease_echo"] = replica._echo
+        if replica._synced_journal is not None and kind in (
+            "append_entries",
+            "next_node_idx",
+            "response_vote",
+            "apply_command_response",
+        ):
+            replica._synced_journal.sync()
+        return super().send(node, message)
+
+
+class Replica(SyncObj):
+    """A Raft replica applying msgpack commands to a KVState on its own tick thread.
+
+    Thread rules: ``propose`` may be called from any thread; ``callback(result, fail_reason)``
+    and ``on_applied()`` run on the tick thread and must not block. Read ``kv`` only while
+    holding ``state_lock`` (apply holds it).
+    """
+
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        *,
+        on_applied: Callable[[], None] | None = None,
+        on_state_changed: Callable[[], None] | None = None,
+    ) -> None:
+        if config.secret is None and not (
+            is_loopback_address(config.self_address)
+            and all(is_loopback_address(p) for p in config.peers)
+        ):
+            raise StoreError(
+                f"a cluster secret is required when a replica uses a non-loopback address "
+                f"({config.self_address}, peers {list(config.peers)}): without it, anything "
+                f"that connects can make the replica unpickle arbitrary data"
+            )
+        os.makedirs(config.data_dir, exist_ok=True)
+        # Every attribute is set before SyncObj.__init__ so that snapshots leave them out.
+        self.config = config
+        self.state_lock = threading.Lock()
+        self._holder = _StateHolder(config.history_limit)
+        self._on_applied = on_applied
+        self._on_state_changed = on_state_changed
+        self._echo: tuple[int, float] | None = None
+        self._acks: dict[Any, float] = {}
+        self._acks_term = -1
+        self._lease_until = 0.0
+        self._lease_term = -1
+        self._started_at = time.monotonic()
+        self._leader_contact = 0.0
+        self.applied_truncations = 0
+        self.votes_refused = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._synced_journal: _SyncedJournal | None = None
+        journal = os.path.join(config.data_dir, "raft.journal")
+        conf = SyncObjConf(
+            password=config.secret,
+            autoTick=False,
+            appendEntriesUseBatch=False,
+            # Our own layer groups commands; big pysyncobj frames avoid its chunked
+            # "transmission" path for large entries, whose last chunk can be cut short.
+            appendEntriesBatchSizeBytes=2**23,
+            appendEntriesPeriod=config.heartbeat_s,
+            raftMinTimeout=config.raft_min_timeout,
+            raftMaxTimeout=config.raft_max_timeout,
+            leaderFallbackTimeout=config.leader_fallback_s,
+            connectionTimeout=max(3.5, config.raft_max_timeout),
+            # Reconnect quickly after a peer restarts or resumes (default 5 s).
+            connectionRetryTime=0.3,
+            bindAddress=config.self_address,
+            bindRetryTime=0.2,
+            maxBindRetries=10,
+            journalFile=journal,
+            fullDumpFile=os.path.join(config.data_dir, "raft.snapshot"),
+            dynamicMembershipChange=True,
+            logCompactionMinEntries=config.compaction_min_entries,
+            logCompactionMinTime=config.compaction_min_time_s,
+            useFork=True,
+            onStateChanged=self._state_changed,
+            commandsQueueSize=0,
+            # pysyncobj recv()s this many bytes per call: a large value costs a large
+            # allocation per read, so keep its default (64 KiB).
+        )
+        try:
+            super().__init__(
+                config.self_address,
+                list(config.peers),
+                conf,
+                consumers=[self._holder],
+                transportClass=_StampingTransport,
+            )
+        except SyncObjException as exc:
+            raise StoreError(
+                f"cannot bind the replica address {config.self_address}: {exc.errorCode}"
+            ) from None
+        if config.fsync:
+            # No tick has run yet, so the journal can be reopened as the syncing kind.
+            self._SyncObj__raftLog._destroy()
+            self._synced_journal = _SyncedJournal(journal)
+            self._SyncObj__raftLog = self._synced_journal
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"raft-tick {self.config.self_address}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        tick_s = self.config.tick_s
+        while not self._stop.is_set():
+            try:
+                self.doTick(tick_s)
+            except Exception:
+                # A failed tick must not kill the replica; pysyncobj's own loop does the same.
+                logger.exception("raft tick failed")
+                time.sleep(tick_s)
+        self._doDestroy()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop ticking, close connections and flush the journal (blocking)."""
+        self._stop.set()
+        try:
+            self._pipe_wake()
+        except OSError:
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _pipe_wake(self) -> None:
+        notifier = getattr(self, "_SyncObj__pipeNotifier", None)
+        if notifier is not None:
+            notifier.notify()
+
+    # --- the state machine ----------------------------------------------------------------------
+
+    @property
+    def kv(self) -> KVState:
+        return self._holder.kv
+
+    @replicated
+    def apply_kv(self, command: bytes) -> Any:
+        with self.state_lock:
+            try:
+                result = self._holder.kv.apply(command)
+            except StoreError as exc:
+                # Deterministic rejection (malformed command): every replica returns the same.
+                result = exc
+        if self._on_applied is not None:
+            self._on_applied()
+        return result
+
+    def _checkCommandsToApply(self) -> None:  # noqa: N802 - pysyncobj's name
+        super()._checkCommandsToApply()
+        # A cluster of one commits on the next tick, which otherwise waits for the idle poll
+        # timeout (no peer reply wakes it): wake it at once.
+        if (
+            not self._SyncObj__otherNodes
+            and self._SyncObj__raftState == _RAFT_STATE.LEADER
+            and self._SyncObj__raftCommitIndex < self._SyncObj__raftLog[-1][1]
+        ):
+            self._pipe_wake()
+
+    def propose(self, command: bytes, callback: Callable[[Any, int], None]) -> None:
+        """Queue a command for the log (forwarded to the leader if this is a follower)."""
+        self.apply_kv(command, callback=callback)
+
+    # --- leadership -----------------------------------------------------------------------------
+
+    def _state_changed(self, old: int, new: int) -> None:
+        if new != _RAFT_STATE.LEADER:
+            self._lease_until = 0.0
+        if self._on_state_changed is not None:
+            self._on_state_changed()
+
+    @property
+    def is_raft_leader(self) -> bool:
+        return self._SyncObj__raftState == _RAFT_STATE.LEADER
+
+    def has_lease(self) -> bool:
+        """Raft leader holding a quorum lease right now (safe to call from any thread)."""
+        if not self._SyncObj__otherNodes:
+            return self._SyncObj__raftState == _RAFT_STATE.LEADER  # a cluster of one
+        return (
+            self._SyncObj__raftState == _RAFT_STATE.LEADER
+            and self._lease_term == self._SyncObj__raftCurrentTerm
+            and time.monotonic() < self._lease_until
+        )
+
+    def lease_remaining(self) -> float:
+        return max(0.0, self._lease_until - time.monotonic()) if self.has_lease() else 0.0
+
+    def can_read_locally(self) -> bool:
+        """Leader with a lease that has applied everything it committed, including an entry of
+        its own term (so no earlier leader's committed write can be missing)."""
+        if not self.has_lease():
+            return False
+        applied = self._SyncObj__raftLastApplied
+        noop = self._SyncObj__noopIDx
+        return noop is not None and applied >= noop and applied >= self._SyncObj__raftCommitIndex
+
+    def _record_ack(self, node: Any, echo: Any) -> None:
+        term = self._SyncObj__raftCurrentTerm
+        if self._SyncObj__raftState != _RAFT_STATE.LEADER or not isinstance(echo, tuple):
+            return
+        if echo[0] != term:
+            return
+        if self._acks_term != term:
+            self._acks = {}
+            self._acks_term = term
+        if echo[1] > self._acks.get(node, 0.0):
+            self._acks[node] = echo[1]
+        others = self._SyncObj__otherNodes
+        needed = (len(others) + 1) // 2  # acks from others that, with ours, make a majority
+        stamps = sorted((self._acks.get(n, 0.0) for n in others), reverse=True)
+        oldest_needed = stamps[needed - 1] if needed else float("inf")
+        self._lease_until = oldest_needed + self.config.lease_s
+        self._lease_term = term
+
+    # --- message interception -------------------------------------------------------------------
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
+        kind = message.get("type")
+        if kind == "append_entries":
+            self._on_append_entries(node, message)
+            return
+        if kind == "request_vote" and self._refuses_votes():
+            self.votes_refused += 1
+            return
+        if kind == "next_node_idx":
+            self._record_ack(node, message.get("lease_echo"))
+        _base_on_message(self, node, message)
+
+    def _refuses_votes(self) -> bool:
+        # Raft thesis §4.2.3: a server that heard from a leader within the minimum election
+        # timeout ignores vote requests; this is what makes the leader's lease safe. It also
+        # holds for that long after start (we may have heard from a leader before a restart).
+        if self._SyncObj__raftState != _RAFT_STATE.FOLLOWER:
+            return False
+        last = max(self._leader_contact, self._started_at)
+        return time.monotonic() - last < self.config.raft_min_timeout
+
+    def _on_append_entries(self, node: Any, message: dict[str, Any]) -> None:
+        if message["term"] < self._SyncObj__raftCurrentTerm or self.selfNode is None:
+            _base_on_message(self, node, message)  # ignored by pysyncobj (stale leader)
+            return
+        self._leader_contact = time.monotonic()
+        self._echo = message.get("lease_stamp")
+        try:
+            verified = self._trim_matching(message)
+            if verified is None:
+                _base_on_message(self, node, message)
+            elif isinstance(verified, dict):
+                _base_on_message(self, node, verified)
+            else:
+                # Nothing new and our log extends past what the leader verified: process the
+                # heartbeat (term, leader, commit up to the verified point) without pysyncobj's
+                # truncation, then acknowledge exactly the verified prefix.
+                header = {
+                    "type": "append_entries",
+                    "term": message["term"],
+                    "commit_index": min(message["commit_index"], verified),
+                }
+                _base_on_message(self, node, header)
+                self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=verified + 1, success=True)
+        finally:
+            self._echo = None
+
+    def _trim_matching(self, message: dict[str, Any]) -> dict[str, Any] | int | None:
+        """Raft §5.3: "If an existing entry conflicts with a new one (same index but different
+        terms), delete the existing entry and all that follow it" -- only then.
+
+        Returns None to pass the message on unchanged, a rewritten message without the entries
+        we already hold, or an int: the last index the leader verified when the message brings
+        nothing new but our log goes further (then the caller must not let pysyncobj truncate).
+        """
+        if "prevLogIdx" not in message or "transmission" in message:
+            return None
+        log = self._SyncObj__raftLog
+        first = log[0][1]
+        last = log[-1][1]
+        prev_idx = message["prevLogIdx"]
+        prev_term = message["prevLogTerm"]
+        if prev_idx is None or prev_idx < first or prev_idx >= last:
+            return None  # pysyncobj cannot truncate here (or rejects and resets)
+        if log[prev_idx - first][2] != prev_term:
+            return None  # mismatch at prev: pysyncobj rejects without truncating
+        entries = message.get("entries") or []
+        i = 0
+        while i < len(entries):
+            idx, term = entries[i][1], entries[i][2]
+            if idx > last or log[idx - first][2] != term:
+                break
+            prev_idx, prev_term = idx, term
+            i += 1
+        if i < len(entries):
+            if entries[i][1] <= self._SyncObj__raftLastApplied:
+                self.applied_truncations += 1
+                logger.error(
+                    "leader %s conflicts with applied entry %d: state may have diverged",
+                    message.get("term"),
+                    entries[i][1],
+                )
+            if i == 0:
+                return None
+            trimmed = dict(message)
+            trimmed["prevLogIdx"] = prev_idx
+            trimmed["prevLogTerm"] = prev_term
+            trimmed["entries"] = entries[i:]
+            return trimmed
+        if prev_idx == last:
+            trimmed = dict(message)
+            trimmed["prevLogIdx"] = prev_idx
+            trimmed["prevLogTerm"] = prev_term
+            trimmed["entries"] = []
+            return trimmed
+        return prev_idx
+
+    # --- status ---------------------------------------------------------------------------------
+
+    def snapshot_status(self) -> dict[str, Any]:
+        """Raft-level facts for ``status()`` (racy reads of tick-thread data, good enough)."""
+        leader = self._SyncObj__raftLeader
+        now = time.monotonic()
+        members: dict[str, dict[str, Any]] = {}
+        is_leader = self.is_raft_leader
+        match = dict(self._SyncObj__raftMatchIndex) if is_leader else {}
+        acks = dict(self._acks) if is_leader else {}
+        for node in list(self._SyncObj__otherNodes):
+            ack = acks.get(node)
+            members[node.address] = {
+                "match_index": match.get(node) if is_leader else None,
+                "last_contact_s": round(now - ack, 4) if ack else None,
+                "connected": self.isNodeConnected(node),
+            }
+        return {
+            "address": self.selfNode.address,
+            "leader": leader.address if leader is not None else None,
+            "term": self._SyncObj__raftCurrentTerm,
+            "commit_index": self._SyncObj__raftCommitIndex,
+            "applied_index": self._SyncObj__raftLastApplied,
+            "log_length": len(self._SyncObj__raftLog),
+            "raft_leader": is_leader,
+            "has_quorum_lease": self.has_lease(),
+            "peers": members,
+            "applied_truncations": self.applied_truncations,
+        }
