@@ -59,7 +59,7 @@ def _resolve(value: object, total: int, round_up: bool) -> int:
         exact = pct * total / 100
         return math.ceil(exact) if round_up else math.floor(exact)
     try:
-        return int(value)  # type: ignore[arg-type]
+        return value if isinstance(value, int) else int(str(value))
     except (TypeError, ValueError):
         return 0
 

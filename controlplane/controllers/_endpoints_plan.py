@@ -42,7 +42,7 @@ def _container_port(pod: dict, target: object, protocol: str) -> dict | None:
             if isinstance(target, str) and not target.isdigit():
                 if p.get("name") == target:
                     return p
-            elif int(p.get("containerPort", -1)) == int(target):  # type: ignore[arg-type]
+            elif int(p.get("containerPort", -1)) == int(str(target)):
                 return p
     return None
 
@@ -56,7 +56,10 @@ def host_port_for(pod: dict, target: object, protocol: str) -> int | None:
     if number is None:
         if isinstance(target, str) and not target.isdigit():
             return None
-        number = int(target)  # type: ignore[arg-type]
+        try:
+            number = int(str(target))
+        except ValueError:
+            return None
     return reported_host_ports(pod).get(f"{number}/{protocol}")
 
 

@@ -9,7 +9,7 @@ difference as ordinary add/update/delete events, so handlers never miss a change
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -91,7 +91,7 @@ class Informer:
         for h in self.handlers:
             h(old, new)
 
-    def _replace(self, items: list[dict]) -> None:
+    def _replace(self, items: Sequence[dict]) -> None:
         fresh = {object_key(o): o for o in items}
         old_cache = self.cache
         self.cache = fresh
