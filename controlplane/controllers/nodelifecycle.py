@@ -102,15 +102,21 @@ class NodeLifecycleController:
         unreachable = []
         for node in nodes:
             name = meta(node)["name"]
-            if self.observer.unreachable(name, now, self.config.grace_period):
-                unreachable.append(node)
-                self.unreachable_since.setdefault(name, now)
-                await self._mark(node, now_text)
-            else:
-                self.unreachable_since.pop(name, None)
-                cleared = clear_unreachable(node)
-                if cleared is not None:
-                    await self.registry.update("nodes", None, name, cleared)
+            try:
+                if self.observer.unreachable(name, now, self.config.grace_period):
+                    unreachable.append(node)
+                    self.unreachable_since.setdefault(name, now)
+                    await self._mark(node, now_text)
+                else:
+                    self.unreachable_since.pop(name, None)
+                    cleared = clear_unreachable(node)
+                    if cleared is not None:
+                        await self.registry.update("nodes", None, name, cleared)
+            except ApiError as exc:
+                # The agent wrote its Node meanwhile (409) or it is gone (404): the next pass,
+                # half a second later, works from the fresh copy; other nodes go on.
+                if exc.code not in (404, 409):
+                    raise
         if unreachable and evictions_allowed(len(nodes), len(unreachable)):
             await self._evict(now)
         elif unreachable:
