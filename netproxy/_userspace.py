@@ -3,8 +3,11 @@
 Used without root or without nftables. Every service address gets a listener; a new
 connection goes to the next ready endpoint in round-robin order, and an endpoint that refuses
 (or does not answer within :data:`CONNECT_TIMEOUT_S`) is skipped for the next one, so a client
-sees no error while any endpoint is up. Endpoint changes only swap the list the next connection
-is chosen from: established connections are never touched by them.
+sees no error while any endpoint is up. An endpoint that accepts a connection and closes it
+at once without answering (Docker's port proxy does this for a pod that just died) is treated
+as refusing too: the bytes the client sent so far are replayed to the next endpoint (see
+:data:`REPLAY_WINDOW_S`). Endpoint changes only swap the list the next connection is chosen
+from: established connections are never touched by them.
 
 Several agents on one machine (a local cluster) share 127/8, so each VIP:port may be claimed by
 all of them. Exactly one listener serves each address: listeners bind *without* SO_REUSEPORT,
@@ -39,6 +42,12 @@ REFUSED_MEMORY_S = 5.0
 # A UDP "connection" (client address -> backend socket) is forgotten after this much silence,
 # like conntrack's UDP stream timeout.
 UDP_SESSION_IDLE_S = 30.0
+# An endpoint that closes a connection this soon after accepting it, before answering, is
+# treated as refusing and the connection is replayed elsewhere; a real answer takes longer
+# only on a dying endpoint, and later closes are the application's own business.
+REPLAY_WINDOW_S = 0.5
+# Bytes of a client's opening message kept for such a replay (a request, not an upload).
+REPLAY_LIMIT = 65536
 # Large enough for any UDP datagram and a good TCP read size.
 BUFFER_SIZE = 65536
 # Kernel's default somaxconn; a burst of connects must not be refused by a short backlog.
@@ -84,6 +93,10 @@ class _Balancer:
         self._refused.pop(backend, None)
         if self.entry.affinity_timeout is not None:
             self._affinity[client_ip] = (backend, trio.current_time() + self.entry.affinity_timeout)
+
+    def forget(self, client_ip: str, backend: Backend) -> None:
+        if self._affinity.get(client_ip, (None,))[0] == backend:
+            del self._affinity[client_ip]
 
     def refused(self, backend: Backend) -> None:
         self._refused[backend] = trio.current_time() + REFUSED_MEMORY_S
@@ -148,13 +161,83 @@ async def _connect(backend: Backend) -> trio.SocketStream:
     return trio.SocketStream(sock)
 
 
-async def _pump(src: trio.SocketStream, dst: trio.SocketStream, done: trio.CancelScope) -> None:
-    try:
-        while data := await src.receive_some(BUFFER_SIZE):
-            await dst.send_all(data)
-        await dst.send_eof()  # half-close: the other direction may still be talking
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-        done.cancel()  # a reset on either side ends the whole connection
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+@dataclass
+class _Relay:
+    """What a client connection sent, kept until an endpoint has answered, for a replay."""
+
+    buffer: bytearray = field(default_factory=bytearray)
+    replayable: bool = True  # False once an endpoint answered or the buffer outgrew the cap
+    client_eof: bool = False
+
+
+async def _relay(client: trio.SocketStream, upstream: trio.SocketStream, relay: _Relay) -> bool:
+    """Copy both ways until both sides are done; True if the endpoint closed without answering.
+
+    An endpoint that accepts and at once closes without a byte (Docker's port proxy for a pod
+    that just died does this) counts as refused: the caller replays the buffered bytes to the
+    next endpoint instead of handing the client an empty answer.
+    """
+    window_end = trio.current_time() + REPLAY_WINDOW_S
+    silent = False
+
+    def closed_silently() -> bool:
+        return relay.replayable and trio.current_time() < window_end
+
+    async with trio.open_nursery() as nursery:
+
+        async def to_client() -> None:
+            nonlocal silent
+            try:
+                while data := await upstream.receive_some(BUFFER_SIZE):
+                    relay.replayable = False
+                    relay.buffer.clear()
+                    await client.send_all(data)
+            except _STREAM_ERRORS:
+                silent = closed_silently()
+                nursery.cancel_scope.cancel()  # a reset on either side ends the connection
+                return
+            if closed_silently():
+                silent = True
+                nursery.cancel_scope.cancel()
+                return
+            try:
+                await client.send_eof()  # half-close: the client may still be talking
+            except _STREAM_ERRORS:
+                nursery.cancel_scope.cancel()
+
+        async def to_upstream() -> None:
+            if relay.client_eof:
+                return
+            while True:
+                try:
+                    data = await client.receive_some(BUFFER_SIZE)
+                except _STREAM_ERRORS:
+                    nursery.cancel_scope.cancel()
+                    return
+                if not data:
+                    break
+                if relay.replayable:
+                    if len(relay.buffer) + len(data) <= REPLAY_LIMIT:
+                        relay.buffer += data
+                    else:
+                        relay.replayable = False
+                        relay.buffer.clear()
+                try:
+                    await upstream.send_all(data)
+                except _STREAM_ERRORS:
+                    return  # the endpoint went away: to_client sees it and decides
+            relay.client_eof = True
+            try:
+                await upstream.send_eof()
+            except _STREAM_ERRORS:
+                pass
+
+        nursery.start_soon(to_client)
+        nursery.start_soon(to_upstream)
+    return silent
 
 
 async def _handle_tcp(balancer: _Balancer, client: trio.SocketStream) -> None:
@@ -163,23 +246,31 @@ async def _handle_tcp(balancer: _Balancer, client: trio.SocketStream) -> None:
     except OSError:
         await client.aclose()
         return
-    upstream = None
-    for backend in balancer.candidates(client_ip):
-        try:
-            upstream = await _connect(backend)
-        except (OSError, trio.TooSlowError):
+    relay = _Relay()
+    async with client:
+        for backend in balancer.candidates(client_ip):
+            try:
+                upstream = await _connect(backend)
+            except (OSError, trio.TooSlowError):
+                balancer.refused(backend)
+                continue
+            async with upstream:
+                try:
+                    if relay.buffer:
+                        await upstream.send_all(relay.buffer)  # replay to the next endpoint
+                    if relay.client_eof:
+                        await upstream.send_eof()
+                except _STREAM_ERRORS:
+                    balancer.refused(backend)
+                    continue
+                balancer.connected(client_ip, backend)
+                if not await _relay(client, upstream, relay):
+                    return
+            log.debug("%s closed without answering; trying the next endpoint", backend)
             balancer.refused(backend)
-            continue
-        balancer.connected(client_ip, backend)
-        break
-    if upstream is None:
+            balancer.forget(client_ip, backend)
+        # No endpoint accepted (or none answered): reset, so the client fails at once.
         _reset(client)
-        await client.aclose()
-        return
-    async with client, upstream:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_pump, client, upstream, nursery.cancel_scope)
-            nursery.start_soon(_pump, upstream, client, nursery.cancel_scope)
 
 
 async def _serve_tcp(

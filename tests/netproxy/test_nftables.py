@@ -237,8 +237,12 @@ def netns() -> Iterator[tuple[str, str]]:
             ["ip", "-n", ns, "route", "add", "10.97.0.0/16", "via", "10.250.0.1"],
         ):
             subprocess.run(cmd, check=True, capture_output=True)
+        # The host forwards (Docker turns ip_forward on): without our DNAT, packets to the test
+        # service range must die here rather than leave the machine.
+        subprocess.run(["ip", "route", "replace", "blackhole", "10.97.0.0/16"], check=True)
         yield ns, host_if
     finally:
+        subprocess.run(["ip", "route", "del", "blackhole", "10.97.0.0/16"], capture_output=True)
         subprocess.run(["ip", "link", "del", host_if], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 

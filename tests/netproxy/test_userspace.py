@@ -259,3 +259,27 @@ async def test_unknown_mode_is_a_clear_error() -> None:
 
     with pytest.raises(ProxyError, match="unknown proxy mode"):
         await serve_proxy(ProxyState(), mode="ipvs")
+
+
+async def test_endpoint_that_accepts_and_closes_silently_is_skipped(http_backend) -> None:
+    """Like Docker's port proxy for a dead pod: the connection opens, then closes unanswered."""
+    live = http_backend("127.0.1.1", 24121)
+    hangup = trio.socket.socket()
+    await hangup.bind(("127.0.1.2", 24122))
+    hangup.listen(64)
+
+    async def hang_up_everyone() -> None:
+        while True:
+            conn, _ = await hangup.accept()
+            await trio.sleep(0.005)  # after the request arrived, as a dying endpoint would
+            conn.close()
+
+    state = ProxyState([service_object("web", VIP, [("", 24120, "TCP")])],
+                       [endpoints_object("web", [("127.0.1.2", 24122), (live.ip, live.port)])])
+    with hangup:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hang_up_everyone)
+            await nursery.start(partial(serve_proxy, state, mode="userspace"))
+            answers = [await http_get(VIP, 24120) for _ in range(10)]
+            assert answers == [live.identity] * 10
+            nursery.cancel_scope.cancel()
