@@ -1,0 +1,443 @@
+"""The master process: a store replica, the API server and the leader duties, in one trio run.
+
+The pysyncobj replica ticks on its own thread (raftstore); everything else is trio tasks:
+
+    serve_master
+      ├── API server (hypercorn): the Kubernetes API, plus /edgeplane/v1 (status, membership)
+      ├── leader duties (scheduler, controllers) while this replica leads with a quorum lease
+      ├── leadership log and bootstrap (standard namespaces) on becoming leader
+      └── self-registration: /edgeplane/members/<name> so every master can name every member
+
+``edgectl master init|start|join`` (cli/) build a :class:`MasterConfig` and call
+:func:`run_master`; tests and tools may run :func:`serve_master` in their own trio run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from . import errors
+from ._master_api import (
+    MEMBERS_PREFIX,
+    MasterEndpoints,
+    MemberRecord,
+    decode_member,
+    encode_member,
+)
+from ._master_layout import (
+    MasterError,
+    MasterLayout,
+    MasterSpec,
+    new_secret,
+    new_token,
+    parse_host_port,
+    read_private,
+    write_private,
+)
+
+__all__ = [
+    "Master",
+    "MasterConfig",
+    "MasterError",
+    "MasterLayout",
+    "MasterSpec",
+    "MemberRecord",
+    "configure_logging",
+    "new_secret",
+    "new_token",
+    "parse_host_port",
+    "read_private",
+    "run_master",
+    "serve_master",
+    "write_private",
+]
+
+log = logging.getLogger("controlplane.master")
+
+# Pause between retries of startup writes (self-registration, bootstrap) while no leader exists:
+# about a heartbeat, so they land soon after an election.
+_RETRY_PAUSE_S = 0.2
+# A joining master keeps asking the cluster to add it for this long (several elections).
+_JOIN_TIMEOUT_S = 60.0
+
+
+@dataclass
+class MasterConfig:
+    """Everything a master needs to run (see ``edgectl master --help``)."""
+
+    spec: MasterSpec
+    data_dir: str
+    secret: str
+    admin_token: str
+    # API URLs of a running cluster to ask for membership (``master join``); empty otherwise.
+    join_servers: Sequence[str] = ()
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    # Passed through to the leader duties (node grace period etc.), e.g. from flags.
+    leader_options: dict[str, Any] = field(default_factory=dict)
+    raft_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        host, port = parse_host_port(self.spec.api_addr, "--api-addr")
+        scheme = "https" if self.ssl_certfile else "http"
+        return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
+
+
+class _OneLineFormatter(logging.Formatter):
+    """``2026-11-26T02:30:00.123Z INFO master m1: became leader term=3`` (tracebacks indented)."""
+
+    def __init__(self, role: str, name: str) -> None:
+        super().__init__()
+        self.prefix = f"{role} {name}"
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = f"{_utc(record.created)}.{int(record.msecs):03d}Z"
+        source = "" if record.name in ("controlplane.master", "root") else f" [{record.name}]"
+        text = f"{stamp} {record.levelname} {self.prefix}{source}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + "\n".join("    " + line for line in
+                                     self.formatException(record.exc_info).splitlines())
+        return text
+
+
+def configure_logging(role: str, name: str, *, level: int = logging.INFO) -> None:
+    """One readable line per event on stderr, for a master or agent process."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter(role, name))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Per-request access lines would drown the events an operator looks for.
+    logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def _node_ready(node: dict[str, Any]) -> bool:
+    for cond in (node.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return False
+
+
+class Master:
+    """One running master; :meth:`serve` runs it. Its methods back the /edgeplane/v1 endpoints."""
+
+    def __init__(self, config: MasterConfig) -> None:
+        from .apiserver import StaticTokenAuthenticator, User
+
+        self.config = config
+        self.spec = config.spec
+        self.name = config.spec.name
+        self.layout = MasterLayout(config.data_dir)
+        self.authenticator = StaticTokenAuthenticator(
+            {config.admin_token: User("admin", ("system:masters",), "admin")}
+        )
+        self.store: Any = None
+        self.registry: Any = None
+        self.duties: Any = None
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _open_store(self) -> Any:
+        if self.spec.dev_memory_store:
+            from raftstore import MemoryStore
+
+            return MemoryStore(name=self.name)
+        try:
+            from raftstore import RaftStore, ReplicaConfig  # type: ignore[attr-defined]
+        except ImportError:  # until raftstore re-exports them
+            from raftstore._bridge import RaftStore
+            from raftstore._replica import ReplicaConfig
+        self.layout.raft.mkdir(parents=True, exist_ok=True)
+        replica = ReplicaConfig(
+            self_address=self.spec.raft_addr,
+            peers=tuple(self.spec.peers),
+            data_dir=str(self.layout.raft),
+            secret=self.config.secret,
+            **self.config.raft_options,
+        )
+        return await RaftStore.open(replica, name=self.name)
+
+    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; ``task_status.started(api_url)`` once the API listens.
+
+        Raises :class:`MasterError` when the store or the API address cannot be opened.
+        """
+        from .apiserver import create_app, serve_api
+        from .leader import LeaderConfig, run_leader_duties
+        from .registry import Registry
+
+        try:
+            self.store = await self._open_store()
+        except OSError as exc:
+            raise MasterError(f"cannot open the store at {self.spec.raft_addr}: {exc}") from exc
+        try:
+            self.registry = Registry(self.store)
+            app = create_app(
+                self.registry,
+                store=self.store,
+                authenticator=self.authenticator,
+                info={"address": self.config.api_url, "master": self.name},
+            )
+            host, port = parse_host_port(self.spec.api_addr, "--api-addr")
+            async with trio.open_nursery() as nursery:
+                try:
+                    await nursery.start(
+                        lambda task_status: serve_api(
+                            MasterEndpoints(app, self), host=host, port=port,
+                            ssl_certfile=self.config.ssl_certfile,
+                            ssl_keyfile=self.config.ssl_keyfile, task_status=task_status,
+                        )
+                    )
+                except OSError as exc:
+                    raise MasterError(
+                        f"cannot listen on --api-addr {self.spec.api_addr}: {exc.strerror or exc}"
+                    ) from exc
+                log.info("API listening on %s (raft %s, peers %s)", self.config.api_url,
+                         self.spec.raft_addr, ",".join(self.spec.peers) or "none")
+                leader_config = LeaderConfig(name=self.name, **self.config.leader_options)
+                self.duties = await nursery.start(
+                    lambda task_status: run_leader_duties(
+                        self.registry, self.store, config=leader_config, task_status=task_status
+                    )
+                )
+                nursery.start_soon(self._follow_leadership)
+                if self.config.join_servers:
+                    await self._ask_to_join()
+                nursery.start_soon(self._register_self)
+                task_status.started(self.config.api_url)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.store.aclose()
+                log.info("store closed")
+
+    async def _follow_leadership(self) -> None:
+        async for leading in self.store.leadership():
+            term = self.store.status().get("term")
+            if leading:
+                log.info("became leader term=%s", term)
+                await self._bootstrap()
+            else:
+                leader = self.store.status().get("leader")
+                log.info("follower term=%s leader=%s", term, leader or "unknown")
+
+    async def _bootstrap(self) -> None:
+        """A new cluster's standard namespaces (idempotent; every new leader checks)."""
+        from raftstore import StoreUnavailable
+
+        while self.store.is_leader():
+            try:
+                await self.registry.ensure_namespaces()
+                return
+            except (errors.ApiError, StoreUnavailable) as exc:
+                log.warning("bootstrap namespaces: %s; retrying", exc)
+                await trio.sleep(_RETRY_PAUSE_S)
+
+    async def _register_self(self) -> None:
+        """Write this master's member record once a leader accepts writes."""
+        from raftstore import StoreError
+
+        record = MemberRecord(self.name, self.spec.raft_addr, self.config.api_url)
+        key = MEMBERS_PREFIX + self.name
+        value = encode_member(record)
+        while True:
+            try:
+                kv = await self.store.get(key, linearizable=False)
+                if kv is None or kv.value != value:
+                    await self.store.put(key, value)
+                    log.info("registered as member %s", self.name)
+                return
+            except StoreError:
+                await trio.sleep(_RETRY_PAUSE_S)
+
+    async def _ask_to_join(self) -> None:
+        """Ask the running cluster to add this replica (it is already ticking with its peers)."""
+        from .client import ApiClient, ApiError, ClusterUnreachable
+
+        record = MemberRecord(self.name, self.spec.raft_addr, self.config.api_url)
+        from .kubeconfig import ClientConfig
+
+        ca = self.layout.ca_cert.read_bytes() if self.layout.ca_cert.exists() else None
+        client_config = ClientConfig(servers=tuple(self.config.join_servers),
+                                     token=self.config.admin_token, ca_data=ca)
+        async with ApiClient(client_config, retry_timeout=_JOIN_TIMEOUT_S) as client:
+            try:
+                await client.request_json("POST", "/edgeplane/v1/members", json_body=record.as_api())
+            except (ApiError, ClusterUnreachable) as exc:
+                raise MasterError(f"the cluster did not add {self.name}: {exc}") from exc
+        log.info("joined the cluster as %s", self.name)
+
+    # ------------------------------------------------------------------ /edgeplane/v1 backends
+
+    async def members(self) -> list[MemberRecord]:
+        result = await self.store.range(MEMBERS_PREFIX, linearizable=False)
+        records = [decode_member(kv.value) for kv in result.kvs]
+        return [r for r in records if r is not None]
+
+    async def join_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "secret": self.config.secret,
+            "members": [m.as_api() for m in await self.members()],
+        }
+        if self.layout.ca_cert.exists() and self.layout.ca_key.exists():
+            info["caCert"] = self.layout.ca_cert.read_text()
+            info["caKey"] = self.layout.ca_key.read_text()
+        return info
+
+    def _require_leader(self, what: str) -> None:
+        if not self.store.is_leader():
+            leader = self.store.status().get("leader")
+            raise errors.service_unavailable(
+                f"{what} must be done by the Raft leader; {self.name} is not "
+                f"(leader: {leader or 'none elected'})"
+            )
+
+    async def add_member(self, record: MemberRecord) -> list[MemberRecord]:
+        from raftstore import StoreError
+
+        if not hasattr(self.store, "add_member"):
+            raise errors.bad_request("this master runs a single-master development store")
+        self._require_leader("adding a master")
+        for existing in await self.members():
+            if existing.name == record.name and existing.raft_address != record.raft_address:
+                raise errors.ApiError(409, "AlreadyExists",
+                                      f"a master named {record.name} already exists "
+                                      f"(raft {existing.raft_address})")
+        try:
+            await self.store.add_member(record.raft_address, name=record.name)
+            await self.store.put(MEMBERS_PREFIX + record.name, encode_member(record))
+        except StoreError as exc:
+            raise errors.service_unavailable(f"adding {record.name}: {exc}") from exc
+        return await self.members()
+
+    async def remove_member(self, name: str) -> list[MemberRecord]:
+        from raftstore import StoreError
+
+        if not hasattr(self.store, "remove_member"):
+            raise errors.bad_request("this master runs a single-master development store")
+        self._require_leader("removing a master")
+        record = next((m for m in await self.members() if m.name == name), None)
+        if record is None:
+            raise errors.ApiError(404, "NotFound", f'master "{name}" not found')
+        if name == self.name:
+            raise errors.ApiError(
+                409, "Conflict",
+                f"{name} is the current leader and cannot remove itself: stop its process so "
+                "another master is elected, then remove it",
+            )
+        try:
+            await self.store.remove_member(record.raft_address)
+            await self.store.delete(MEMBERS_PREFIX + name)
+        except StoreError as exc:
+            raise errors.service_unavailable(f"removing {name}: {exc}") from exc
+        return await self.members()
+
+    async def cluster_status(self) -> dict[str, Any]:
+        """What ``edgectl cluster status`` shows, as this master sees it (local reads only, so
+        it answers even without a quorum: that is when an operator needs it most)."""
+        from .leader import DUTIES_LEASE_NAME, DUTIES_LEASE_NAMESPACE
+
+        raw = self.store.status()
+        records = await self.members()
+        by_addr = {m.raft_address: m for m in records}
+        commit = raw.get("commit_index") or 0
+        leader_addr = raw.get("leader_address")
+        members = []
+        for m in raw.get("members", []):
+            record = by_addr.get(m.get("address"))
+            match = m.get("match_index")
+            members.append({
+                "name": record.name if record else m.get("name"),
+                "raftAddress": m.get("address"),
+                "apiAddress": record.api_address if record else None,
+                "role": "leader" if m.get("address") == leader_addr else "follower",
+                "matchIndex": match,
+                "lag": (commit - match) if isinstance(match, int) else None,
+                "lastContactSeconds": m.get("last_contact_s"),
+                "connected": m.get("connected"),
+            })
+        leader_record = by_addr.get(leader_addr) if leader_addr else None
+        leader = leader_record.name if leader_record else raw.get("leader")
+        holder = None
+        renewed = None
+        try:
+            lease = await self.registry.get("leases", DUTIES_LEASE_NAMESPACE, DUTIES_LEASE_NAME,
+                                            resource_version="0")
+            holder = (lease.get("spec") or {}).get("holderIdentity")
+            renewed = (lease.get("spec") or {}).get("renewTime")
+        except errors.ApiError:
+            pass
+        nodes: list[dict[str, Any]] = []
+        try:
+            listed = await self.registry.list("nodes", None, resource_version="0")
+            nodes = [{"name": n["metadata"]["name"], "ready": _node_ready(n)}
+                     for n in listed.get("items", [])]
+        except errors.ApiError:
+            pass
+        duties = self.duties.as_dict() if self.duties is not None else {}
+        return {
+            "kind": "ClusterStatus",
+            "apiVersion": "edgeplane/v1",
+            "self": self.name,
+            "isLeader": bool(raw.get("is_leader")),
+            "leader": leader,
+            "leaderApiAddress": leader_record.api_address if leader_record else None,
+            "term": raw.get("term"),
+            "commitIndex": commit,
+            "appliedIndex": raw.get("applied_index"),
+            "revision": raw.get("revision"),
+            "members": members,
+            "leaderDuties": {
+                "holder": holder if holder else (self.name if duties.get("running") else None),
+                "renewTime": renewed,
+                "runningHere": bool(duties.get("running")),
+                "since": _utc(duties["since"]) + "Z" if duties.get("since") else None,
+            },
+            "nodes": {
+                "total": len(nodes),
+                "ready": sum(1 for n in nodes if n["ready"]),
+                "notReady": sum(1 for n in nodes if not n["ready"]),
+                "items": nodes,
+            },
+        }
+
+
+async def serve_master(
+    config: MasterConfig, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run one master until cancelled (see :class:`Master`)."""
+    await Master(config).serve(task_status=task_status)
+
+
+async def _until_signalled(config: MasterConfig) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_master, config)
+            async for signum in signals:
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+def run_master(config: MasterConfig) -> None:
+    """Run a master in this process until SIGTERM/SIGINT. Raises :class:`MasterError`."""
+    configure_logging("master", config.spec.name)
+    log.info("starting (pid %d, data dir %s)", os.getpid(), config.data_dir)
+    trio.run(_until_signalled, config)
+    log.info("stopped")
