@@ -45,16 +45,24 @@ def render_value(value: object) -> str:
 
 @dataclass(frozen=True)
 class FieldError:
-    """One problem with one field: `spec.containers[0].ports[0].containerPort` etc."""
+    """One problem with one field: `spec.containers[0].ports[0].containerPort` etc.
+
+    `detail` is the explanation alone ("must be between 1 and 65535, inclusive"); `message`
+    is what Kubernetes puts in a StatusCause ('Invalid value: 0: must be between ...')."""
 
     field: str
     type: str
-    message: str = ""
+    detail: str = ""
     value: object = None
+
+    @property
+    def message(self) -> str:
+        """The StatusCause message: the full text after the field path."""
+        return self.body()
 
     def body(self) -> str:
         """The text after the field path, e.g. 'Invalid value: "x": must be ...'."""
-        detail = self.message
+        detail = self.detail
         if self.type == REQUIRED:
             head = "Required value"
         elif self.type == INVALID:
