@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from functools import partial
 
+import pytest
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
@@ -109,3 +110,42 @@ def test_standalone_entry_rejects_bad_input_with_a_message(capsys, tmp_path) -> 
     assert "no kubeconfig at" in capsys.readouterr().err
     assert main(["--mode", "userspace", "--token", "t"]) == 2
     assert "--token needs --server" in capsys.readouterr().err
+
+
+async def test_standalone_proxier_serves_the_cluster_and_cleans_up_on_sigterm(http_backend) -> None:
+    import signal
+    import sys
+
+    backend = http_backend("127.0.1.1", 24921)
+    master = FakeMaster(
+        [with_rv(service_object("web", "127.10.2.2", [("http", 24922, "TCP", 24923)],
+                                type="NodePort"), "5")],
+        [with_rv(endpoints_object("web", [(backend.ip, backend.port)], port_name="http"), "6")],
+    )
+    config = Config()
+    config.bind = ["127.0.0.1:24901"]
+    config.accesslog = config.errorlog = None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(serve, master.app, config))
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "netproxy", "--server", "http://127.0.0.1:24901",
+             "--mode", "userspace", "--node-address", "127.0.1.31"])
+        try:
+            with trio.fail_after(10):
+                while True:
+                    try:
+                        assert await http_get("127.10.2.2", 24922) == backend.identity
+                        break
+                    except OSError:
+                        await trio.sleep(0.05)
+            assert await http_get("127.0.1.31", 24923) == backend.identity
+            proc.send_signal(signal.SIGTERM)
+            with trio.fail_after(5):
+                assert await proc.wait() == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        with pytest.raises(OSError):
+            await http_get("127.10.2.2", 24922)
+        nursery.cancel_scope.cancel()
