@@ -3,6 +3,16 @@
 Two modes share one model (:func:`desired_entries`): ``nftables`` (one table of our own,
 replaced atomically with ``nft -f``) and ``userspace`` (a trio TCP/UDP balancer). Feed a
 :class:`ProxyState` and run :func:`serve_proxy`; :func:`watch_cluster` feeds one from the API.
+In an agent::
+
+    state = ProxyState()
+    await nursery.start(watch_cluster, api_client, state)   # or state.apply_event(...) from
+                                                            # the agent's own watch
+    handle = await nursery.start(partial(
+        serve_proxy, state, mode="auto", node_addresses=[host_ip],
+        table=f"edgeplane-{node_name}"))  # one table per agent when several share a machine
+
+Standalone: ``python -m netproxy --kubeconfig FILE [--mode ...] [--node-address IP]``.
 """
 
 from ._model import Backend as Backend

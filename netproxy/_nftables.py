@@ -105,6 +105,7 @@ def render_ruleset(
     proto_of = {"TCP": "tcp", "UDP": "udp"}
     service_map: dict[str, str] = {}  # "addr . proto . port" -> chain
     no_endpoints: list[str] = []
+    taken: set[str] = set()  # every address some entry already claimed, served or rejected
     chains: list[str] = []
     sets: list[str] = []
 
@@ -118,10 +119,11 @@ def render_ruleset(
             addresses.extend(f"{addr} . {proto} . {entry.node_port}" for addr in node_addresses)
         claimed = []
         for address in addresses:
-            if address in service_map:
+            if address in taken:
                 log.warning("%s: %s is already served by another service", entry.key, address)
                 continue
             claimed.append(address)
+            taken.add(address)
         if not claimed:
             continue
         if not entry.backends:

@@ -16,6 +16,8 @@ from functools import partial
 
 import pytest
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from netproxy import ProxyState, desired_entries, render_ruleset, serve_proxy
 from netproxy._nftables import AffinityElement, affinity_set_name
@@ -274,3 +276,45 @@ async def test_traffic_from_a_network_namespace(table, netns, http_backend) -> N
         assert len(answers) == 20 and set(answers) == {b.identity for b in backends}
         nursery.cancel_scope.cancel()
     assert open(localnet).read().strip() == "0", "route_localnet is restored on shutdown"
+
+
+@pytest.mark.root
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_desired_state_renders_a_ruleset_the_kernel_accepts(table, data) -> None:
+    """Property: whatever Services/Endpoints say (clashing addresses, empty services, affinity,
+    node ports), the rendered file is one valid nft transaction. A rejected file would leave
+    the node on stale rules."""
+    octet = st.integers(1, 4)
+    port = st.sampled_from([53, 80, 443, 24001])
+    services, endpoints = [], []
+    for i in range(data.draw(st.integers(0, 6))):
+        ports = [
+            (f"p{j}", data.draw(port), data.draw(st.sampled_from(["TCP", "UDP"])), 30000 + j)
+            for j in range(data.draw(st.integers(1, 3)))
+        ]
+        services.append(service_object(
+            f"s{i}", f"127.10.0.{data.draw(octet)}", ports,
+            type=data.draw(st.sampled_from(["ClusterIP", "NodePort"])),
+            affinity_timeout=data.draw(st.sampled_from([None, 1, 10800]))))
+        for name, _, protocol, _ in ports:
+            backends = data.draw(st.lists(st.tuples(st.just("127.0.1.1"), st.integers(24000, 24010)),
+                                          max_size=4))
+            endpoints.append(endpoints_object(f"s{i}", backends, port_name=name, protocol=protocol))
+    # One Endpoints object per service: merge the per-port subsets drawn above.
+    merged: dict[str, dict] = {}
+    for ep in endpoints:
+        merged.setdefault(ep["metadata"]["name"], {**ep, "subsets": []})["subsets"] += ep["subsets"]
+    entries = desired_entries(services, merged.values())
+    text = render_ruleset(entries, ["127.0.1.1", "127.0.1.2"], table=table)
+    done = subprocess.run(["nft", "--check", "-f", "-"], input=text, text=True, capture_output=True)
+    assert done.returncode == 0, done.stderr + text
+
+
+def test_render_an_address_claimed_by_an_empty_service_stays_rejected() -> None:
+    a = service_object("a", VIP, [("", 80, "TCP")])  # sorts first, has no endpoints
+    b = service_object("b", VIP, [("", 80, "TCP")])
+    text = render_ruleset(desired_entries([a, b], [endpoints_object("b", [("127.0.1.2", 24002)])]),
+                          table="t")
+    assert f"elements = {{ {VIP} . tcp . 80 }}" in text
+    assert "127.0.1.2:24002" not in text
