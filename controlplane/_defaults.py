@@ -35,6 +35,10 @@ def _d(obj: object, key: str) -> dict | None:
     return val if isinstance(val, dict) else None
 
 
+def _m(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def _items(obj: object, key: str) -> list[dict]:
     if not isinstance(obj, dict):
         return []
@@ -138,9 +142,9 @@ def _qos_class(spec: dict) -> str:
     any_set = False
     guaranteed = True
     for c in containers:
-        res = c.get("resources") if isinstance(c.get("resources"), dict) else {}
-        req = res.get("requests") if isinstance(res.get("requests"), dict) else {}
-        lim = res.get("limits") if isinstance(res.get("limits"), dict) else {}
+        res = _m(c.get("resources"))
+        req = _m(res.get("requests"))
+        lim = _m(res.get("limits"))
         for r in ("cpu", "memory"):
             if r in req or r in lim:
                 any_set = True

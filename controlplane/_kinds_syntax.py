@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeGuard
 
 # Field error types: the `reason` of a StatusCause (apimachinery field.ErrorType strings).
 REQUIRED = "FieldValueRequired"
@@ -327,7 +328,7 @@ def is_cidr(value: object) -> bool:
 PORT_RANGE_MSG = "must be between 1 and 65535, inclusive"
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -359,7 +360,7 @@ def check_non_negative(errs: list[FieldError], path: str, value: object) -> None
         return
     if not is_int(value):
         errs.append(type_error(path, value, "an integer"))
-    elif value < 0:  # type: ignore[operator]
+    elif value < 0:
         errs.append(invalid(path, value, "must be greater than or equal to 0"))
 
 
@@ -368,7 +369,7 @@ def check_positive(errs: list[FieldError], path: str, value: object) -> None:
         return
     if not is_int(value):
         errs.append(type_error(path, value, "an integer"))
-    elif value <= 0:  # type: ignore[operator]
+    elif value <= 0:
         errs.append(invalid(path, value, "must be greater than 0"))
 
 

@@ -280,10 +280,10 @@ def _check_container(errs: Errs, path: str, c: dict, volumes: set[str], init: bo
         check_enum(errs, f"{p}.protocol", port.get("protocol"), PROTOCOLS, optional=False)
         if port.get("hostIP") and not is_ip(port.get("hostIP")):
             errs.append(invalid(f"{p}.hostIP", port.get("hostIP"), IP_MSG))
-        key = (port.get("containerPort"), port.get("protocol"), port.get("hostIP"), port.get("hostPort"))
-        if key in seen_ports:
+        port_key = (port.get("containerPort"), port.get("protocol"), port.get("hostIP"), port.get("hostPort"))
+        if port_key in seen_ports:
             errs.append(duplicate(p, {k: port.get(k) for k in ("containerPort", "protocol") if k in port}))
-        seen_ports.add(key)
+        seen_ports.add(port_key)
     _check_env(errs, f"{path}.env", c.get("env"))
     for i, ef in enumerate(as_list(errs, f"{path}.envFrom", c.get("envFrom"))):
         ef = as_dict(errs, f"{path}.envFrom[{i}]", ef)
@@ -392,7 +392,7 @@ def _check_node_selector_term(errs: Errs, p: str, term_obj: object) -> None:
 
 
 def _check_weight(errs: Errs, p: str, w: object) -> None:
-    if not is_int(w) or not 1 <= w <= 100:  # type: ignore[operator]
+    if not is_int(w) or not 1 <= w <= 100:
         errs.append(invalid(p, w, "must be in the range 1-100"))
 
 
@@ -636,9 +636,9 @@ def _check_int_or_percent(errs: Errs, path: str, v: object) -> Fraction | None:
     if v is None:
         return None
     if is_int(v):
-        if v < 0:  # type: ignore[operator]
+        if v < 0:
             errs.append(invalid(path, v, "must be greater than or equal to 0"))
-        return Fraction(v)  # type: ignore[arg-type]
+        return Fraction(v)
     if isinstance(v, str) and v.endswith("%") and v[:-1].isdigit():
         pct = int(v[:-1])
         if pct > 100:

@@ -94,7 +94,7 @@ class ResourceType:
         return _validation.validate_object(self.plural, obj, old)
 
     def invalid_message(self, obj: Mapping, errors: Iterable[FieldError]) -> str:
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+        meta = _m(obj.get("metadata"))
         name = meta.get("name") or meta.get("generateName") or ""
         return invalid_message(self.kind, str(name), errors)
 
@@ -130,6 +130,10 @@ class ResourceType:
             entry["categories"] = list(self.categories)
         entry["storageVersionHash"] = self.storage_version_hash()
         return entry
+
+
+def _m(value: object) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _rt(group: str, kind: str, plural: str, *, namespaced: bool = True, short: tuple[str, ...] = (),

@@ -49,7 +49,7 @@ def _ref(name: str, v3: bool) -> dict:
 
 
 def _type_schema(t: str, v3: bool) -> dict:
-    prim = {
+    prim: dict[str, dict] = {
         "string": {"type": "string"},
         "integer": {"type": "integer", "format": "int32"},
         "int64": {"type": "integer", "format": "int64"},

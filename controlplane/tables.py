@@ -84,9 +84,13 @@ def _age(obj: Mapping, now: datetime) -> str:
     return _since(_meta(obj).get("creationTimestamp"), now)
 
 
+def _m(value: Any) -> Mapping:
+    """value if it is an object, else an empty one (bad input never raises here)."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _meta(obj: Mapping) -> Mapping:
-    m = obj.get("metadata")
-    return m if isinstance(m, Mapping) else {}
+    return _m(obj.get("metadata"))
 
 
 def _d(obj: Mapping, *path: str) -> Any:
@@ -117,8 +121,8 @@ def _selector_text(sel: Any) -> str:
 
 def pod_status_reason(pod: Mapping) -> tuple[str, int, int, int, datetime | None]:
     """(STATUS, ready, total, restarts, last restart) exactly as kubectl's printPod derives them."""
-    spec = pod.get("spec") if isinstance(pod.get("spec"), Mapping) else {}
-    status = pod.get("status") if isinstance(pod.get("status"), Mapping) else {}
+    spec = _m(pod.get("spec"))
+    status = _m(pod.get("status"))
     init_specs = _list(spec.get("initContainers"))
     total = len(_list(spec.get("containers")))
     ready = restarts = 0
@@ -204,7 +208,7 @@ def _pod_row(pod: Mapping, now: datetime) -> Row:
     restarts_text = str(restarts)
     if restarts and last is not None:
         restarts_text = f"{restarts} ({human_duration((now - last).total_seconds())} ago)"
-    status = pod.get("status") if isinstance(pod.get("status"), Mapping) else {}
+    status = _m(pod.get("status"))
     gates = _list(_d(pod, "spec", "readinessGates"))
     gates_text = _NONE
     if gates:
@@ -288,7 +292,7 @@ _REPLICASET_COLUMNS = [
 
 
 def _service_external_ip(svc: Mapping) -> str:
-    spec = svc.get("spec") if isinstance(svc.get("spec"), Mapping) else {}
+    spec = _m(svc.get("spec"))
     stype = spec.get("type") or "ClusterIP"
     external = [str(ip) for ip in _list(spec.get("externalIPs"))]
     if stype in ("ClusterIP", "NodePort"):
@@ -397,7 +401,7 @@ def _node_address(node: Mapping, kind: str) -> str:
 
 
 def _node_row(node: Mapping, now: datetime) -> Row:
-    info = _d(node, "status", "nodeInfo") if isinstance(_d(node, "status", "nodeInfo"), Mapping) else {}
+    info = _m(_d(node, "status", "nodeInfo"))
     return [_meta(node).get("name", ""), _node_status(node), _node_roles(node), _age(node, now),
             info.get("kubeletVersion", ""), _node_address(node, "InternalIP"), _node_address(node, "ExternalIP"),
             info.get("osImage") or "<unknown>", info.get("kernelVersion") or "<unknown>",
@@ -426,8 +430,8 @@ _NAMESPACE_COLUMNS = [_NAME, _col("Status", description="The status of the names
 
 
 def _configmap_row(cm: Mapping, now: datetime) -> Row:
-    data = cm.get("data") if isinstance(cm.get("data"), Mapping) else {}
-    binary = cm.get("binaryData") if isinstance(cm.get("binaryData"), Mapping) else {}
+    data = _m(cm.get("data"))
+    binary = _m(cm.get("binaryData"))
     return [_meta(cm).get("name", ""), len(data) + len(binary), _age(cm, now)]
 
 
@@ -452,10 +456,10 @@ def _event_row(ev: Mapping, now: datetime) -> Row:
         count = _int(series.get("count"))
     elif count == 0:
         count = 1
-    io = ev.get("involvedObject") if isinstance(ev.get("involvedObject"), Mapping) else {}
+    io = _m(ev.get("involvedObject"))
     kind = str(io.get("kind") or "").lower()
     target = f"{kind}/{io['name']}" if io.get("name") else kind
-    source = ev.get("source") if isinstance(ev.get("source"), Mapping) else {}
+    source = _m(ev.get("source"))
     src = source.get("component") or ev.get("reportingComponent") or ""
     host = source.get("host") or ev.get("reportingInstance") or ""
     src_text = f"{src}, {host}" if src and host else (src or host)
