@@ -294,9 +294,17 @@ class NftablesProxier:
         self.last_ruleset = ruleset
 
     async def remove(self) -> None:
-        """Delete our table (absent already is fine) and restore route_localnet."""
+        """Delete our table (absent already is fine) and restore route_localnet.
+
+        route_localnet stays on while another proxier's table (``edgeplane*``) remains: the
+        agents of a local cluster share docker0, and the last one out restores it.
+        """
         await run_nft(["-f", "-"], stdin=f"table ip {self.table} {{}}\ndelete table ip {self.table}\n")
-        self._restore_route_localnet()
+        tables = await run_nft(["list", "tables", "ip"])
+        if not any(line.split()[-1].startswith(DEFAULT_TABLE) for line in tables.splitlines()
+                   if line.strip()):
+            self._restore_route_localnet()
+        self._saved_localnet.clear()
 
     def _enable_route_localnet(self) -> None:
         # The kernel drops packets from a container (docker0) to a 127/8 address as martians
