@@ -282,7 +282,9 @@ class RaftStore:
             command, _, group = item
             add = command if group else (command,)
             add_size = sum(len(c) for c in add)
-            if n and (len(cmds) + len(add) > MAX_BATCH_COMMANDS or size + add_size > MAX_BATCH_BYTES):
+            if n and (
+                len(cmds) + len(add) > MAX_BATCH_COMMANDS or size + add_size > MAX_BATCH_BYTES
+            ):
                 break
             cmds.extend(add)
             size += add_size
@@ -590,4 +592,3 @@ async def open_raft_store(config: ReplicaConfig, **kwargs: Any) -> AsyncIterator
     finally:
         with trio.CancelScope(shield=True):
             await store.aclose()
-

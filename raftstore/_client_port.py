@@ -117,7 +117,18 @@ class _Connection:
             elif op == "cas":
                 key, expected, value = args
                 compare = (
-                    Compare.absent(key) if expected == 0 else Compare.mod_revision(key, "==", expected)
+                    Compare.absent(key)
+                    if expected == 0
+                    else Compare.mod_revision(key, "==", expected)
+                )
+                txn = await store.txn([compare], [Op.put(key, value)], [])
+                result = [txn.succeeded, txn.revision]
+            elif op == "cas_value":
+                key, expected, value = args
+                compare = (
+                    Compare.absent(key)
+                    if expected is None
+                    else Compare.value_is(key, "==", expected)
                 )
                 txn = await store.txn([compare], [Op.put(key, value)], [])
                 result = [txn.succeeded, txn.revision]
@@ -176,9 +187,9 @@ async def _handle(store: RaftStore, token: str, stream: trio.SocketStream) -> No
                         return
                     conn.dispatch(message[0], message[1], message[2:])
             nursery.cancel_scope.cancel()
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-        pass
-    except (ValueError, msgpack.UnpackException):
+    except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass  # the client went away
+    except* (ValueError, msgpack.UnpackException):
         logger.warning("client sent malformed data; closing the connection")
     finally:
         with trio.CancelScope(shield=True):

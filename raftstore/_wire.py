@@ -10,7 +10,8 @@ in-process instead. Loopback only. The stream is a sequence of msgpack arrays:
 
 Ops: put(key, value) -> [revision, prev]; get(key, linearizable) -> kv | None;
 del(key) -> [revision, prev]; cas(key, expected_mod_revision, value) -> [succeeded, revision]
-(expected 0 = "key absent"); range(prefix, limit, linearizable) -> [kvs, more, revision];
+(expected 0 = "key absent"); cas_value(key, expected_value | None, value) -> [succeeded,
+revision] (None = "key absent"); range(prefix, limit, linearizable) -> [kvs, more, revision];
 barrier() -> revision; status() -> dict; digest() -> [revision, digest, applied_index];
 add_member(address) / remove_member(address) -> None.
 A kv is [key, value, create_revision, mod_revision, version].
@@ -200,13 +201,19 @@ async def open_replica_client(
     with trio.fail_after(connect_timeout):
         stream = await trio.open_tcp_stream(host, port)
     client = ReplicaClient(stream)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(client._reader)
-        try:
-            await client._send(msgpack.packb(["auth", client_token(secret)], use_bin_type=True))
-            await client.call("ping", timeout=connect_timeout)
-            yield client
-        finally:
-            nursery.cancel_scope.cancel()
-            with trio.CancelScope(shield=True):
-                await client.aclose()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client._reader)
+            try:
+                await client._send(msgpack.packb(["auth", client_token(secret)], use_bin_type=True))
+                await client.call("ping", timeout=connect_timeout)
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()
+                with trio.CancelScope(shield=True):
+                    await client.aclose()
+    except BaseExceptionGroup as group:
+        # The reader never raises: a lone error comes from the caller's block; re-raise it bare.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
