@@ -7,7 +7,9 @@ input: a wrong type is reported at its field path like any other mistake.
 
 from __future__ import annotations
 
-import json
+import base64
+import binascii
+import copy
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -578,9 +580,9 @@ def _pod_spec_update(errs: Errs, new: dict, old: dict) -> None:
     """Pod spec is immutable except images, activeDeadlineSeconds, tolerations additions and
     (once, from empty) nodeName, which is how a binding lands."""
     ns, os_ = new.get("spec"), old.get("spec")
-    if not isinstance(ns, dict) or not isinstance(os_, dict):
-        return
-    mutable = json.loads(json.dumps(ns))
+    if not isinstance(ns, dict) or not isinstance(os_, dict) or ns == os_:
+        return  # equal specs: the common status/metadata-only update
+    mutable = copy.deepcopy(ns)
     for kind in ("containers", "initContainers"):
         olds = os_.get(kind) or []
         news = mutable.get(kind) or []
@@ -922,6 +924,14 @@ def validate_node(obj: dict, old: dict | None) -> Errs:
     return errs
 
 
+def _is_base64(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
 def validate_configmap(obj: dict, old: dict | None) -> Errs:
     errs = validate_object_meta(obj.get("metadata"), namespaced=True, name_fn=dns1123_subdomain, old=old)
     data = as_dict(errs, "data", obj.get("data"))
@@ -936,7 +946,9 @@ def validate_configmap(obj: dict, old: dict | None) -> Errs:
             if not isinstance(v, str):
                 errs.append(type_error(f"{section}[{k}]", v, "a string"))
                 continue
-            total += len(v)
+            if section == "binaryData" and not _is_base64(v):
+                errs.append(invalid(f"binaryData[{k}]", "<binary>", "must be base64-encoded bytes"))
+            total += len(v) * 3 // 4 if section == "binaryData" else len(v)
     if total > CONFIGMAP_MAX_SIZE:
         errs.append(FieldError("", TOO_LONG, f"must have at most {CONFIGMAP_MAX_SIZE} bytes"))
     imm = obj.get("immutable")

@@ -268,3 +268,20 @@ def test_deep_patch_is_refused_not_recursion_error():
         apply_strategic_merge_patch({}, deep, PODS)
     with pytest.raises(PatchError, match="too deep"):
         apply_merge_patch({}, deep)
+
+
+_names = st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), unique=True, max_size=5)
+
+
+@given(_names, _names, st.integers(min_value=0, max_value=9))
+def test_containers_merge_by_name_property(existing, patched, version):
+    """Merging by key keeps every existing container, appends new ones in patch order, and
+    sets exactly the patched fields (strategic merge patch design doc)."""
+    target = {"spec": {"containers": [{"name": n, "image": f"{n}:0", "tty": True} for n in existing]}}
+    patch = {"spec": {"containers": [{"name": n, "image": f"{n}:{version}"} for n in patched]}}
+    out = apply_strategic_merge_patch(target, patch, PODS)
+    names = [c["name"] for c in out["spec"]["containers"]]
+    assert names == existing + [n for n in patched if n not in existing]
+    for c in out["spec"]["containers"]:
+        assert c["image"] == (f"{c['name']}:{version}" if c["name"] in patched else f"{c['name']}:0")
+        assert c.get("tty") is (True if c["name"] in existing else None)

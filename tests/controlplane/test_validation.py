@@ -338,6 +338,9 @@ def test_configmap():
     new = copy.deepcopy(old)
     new["data"]["a"] = "2"
     assert "field is immutable when `immutable` is set" in errors("configmaps", new, old)["data"]
+    assert errors("configmaps", {"metadata": {"name": "b", "namespace": "default"}, "binaryData": {"k": "aGk="}}) == {}
+    assert "must be base64-encoded" in errors(
+        "configmaps", {"metadata": {"name": "b", "namespace": "default"}, "binaryData": {"k": "not base64!"}})["binaryData[k]"]
     big = {"metadata": {"name": "cfg", "namespace": "default"}, "data": {"a": "x" * (1024 * 1024 + 1)}}
     assert "must have at most 1048576 bytes" in str(errors("configmaps", big))
 
