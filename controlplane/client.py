@@ -18,6 +18,7 @@ the same log, so revisions agree), and re-list when the server answers 410 Gone.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -40,6 +41,7 @@ __all__ = [
     "ClusterUnreachable",
     "Resource",
     "UnknownResource",
+    "status_of",
 ]
 
 # Loopback and LAN masters answer a TCP connect within milliseconds; a dead host should be
@@ -223,7 +225,7 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _status_of(response: httpx.Response) -> dict[str, Any]:
+def status_of(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -348,7 +350,7 @@ class ApiClient:
                 if response.status_code in _RETRY_STATUSES and (
                     response.status_code == 503 or method in _IDEMPOTENT
                 ):
-                    status = _status_of(response)
+                    status = status_of(response)
                     attempts[server] = f"{response.status_code} {status.get('message', '')}".strip()
                     continue
                 self._current = index
@@ -362,11 +364,29 @@ class ApiClient:
             pause *= random.uniform(0.5, 1.5)
             await trio.sleep(min(pause, max(0.0, deadline - now)))
 
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """A streamed response from the current master (logs); a failure status raises
+        :class:`ApiError`. No failover once the stream started: the caller decides."""
+        params = {k: v for k, v in (params or {}).items() if v is not None}
+        url = self.current_server + path
+        try:
+            async with self._http.stream(method, url, params=params,
+                                         timeout=httpx.Timeout(None, connect=self._timeout.connect)) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise ApiError(status_of(response))
+                yield response
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            raise ClusterUnreachable({self.current_server: _describe(exc)}) from exc
+
     async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
         """:meth:`request`, then the decoded JSON body; a failure status raises :class:`ApiError`."""
         response = await self.request(method, path, **kwargs)
         if response.status_code >= 400:
-            raise ApiError(_status_of(response))
+            raise ApiError(status_of(response))
         if not response.content:
             return None
         try:
@@ -606,7 +626,7 @@ class ApiClient:
                     elif response.status_code >= 400:
                         await response.aread()
                         if response.status_code not in _RETRY_STATUSES:
-                            raise ApiError(_status_of(response))
+                            raise ApiError(status_of(response))
                         attempts[server] = f"{response.status_code}"
                         raise _StreamBroken()
                     else:
