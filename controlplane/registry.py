@@ -66,6 +66,8 @@ _RESET_STATUS_ON_CREATE = frozenset({"pods", "deployments", "replicasets"})
 _CREATE_ON_UPDATE = frozenset({"endpoints", "events", "leases"})
 # Pod grace period when neither the request nor the pod says (Kubernetes' default).
 _DEFAULT_GRACE_SECONDS = 30
+# Larger limits are the same as "everything" (and must stay a machine-size int for the store).
+_MAX_LIMIT = 1 << 31
 # Page size while filtering a selector-limited list: stores are read in chunks of this many keys.
 _FILTER_CHUNK = 500
 
@@ -277,6 +279,7 @@ class Registry:
         selection = _Selection(rtype, label_selector, field_selector)
         if limit < 0:
             raise errors.bad_request("limit must be a non-negative integer")
+        limit = min(limit, _MAX_LIMIT)
         prefix = self.prefix(rtype, namespace)
         start_after: str | None = None
         list_rv: int | None = None

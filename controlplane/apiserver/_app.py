@@ -206,7 +206,8 @@ class ApiApp:
             log.exception("internal error serving %s %s", scope.get("method"), scope.get("path"))
             response = _status_response(errors.internal_error())
         if response is not None:
-            headers = [(b"content-type", response.content_type), (b"cache-control", b"no-cache, private")]
+            headers = [(b"content-type", response.content_type), (b"cache-control", b"no-cache, private"),
+                       (b"content-length", str(len(response.body)).encode())]
             headers.extend(response.headers)
             try:
                 await send({"type": "http.response.start", "status": response.status, "headers": headers})

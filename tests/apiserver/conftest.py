@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import ssl
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,7 @@ async def start_api(nursery: trio.Nursery, *, log_proxy: Any = None, bookmark_in
             continue
     url = f"{'https' if ca else 'http'}://127.0.0.1:{port}"
     client = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30,
-                               verify=str(ca) if ca else True)
+                               verify=ssl.create_default_context(cafile=str(ca)) if ca else True)
     return Api(url, port, store, registry, app, client, ca)
 
 

@@ -1,0 +1,215 @@
+"""Real kubectl v1.32 and the official Python client against the in-process API server (TLS).
+
+kubectl applies a kubeconfig's token only over TLS (clientcmd skips auth info for plain HTTP),
+so the server here serves HTTPS with a throwaway CA.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import trio
+
+from .conftest import ADMIN_TOKEN, Api, start_api
+
+SEED = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: my-nginx, labels: {app: nginx}}
+spec:
+  containers:
+  - name: nginx
+    image: nginx:1.7.9
+    ports: [{containerPort: 80}]
+"""
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: {image}
+        ports:
+        - containerPort: 8080
+"""
+
+
+def deployment_yaml(replicas: int, image: str) -> str:
+    return DEPLOYMENT.replace("{replicas}", str(replicas)).replace("{image}", image)
+
+
+class Kubectl:
+    def __init__(self, api: Api, workdir: Path) -> None:
+        self.workdir = workdir
+        self.kubeconfig = workdir / "kubeconfig"
+        self.kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters: [{{name: t, cluster: {{server: '{api.url}', certificate-authority: '{api.ca}'}}}}]\n"
+            f"users: [{{name: admin, user: {{token: {ADMIN_TOKEN}}}}}]\n"
+            "contexts: [{name: t, context: {cluster: t, user: admin, namespace: default}}]\n"
+            "current-context: t\n"
+        )
+        self.env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(workdir)}
+
+    async def run(self, *args: str, stdin: str | None = None, ok: bool = True) -> trio.CompletedProcess:
+        with trio.fail_after(60):
+            proc = await trio.run_process(
+                ["kubectl", *args], stdin=stdin.encode() if stdin is not None else b"",
+                capture_stdout=True, capture_stderr=True, check=False, env=self.env, cwd=self.workdir,
+            )
+        if ok:
+            assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr.decode()}"
+        return proc
+
+    async def out(self, *args: str, stdin: str | None = None) -> str:
+        return (await self.run(*args, stdin=stdin)).stdout.decode()
+
+
+@pytest.fixture
+async def tls_api(nursery: trio.Nursery, tmp_path: Path):
+    api = await start_api(nursery, tls_dir=tmp_path)
+    yield api
+    await api.client.aclose()
+    nursery.cancel_scope.cancel()
+
+
+@pytest.mark.kubectl
+async def test_kubectl_operator_workflow(tls_api: Api, tmp_path: Path) -> None:
+    k = Kubectl(tls_api, tmp_path)
+    (tmp_path / "pod.yaml").write_text(SEED)
+    assert "pod/my-nginx created" in await k.out("create", "-f", "pod.yaml")
+    table = await k.out("get", "pods")
+    header, row = table.splitlines()[:2]
+    assert header.split()[:3] == ["NAME", "READY", "STATUS"]
+    assert row.split()[:3] == ["my-nginx", "0/1", "Pending"]
+    wide = await k.out("get", "pods", "-o", "wide")
+    assert "NODE" in wide.splitlines()[0]
+    as_yaml = await k.out("get", "pod", "my-nginx", "-o", "yaml")
+    assert "image: nginx:1.7.9" in as_yaml and "resourceVersion:" in as_yaml
+    as_json = json.loads(await k.out("get", "pod", "my-nginx", "-o", "json"))
+    assert as_json["metadata"]["labels"] == {"app": "nginx"}
+    assert "pod/my-nginx labeled" in await k.out("label", "pod", "my-nginx", "tier=web")
+    assert "tier=web" in await k.out("get", "pods", "--show-labels")
+    described = await k.out("describe", "pod", "my-nginx")
+    assert "Name:" in described and "my-nginx" in described and "nginx:1.7.9" in described
+    patched = await k.out("patch", "pod", "my-nginx", "-p", '{"metadata":{"annotations":{"note":"edited"}}}')
+    assert "patched" in patched
+    assert (await tls_api.registry.get("pods", "default", "my-nginx"))["metadata"]["annotations"] == {"note": "edited"}
+    # a malformed manifest is rejected with the server's message
+    bad = await k.run("create", "-f", "-", stdin=SEED.replace("name: nginx\n", "name: Bad_Name\n"), ok=False)
+    assert bad.returncode != 0 and "Invalid value" in bad.stderr.decode()
+    assert 'pod "my-nginx" deleted' in await k.out("delete", "pod", "my-nginx")
+    gone = await k.run("get", "pod", "my-nginx", ok=False)
+    assert 'pods "my-nginx" not found' in gone.stderr.decode()
+
+
+@pytest.mark.kubectl
+async def test_kubectl_apply_twice_scale_and_explain(tls_api: Api, tmp_path: Path) -> None:
+    k = Kubectl(tls_api, tmp_path)
+    (tmp_path / "seed.yaml").write_text(SEED)
+    assert "pod/my-nginx created" in await k.out("apply", "-f", "seed.yaml")
+    (tmp_path / "web.yaml").write_text(deployment_yaml(2, "nginx:1.25"))
+    assert "deployment.apps/web created" in await k.out("apply", "-f", "web.yaml")
+    (tmp_path / "web.yaml").write_text(deployment_yaml(3, "nginx:1.26"))
+    assert "deployment.apps/web configured" in await k.out("apply", "-f", "web.yaml")
+    web = await tls_api.registry.get("deployments", "default", "web")
+    assert web["spec"]["replicas"] == 3
+    assert web["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.26"
+    assert web["metadata"]["generation"] == 2
+    assert "unchanged" in await k.out("apply", "-f", "web.yaml")
+    assert "deployment.apps/web scaled" in await k.out("scale", "deployment", "web", "--replicas=5")
+    assert (await tls_api.registry.get("deployments", "default", "web"))["spec"]["replicas"] == 5
+    deploys = await k.out("get", "deployments")
+    assert deploys.split()[:4] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE"]
+    explained = await k.out("explain", "pod.spec.containers")
+    assert "FIELD: containers" in explained or "RESOURCE: containers" in explained
+    assert "image" in explained
+    assert 'deployment.apps "web" deleted' in await k.out("delete", "-f", "web.yaml")
+
+
+@pytest.mark.kubectl
+async def test_kubectl_get_watch(tls_api: Api, tmp_path: Path) -> None:
+    k = Kubectl(tls_api, tmp_path)
+    await k.out("create", "-f", "-", stdin=SEED)
+    lines: list[str] = []
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            proc = await nursery.start(lambda task_status: trio.run_process(
+                ["kubectl", "get", "pods", "-w", "--request-timeout=0"], env=k.env,
+                stdout=-1, stderr=-1, check=False, task_status=task_status))
+            buffer = b""
+            patched = False
+            while len(lines) < 3:
+                buffer += await proc.stdout.receive_some()
+                *complete, buffer = buffer.split(b"\n")
+                lines += [line.decode() for line in complete if line.strip()]
+                if len(lines) >= 2 and not patched:
+                    patched = True
+                    await tls_api.registry.patch("pods", "default", "my-nginx", "merge", {"metadata": {"labels": {"x": "y"}}})
+                elif lines and not patched and lines[0].startswith("NAME"):
+                    continue
+            proc.kill()
+    assert lines[0].split()[:3] == ["NAME", "READY", "STATUS"]
+    assert all(line.split()[0] == "my-nginx" for line in lines[1:3])
+
+
+async def test_official_python_client(tls_api: Api) -> None:
+    kubernetes = pytest.importorskip("kubernetes")
+    from kubernetes import client, watch
+
+    config = client.Configuration()
+    config.host = tls_api.url
+    config.ssl_ca_cert = str(tls_api.ca)
+    config.api_key = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    def scenario() -> list[str]:
+        with client.ApiClient(config) as api_client:
+            core = client.CoreV1Api(api_client)
+            body = client.V1Pod(
+                metadata=client.V1ObjectMeta(name="py-pod", labels={"app": "py"}),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="nginx:1.25")]),
+            )
+            created = core.create_namespaced_pod("default", body)
+            assert created.metadata.uid and created.status.phase == "Pending"
+            listed = core.list_namespaced_pod("default", label_selector="app=py")
+            assert [p.metadata.name for p in listed.items] == ["py-pod"]
+            patched = core.patch_namespaced_pod("py-pod", "default", {"metadata": {"labels": {"extra": "1"}}})
+            assert patched.metadata.labels == {"app": "py", "extra": "1"}
+            seen = []
+            w = watch.Watch()
+            for event in w.stream(core.list_namespaced_pod, "default", resource_version=listed.metadata.resource_version,
+                                  timeout_seconds=5):
+                seen.append(f"{event['type']} {event['object'].metadata.name}")
+                break
+            w.stop()
+            core.delete_namespaced_pod("py-pod", "default")
+            try:
+                core.read_namespaced_pod("py-pod", "default")
+            except client.ApiException as exc:
+                assert exc.status == 404
+                seen.append("gone")
+            return seen
+
+    seen = await trio.to_thread.run_sync(scenario)
+    assert seen == ["MODIFIED py-pod", "gone"]
+    assert kubernetes is not None
+
+
+def test_kubectl_present_or_skipped() -> None:
+    # documents the prerequisite of the kubectl tests above
+    assert shutil.which("kubectl") is not None or not os.environ.get("CI")
