@@ -45,8 +45,10 @@ async def _watch_kind(
                 if event.get("type") == "RELISTED":
                     setter(obj.get("items") or [])
                     listed.set()
-                else:
+                elif event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
                     state.apply_event(kind, event["type"], obj)
+                else:
+                    log.debug("ignoring %s watch event of type %r", plural, event.get("type"))
                 rv = _resource_version(obj) or rv
         except Exception as exc:  # ClusterUnreachable, ApiError, a broken stream: all retried
             # The state (and so the rules) stays as it was: the data plane outlives masters.
