@@ -263,7 +263,6 @@ def _check_container(errs: Errs, path: str, c: dict, volumes: set[str], init: bo
             if not isinstance(v, str):
                 errs.append(type_error(f"{path}.{key}[{i}]", v, "a string"))
     port_names: set[str] = set()
-    seen_ports: set[tuple] = set()
     for i, port in enumerate(as_list(errs, f"{path}.ports", c.get("ports"))):
         p = f"{path}.ports[{i}]"
         port = as_dict(errs, p, port)
@@ -282,10 +281,6 @@ def _check_container(errs: Errs, path: str, c: dict, volumes: set[str], init: bo
         check_enum(errs, f"{p}.protocol", port.get("protocol"), PROTOCOLS, optional=False)
         if port.get("hostIP") and not is_ip(port.get("hostIP")):
             errs.append(invalid(f"{p}.hostIP", port.get("hostIP"), IP_MSG))
-        port_key = (port.get("containerPort"), port.get("protocol"), port.get("hostIP"), port.get("hostPort"))
-        if port_key in seen_ports:
-            errs.append(duplicate(p, {k: port.get(k) for k in ("containerPort", "protocol") if k in port}))
-        seen_ports.add(port_key)
     _check_env(errs, f"{path}.env", c.get("env"))
     for i, ef in enumerate(as_list(errs, f"{path}.envFrom", c.get("envFrom"))):
         ef = as_dict(errs, f"{path}.envFrom[{i}]", ef)
@@ -509,6 +504,17 @@ def _check_volumes(errs: Errs, path: str, vols: object) -> set[str]:
     return names
 
 
+def _check_unique_host_ports(errs: Errs, path: str, c: dict, seen: set[str]) -> None:
+    """Two ports of a pod cannot claim the same hostIP/protocol/hostPort (AccumulateUniqueHostPorts)."""
+    for j, port in enumerate(c.get("ports") if isinstance(c.get("ports"), list) else []):
+        if not isinstance(port, dict) or not is_int(port.get("hostPort")) or port.get("hostPort") == 0:
+            continue
+        key = f"{port.get('hostIP') or ''}/{port.get('protocol') or 'TCP'}/{port['hostPort']}"
+        if key in seen:
+            errs.append(duplicate(f"{path}.ports[{j}].hostPort", key))
+        seen.add(key)
+
+
 def validate_pod_spec(spec_obj: object, path: str = "spec", *, template: bool = False) -> Errs:
     errs: Errs = []
     spec = as_dict(errs, path, spec_obj)
@@ -519,10 +525,12 @@ def validate_pod_spec(spec_obj: object, path: str = "spec", *, template: bool = 
     names: set[str] = set()
     for kind, items in (("initContainers", as_list(errs, f"{path}.initContainers", spec.get("initContainers"))),
                         ("containers", containers)):
+        host_ports: set[str] = set()
         for i, c in enumerate(items):
             p = f"{path}.{kind}[{i}]"
             c = as_dict(errs, p, c)
             _check_container(errs, p, c, volumes, init=kind == "initContainers")
+            _check_unique_host_ports(errs, p, c, host_ports)
             cname = c.get("name")
             if isinstance(cname, str) and cname:
                 if cname in names:

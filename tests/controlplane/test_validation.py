@@ -107,6 +107,15 @@ def test_container_ports(port, field, text):
     assert text in errs[field]
 
 
+def test_host_ports_unique_per_pod():
+    p = pod(containers=[{"name": "a", "image": "x", "ports": [{"containerPort": 80, "hostPort": 8080}]},
+                        {"name": "b", "image": "x", "ports": [{"containerPort": 81, "hostPort": 8080},
+                                                              {"containerPort": 82, "hostPort": 8080, "protocol": "UDP"},
+                                                              {"containerPort": 80}, {"containerPort": 80}]}])
+    assert errors("pods", p) == {"spec.containers[1].ports[0].hostPort":
+                                 'spec.containers[1].ports[0].hostPort: Duplicate value: "/TCP/8080"'}
+
+
 def test_resources_quantities_and_requests_le_limits():
     p = pod()
     c = p["spec"]["containers"][0]
