@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,12 @@ log = logging.getLogger("controlplane.master")
 # Pause between retries of startup writes (self-registration, bootstrap) while no leader exists:
 # about a heartbeat, so they land soon after an election.
 _RETRY_PAUSE_S = 0.2
+# Query parameters of pods/log that the agent's log endpoint understands.
+_LOG_PARAMS = frozenset({"container", "follow", "tailLines", "previous", "timestamps",
+                         "limitBytes", "sinceSeconds"})
+# The agent is on the same site; a log that does not start within this long is not coming.
+_LOG_CONNECT_S = 3.0
+_LOG_READ_TIMEOUT_S = 30.0
 # A joining master keeps asking the cluster to add it for this long (several elections).
 _JOIN_TIMEOUT_S = 60.0
 
@@ -194,6 +200,7 @@ class Master:
                 store=self.store,
                 authenticator=self.authenticator,
                 info={"address": self.config.api_url, "master": self.name},
+                log_proxy=self._log_proxy,
             )
             host, port = parse_host_port(self.spec.api_addr, "--api-addr")
             async with trio.open_nursery() as nursery:
@@ -282,6 +289,46 @@ class Master:
             except (ApiError, ClusterUnreachable) as exc:
                 raise MasterError(f"the cluster did not add {self.name}: {exc}") from exc
         log.info("joined the cluster as %s", self.name)
+
+    async def _log_proxy(
+        self, namespace: str, pod: str, query: dict[str, str]
+    ) -> AsyncIterator[bytes]:
+        """``pods/log``: stream the log from the agent of the pod's node (its log endpoint)."""
+        import httpx
+
+        obj = await self.registry.get("pods", namespace, pod)
+        node_name = (obj.get("spec") or {}).get("nodeName")
+        node = await self.registry.get("nodes", None, node_name)
+        status = node.get("status") or {}
+        address = next((a.get("address") for a in status.get("addresses") or []
+                        if a.get("type") == "InternalIP"), None)
+        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+        if not address or not port:
+            raise errors.ApiError(503, "ServiceUnavailable",
+                                  f"node {node_name} does not report a log endpoint")
+        host = f"[{address}]" if ":" in address else address
+        url = f"http://{host}:{port}/api/v1/namespaces/{namespace}/pods/{pod}/log"
+        params = {k: v for k, v in query.items() if k in _LOG_PARAMS}
+        follow = query.get("follow") in ("true", "1")
+        timeout = httpx.Timeout(None if follow else _LOG_READ_TIMEOUT_S, connect=_LOG_CONNECT_S)
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            try:
+                async with http.stream(
+                    "GET", url, params=params,
+                    headers={"Authorization": f"Bearer {self.config.admin_token}"},
+                ) as response:
+                    if response.status_code >= 400:
+                        from .client import ApiError, status_of
+
+                        await response.aread()
+                        raise ApiError(status_of(response))
+                    async for chunk in response.aiter_bytes():
+                        yield chunk
+            except httpx.HTTPError as exc:
+                raise errors.ApiError(
+                    503, "ServiceUnavailable",
+                    f"the agent of node {node_name} ({address}:{port}) does not answer: {exc}",
+                ) from exc
 
     # ------------------------------------------------------------------ /edgeplane/v1 backends
 
