@@ -54,6 +54,7 @@ class ProxyHandle:
         self.synced_version = -1  # state version the data plane reflects
         self.entries: list[ServiceEntry] = []
         self.last_error: str | None = None
+        self.syncs = 0  # times the data plane was actually reprogrammed
         self._synced = trio.Event()
 
     async def wait_synced(self, version: int | None = None) -> None:
@@ -119,6 +120,7 @@ async def serve_proxy(
                     # the table left by an earlier run is always replaced.
                     if first or entries != handle.entries:
                         await proxier.sync(entries)
+                        handle.syncs += 1
                     handle.entries, handle.last_error = entries, None
                     handle._mark(version)
                 except (NftablesError, OSError) as exc:

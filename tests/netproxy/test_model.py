@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from netproxy import Backend, desired_entries
+import pytest
+
+from netproxy import Backend, ProxyState, desired_entries
 from netproxy.testing import endpoints_object, service_object
 
 
@@ -106,3 +108,21 @@ def test_malformed_objects_are_skipped_not_raised() -> None:
     [entry] = desired_entries([*bad, good], [eps, {"metadata": None}])
     assert entry.name == "good"
     assert entry.backends == (Backend("127.0.1.1", 24001),)
+
+
+async def test_proxy_state_applies_watch_events_and_reports_changes() -> None:
+    state = ProxyState()
+    seen = state.version
+    state.apply_event("Service", "ADDED", service_object("web", "127.10.0.1", [("", 80, "TCP")]))
+    state.apply_event("Endpoints", "ADDED", endpoints_object("web", [("127.0.1.1", 24001)]))
+    assert await state.wait_changed(seen) == seen + 2
+    [entry] = state.entries()
+    assert entry.backends == (Backend("127.0.1.1", 24001),)
+    state.apply_event("Endpoints", "DELETED", endpoints_object("web", []))
+    assert state.entries()[0].backends == ()
+    state.apply_event("Service", "DELETED", service_object("web", "127.10.0.1", []))
+    assert state.entries() == []
+    with pytest.raises(ValueError, match="not 'Pod'"):
+        state.apply_event("Pod", "ADDED", {})
+    with pytest.raises(ValueError, match="unknown watch event type"):
+        state.apply_event("Service", "BOOKMARK", {})

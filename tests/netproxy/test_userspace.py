@@ -283,3 +283,21 @@ async def test_endpoint_that_accepts_and_closes_silently_is_skipped(http_backend
             answers = [await http_get(VIP, 24120) for _ in range(10)]
             assert answers == [live.identity] * 10
             nursery.cancel_scope.cancel()
+
+
+async def test_a_burst_of_changes_is_one_sync_and_no_change_is_none(http_backend) -> None:
+    backends = [http_backend("127.0.1.1", 24131), http_backend("127.0.1.2", 24132)]
+    state = web_state(VIP, 24130, backends[:1])
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(partial(serve_proxy, state, mode="userspace"))
+        assert handle.syncs == 1
+        for i in range(100):  # e.g. a re-list delivering every object at once
+            state.set_endpoints([endpoints_object(
+                "web", [(b.ip, b.port) for b in backends[: 1 + i % 2]], port_name="http")])
+        await handle.wait_synced()
+        assert handle.syncs == 2
+        assert {await http_get(VIP, 24130) for _ in range(4)} == {b.identity for b in backends}
+        state.set_services(state.services)  # same objects again: nothing to reprogram
+        await handle.wait_synced()
+        assert handle.syncs == 2
+        nursery.cancel_scope.cancel()
