@@ -96,6 +96,11 @@ async def serve_proxy(
     (control plane unreachable) the last rules stay in place. On cancellation the node is
     cleaned up: the nftables table is deleted, or the userspace listeners are closed.
     Raises :class:`ProxyError` at once if ``mode`` cannot run here.
+
+    ``node_addresses``: where NodePorts answer (this node's hostIP). ``table``: the nftables
+    table to own; agents sharing a machine pass one each (``edgeplane-<node>``) so one agent's
+    shutdown never removes another's rules. ``localnet_interfaces``: container-facing
+    interfaces whose traffic may be DNATed to 127/8 endpoints (route_localnet is set on them).
     """
     mode = choose_mode(mode)
     state = source if isinstance(source, ProxyState) else ProxyState()
