@@ -140,8 +140,11 @@ async def run_duties(registry: Any, config: LeaderConfig) -> None:
             for plural in ("nodes", "pods", "replicasets", "deployments", "services", "endpoints", "namespaces", "configmaps")
         }
         informers["leases"] = Informer(registry, "leases", namespace=LEASE_NAMESPACE)
+        # List every resource at once (each list is a linearizable read: a Raft round).
         for inf in informers.values():
-            await nursery.start(inf.run)
+            nursery.start_soon(inf.run)
+        for inf in informers.values():
+            await inf.synced.wait()
         recorder = EventRecorder(registry, "edgeplane-controller-manager", host=config.name)
         await nursery.start(recorder.run)
         i = informers

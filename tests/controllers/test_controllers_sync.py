@@ -209,6 +209,23 @@ async def test_deployment_sync_creates_replicaset_and_rolls_out(registry):
         d = await registry.get("deployments", "default", "web")
         assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
         assert d["status"]["updatedReplicas"] == 2 and d["status"]["availableReplicas"] == 2
+        # `kubectl rollout undo`: kubectl itself copies the previous ReplicaSet's template (minus
+        # the pod-template-hash label) into the Deployment; the controller makes it revision 3.
+        template = json.loads(json.dumps(rss["1"]["spec"]["template"]))
+        del template["metadata"]["labels"]["pod-template-hash"]
+        d = await registry.get("deployments", "default", "web")
+        d["spec"]["template"] = template
+        await registry.update("deployments", "default", "web", d)
+        await infs["deployments"].wait_for(
+            lambda: infs["deployments"].get("default/web")["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1")
+        await settle()
+        by_name = {r["metadata"]["name"]: r for r in (await registry.list("replicasets", "default"))["items"]}
+        v1 = by_name[rss["1"]["metadata"]["name"]]
+        assert v1["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+        assert v1["spec"]["replicas"] == 2 and by_name[rss["2"]["metadata"]["name"]]["spec"]["replicas"] == 0
+        d = await registry.get("deployments", "default", "web")
+        assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+        assert d["status"]["availableReplicas"] == 2
         # The story kubectl describe tells.
         await trio.sleep(0.1)
         reasons = {e["reason"] for e in (await registry.list("events", "default"))["items"]}
