@@ -691,7 +691,28 @@ def _check_selector_template(errs: Errs, spec: dict, kind: str) -> None:
     if isinstance(pspec, dict) and pspec.get("restartPolicy") not in (None, "Always"):
         errs.append(not_supported("spec.template.spec.restartPolicy", pspec.get("restartPolicy"), ("Always",)))
     if isinstance(pspec, dict) and pspec.get("activeDeadlineSeconds") is not None:
-        errs.append(forbidden("spec.template.spec.activeDeadlineSeconds", "activeDeadlineSeconds in ReplicaSet is not Supported"))
+        title = "Deployment" if kind == "deployment" else "ReplicaSet"
+        errs.append(forbidden("spec.template.spec.activeDeadlineSeconds", f"activeDeadlineSeconds in {title} is not Supported"))
+
+
+_WORKLOAD_STATUS_COUNTS = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas",
+                           "unavailableReplicas", "fullyLabeledReplicas", "terminatingReplicas",
+                           "observedGeneration", "collisionCount")
+
+
+def _check_workload_status(errs: Errs, obj: dict) -> None:
+    """Status counts are never negative and ready/available never exceed replicas."""
+    status = as_dict(errs, "status", obj.get("status"))
+    for key in _WORKLOAD_STATUS_COUNTS:
+        check_non_negative(errs, f"status.{key}", status.get(key))
+    replicas = status.get("replicas")
+    for key in ("readyReplicas", "availableReplicas", "fullyLabeledReplicas"):
+        v = status.get(key)
+        if is_int(v) and is_int(replicas) and v > replicas:
+            errs.append(invalid(f"status.{key}", v, "cannot be greater than status.replicas"))
+    ready, available = status.get("readyReplicas"), status.get("availableReplicas")
+    if is_int(ready) and is_int(available) and available > ready:
+        errs.append(invalid("status.availableReplicas", available, "cannot be greater than readyReplicas"))
 
 
 def _selector_immutable(errs: Errs, obj: dict, old: dict | None) -> None:
@@ -727,6 +748,7 @@ def validate_deployment(obj: dict, old: dict | None) -> Errs:
         errs.append(invalid("spec.progressDeadlineSeconds", pds, "must be greater than minReadySeconds"))
     if spec.get("paused") is not None and not isinstance(spec.get("paused"), bool):
         errs.append(type_error("spec.paused", spec.get("paused"), "a boolean"))
+    _check_workload_status(errs, obj)
     _selector_immutable(errs, obj, old)
     return errs
 
@@ -737,6 +759,7 @@ def validate_replicaset(obj: dict, old: dict | None) -> Errs:
     check_non_negative(errs, "spec.replicas", spec.get("replicas"))
     check_non_negative(errs, "spec.minReadySeconds", spec.get("minReadySeconds"))
     _check_selector_template(errs, spec, "replicaset")
+    _check_workload_status(errs, obj)
     _selector_immutable(errs, obj, old)
     return errs
 

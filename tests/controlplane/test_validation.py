@@ -267,6 +267,15 @@ def test_deployment_fields():
     assert "spec.template.spec.containers[0].name" in errors("deployments", d)
 
 
+def test_workload_status_counts():
+    d = deployment()
+    d["status"] = {"replicas": 2, "readyReplicas": 2, "availableReplicas": 1, "updatedReplicas": 2}
+    assert errors("deployments", d) == {}
+    d["status"] = {"replicas": 1, "readyReplicas": 2, "availableReplicas": 3, "updatedReplicas": -1}
+    assert set(errors("deployments", d)) == {"status.readyReplicas", "status.availableReplicas",
+                                             "status.updatedReplicas"}
+
+
 def test_workload_selector_immutable():
     old = deployment()
     new = deployment(selector={"matchLabels": {"app": "web", "v": "2"}})
