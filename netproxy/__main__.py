@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import trio
 
@@ -37,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--localnet-interface", action="append", dest="localnet_interfaces",
                         help="interface whose traffic may be DNATed to 127/8 endpoints "
                              "(default: docker0)")
+    parser.add_argument("--cache", help="file keeping the last Services/Endpoints seen, so a "
+                        "restart while every master is unreachable still serves them")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -52,7 +55,7 @@ async def _run(args: argparse.Namespace, mode: str) -> None:
         state = ProxyState()
         logging.getLogger("netproxy").info("listing services and endpoints from %s",
                                            ", ".join(client.servers))
-        await nursery.start(watch_cluster, client, state)
+        await nursery.start(partial(watch_cluster, client, state, cache_path=args.cache))
         await nursery.start(lambda task_status: serve_proxy(
             state, mode=mode, node_addresses=args.node_addresses, table=args.table,
             localnet_interfaces=args.localnet_interfaces or ("docker0",), task_status=task_status))

@@ -70,6 +70,19 @@ class ProxyState:
     def endpoints(self) -> list[Mapping]:
         return list(self._endpoints.values())
 
+    def snapshot(self) -> dict:
+        """Everything held, as a JSON-able dict (for an on-disk cache)."""
+        return {"services": self.services, "endpoints": self.endpoints}
+
+    def restore(self, snapshot: Mapping) -> None:
+        """Replace everything with a :meth:`snapshot`; raises ValueError if it is not one."""
+        services, endpoints = snapshot.get("services"), snapshot.get("endpoints")
+        if not isinstance(services, list) or not isinstance(endpoints, list):
+            raise ValueError("not a ProxyState snapshot (needs 'services' and 'endpoints' lists)")
+        self._services = {_key(s): s for s in services if isinstance(s, Mapping)}
+        self._endpoints = {_key(e): e for e in endpoints if isinstance(e, Mapping)}
+        self._bump()
+
     def entries(self) -> list[ServiceEntry]:
         """The desired data plane for the current state."""
         return desired_entries(self._services.values(), self._endpoints.values())

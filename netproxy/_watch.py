@@ -9,7 +9,9 @@ watch is retried with backoff until a master answers again.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +27,8 @@ WATCHED = (("services", "Service"), ("endpoints", "Endpoints"))
 # election), then settle at a pace that does not load masters that are coming back.
 RETRY_FIRST_S = 0.5
 RETRY_CAP_S = 10.0
+# The on-disk cache is rewritten at most this often: bursts of events cost one write.
+CACHE_WRITE_INTERVAL_S = 1.0
 
 
 def _resource_version(obj: Mapping[str, Any]) -> str | None:
@@ -58,24 +62,62 @@ async def _watch_kind(
             pause = min(pause * 2, RETRY_CAP_S)
 
 
+def _load_cache(path: str, state: ProxyState) -> bool:
+    try:
+        with open(path) as f:
+            state.restore(json.load(f))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the proxy cache %s: %s", path, exc)
+        return False
+    log.info("serving %d services from the cache %s until a master answers",
+             len(state.services), path)
+    return True
+
+
+def _write_cache(path: str, snapshot: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(snapshot, f)
+    os.replace(tmp, path)  # atomic: a crash never leaves half a cache
+
+
+async def _keep_cache(path: str, state: ProxyState) -> None:
+    version = state.version
+    while True:
+        version = await state.wait_changed(version)
+        try:
+            await trio.to_thread.run_sync(_write_cache, path, state.snapshot())
+        except OSError as exc:
+            log.warning("cannot write the proxy cache %s: %s", path, exc)
+        await trio.sleep(CACHE_WRITE_INTERVAL_S)
+
+
 async def watch_cluster(
     client: Any,
     state: ProxyState,
     *,
+    cache_path: str | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Keep ``state`` equal to the cluster's Services and Endpoints; never returns.
 
     ``client`` is a :class:`controlplane.client.ApiClient`. Reports started once both have
     been listed, so a proxier started afterwards never programs an empty view over the rules
-    of a previous run.
+    of a previous run. With ``cache_path``, the last state seen is kept in that file, and a
+    restart while every master is unreachable starts at once from it.
     """
+    from_cache = cache_path is not None and _load_cache(cache_path, state)
     async with trio.open_nursery() as nursery:
         events = []
         for plural, kind in WATCHED:
             listed = trio.Event()
             events.append(listed)
             nursery.start_soon(_watch_kind, client, state, plural, kind, listed)
-        for listed in events:
-            await listed.wait()
+        if cache_path is not None:
+            nursery.start_soon(_keep_cache, cache_path, state)
+        if not from_cache:
+            for listed in events:
+                await listed.wait()
         task_status.started()

@@ -17,7 +17,7 @@ from hypercorn.trio import serve
 
 from controlplane.client import ApiClient
 from netproxy import ProxyState, serve_proxy
-from netproxy._watch import watch_cluster
+from netproxy._watch import _load_cache, watch_cluster
 from netproxy.testing import endpoints_object, http_get, service_object
 
 VIP = "127.10.2.1"
@@ -149,3 +149,41 @@ async def test_standalone_proxier_serves_the_cluster_and_cleans_up_on_sigterm(ht
         with pytest.raises(OSError):
             await http_get("127.10.2.2", 24922)
         nursery.cancel_scope.cancel()
+
+
+async def test_restart_with_every_master_down_serves_from_the_cache(http_backend, tmp_path) -> None:
+    backend = http_backend("127.0.1.1", 24931)
+    cache = str(tmp_path / "proxy-cache.json")
+    master = FakeMaster(
+        [with_rv(service_object("web", "127.10.2.3", [("http", 24932, "TCP")]), "5")],
+        [with_rv(endpoints_object("web", [(backend.ip, backend.port)], port_name="http"), "6")],
+    )
+    config = Config()
+    config.bind = ["127.0.0.1:24902"]
+    config.accesslog = config.errorlog = None
+    # First life: the master answers; the cache gets written.
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(serve, master.app, config))
+        async with ApiClient.for_servers(["http://127.0.0.1:24902"]) as client:
+            state = ProxyState()
+            await nursery.start(partial(watch_cluster, client, state, cache_path=cache))
+            with trio.fail_after(5):
+                while not (tmp_path / "proxy-cache.json").exists():
+                    await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+    # Second life: nothing answers on the master's address any more.
+    async with trio.open_nursery() as nursery:
+        async with ApiClient.for_servers(["http://127.0.0.1:24902"]) as client:
+            state = ProxyState()
+            with trio.fail_after(2):
+                await nursery.start(partial(watch_cluster, client, state, cache_path=cache))
+                await nursery.start(partial(serve_proxy, state, mode="userspace"))
+            assert await http_get("127.10.2.3", 24932) == backend.identity
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_corrupt_cache_is_ignored(tmp_path) -> None:
+    (tmp_path / "c.json").write_text("{not json")
+    state = ProxyState()
+    assert _load_cache(str(tmp_path / "c.json"), state) is False
+    assert state.services == [] and state.version == 0
