@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import ssl
 from typing import Any
 
@@ -303,3 +304,27 @@ async def remove_command(name: str, kubeconfig: str | None, context_name: str | 
     left = ", ".join(m["name"] for m in body.get("members", []))
     click.echo(f"master {name} removed; members: {left}")
 
+
+
+@master_group.command("secrets")
+@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False),
+              help="Where to write secret, admin-token, ca.crt and ca.key.")
+def secrets_command(directory: str) -> None:
+    """Create the shared files of a static group (copy them to every master's host).
+
+    \b
+    Example:
+      edgectl master secrets --dir ./site
+      edgectl master start --name m1 ... --secret-file site/secret \\
+          --admin-token-file site/admin-token --ca-cert-file site/ca.crt --ca-key-file site/ca.key
+    """
+    root = pathlib.Path(directory)
+    targets = [root / n for n in ("secret", "admin-token", "ca.crt", "ca.key")]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing:
+        raise CommandError(f"error: refusing to overwrite {', '.join(existing)}")
+    root.mkdir(parents=True, exist_ok=True)
+    write_private(root / "secret", new_secret())
+    write_private(root / "admin-token", new_token())
+    write_ca(new_ca(), root / "ca.crt", root / "ca.key")
+    click.echo(f"wrote {', '.join(str(t) for t in targets)}")

@@ -1,0 +1,170 @@
+"""Masters started one by one: `master init`, `master join` (Raft membership change),
+`master remove`, and a static group from `master secrets` + `master start`, restarted from its
+data directory alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest_cluster import edgectl, pid_alive
+
+from cli._local import free_ports
+
+pytestmark = pytest.mark.slow
+
+# A master answers within a few seconds of starting (Python start-up, election).
+READY_TIMEOUT_S = 60
+
+
+class Masters:
+    """Master processes started by a test; all are stopped at the end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def run(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "master", *args],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")
+
+
+@pytest.fixture
+def masters(tmp_path: Path) -> Iterator[Masters]:
+    group = Masters(tmp_path)
+    try:
+        yield group
+    finally:
+        group.stop_all()
+        assert not any(pid_alive(p.pid) for p in group.procs.values())
+
+
+def wait_status(kubeconfig: Path, predicate, what: str) -> dict:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    last = None
+    while time.monotonic() < deadline:
+        proc = edgectl("cluster", "status", "-o", "json", "--kubeconfig", str(kubeconfig),
+                       check=False)
+        if proc.returncode == 0:
+            last = json.loads(proc.stdout)
+            if predicate(last):
+                return last
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}; last status: {last}")
+
+
+def member_names(status: dict) -> set[str]:
+    return {m["name"] for m in status["members"]}
+
+
+def test_init_join_and_remove_change_the_membership(tmp_path: Path, masters: Masters) -> None:
+    ports = free_ports(6)
+    addr = [f"127.0.0.1:{p}" for p in ports]
+    d1 = tmp_path / "m1"
+    masters.run("m1", "init", "--name", "m1", "--data-dir", str(d1),
+                "--raft-addr", addr[0], "--api-addr", addr[1])
+    kubeconfig = d1 / "kubeconfig"
+    wait_status(kubeconfig, lambda s: s["leader"] == "m1", "m1 to lead")
+    # init wrote the secrets owner-only and a kubeconfig kubectl-compatible clients can use.
+    for secret in ("secret", "admin-token", "ca.key", "kubeconfig"):
+        assert (d1 / secret).stat().st_mode & 0o077 == 0, secret
+    token = (d1 / "admin-token").read_text().strip()
+
+    for name, raft, api in (("m2", addr[2], addr[3]), ("m3", addr[4], addr[5])):
+        masters.run(name, "join", "--server", f"https://{addr[1]}", "--token", token,
+                    "--ca-cert-file", str(d1 / "ca.crt"), "--name", name,
+                    "--data-dir", str(tmp_path / name), "--raft-addr", raft, "--api-addr", api)
+        wait_status(kubeconfig, lambda s, n=name: n in member_names(s)
+                    and all(m["lag"] == 0 for m in s["members"]), f"{name} to join and catch up")
+    # The joined master got the cluster secret through the API, and serves the same data.
+    assert (tmp_path / "m3" / "secret").read_text() == (d1 / "secret").read_text()
+    m3_kubeconfig = tmp_path / "m3" / "kubeconfig"
+    edgectl("apply", "-f", "-", "--kubeconfig", str(m3_kubeconfig),
+            stdin="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: joined}\ndata: {a: b}\n")
+    got = edgectl("get", "configmap", "joined", "-o", "json", "--kubeconfig", str(kubeconfig))
+    assert json.loads(got.stdout)["data"] == {"a": "b"}
+    status = wait_status(kubeconfig, lambda s: len(s["members"]) == 3, "3 members")
+    assert status["leader"] == "m1" and status["leaderDuties"]["holder"] == "m1"
+
+    # The leader cannot remove itself; removing m3 shrinks the group to two.
+    refused = edgectl("master", "remove", "m1", "--kubeconfig", str(kubeconfig), check=False)
+    assert refused.returncode != 0 and "current leader" in refused.stderr
+    edgectl("master", "remove", "m3", "--kubeconfig", str(kubeconfig))
+    status = wait_status(kubeconfig, lambda s: member_names(s) == {"m1", "m2"}, "m3 removed")
+    assert status["leader"] == "m1"
+
+
+def test_static_group_restarts_from_its_data_dir(tmp_path: Path, masters: Masters) -> None:
+    shared = tmp_path / "site"
+    edgectl("master", "secrets", "--dir", str(shared))
+    ports = free_ports(6)
+    raft = [f"127.0.0.1:{ports[2 * i]}" for i in range(3)]
+    api = [f"127.0.0.1:{ports[2 * i + 1]}" for i in range(3)]
+    for i in range(3):
+        peers = [arg for j, r in enumerate(raft) if j != i for arg in ("--peer", r)]
+        masters.run(f"m{i + 1}", "start", "--name", f"m{i + 1}",
+                    "--data-dir", str(tmp_path / f"m{i + 1}"), "--raft-addr", raft[i],
+                    "--api-addr", api[i], *peers,
+                    "--secret-file", str(shared / "secret"),
+                    "--admin-token-file", str(shared / "admin-token"),
+                    "--ca-cert-file", str(shared / "ca.crt"), "--ca-key-file", str(shared / "ca.key"))
+    kubeconfig = tmp_path / "kubeconfig"
+    from controlplane.kubeconfig import write_kubeconfig
+
+    write_kubeconfig(kubeconfig, [f"https://{a}" for a in api],
+                     token=(shared / "admin-token").read_text().strip(),
+                     ca_data=(shared / "ca.crt").read_bytes())
+    status = wait_status(kubeconfig, lambda s: s["leader"] and len(s["members"]) == 3,
+                         "a leader of 3")
+    edgectl("apply", "-f", "-", "--kubeconfig", str(kubeconfig),
+            stdin="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: durable}\ndata: {x: y}\n")
+
+    # Stop a follower and restart it with nothing but its data directory (master.json).
+    follower = next(m["name"] for m in status["members"] if m["role"] == "follower")
+    masters.stop(follower)
+    assert "shutting down" in masters.log(follower)
+    masters.run(follower, "start", "--data-dir", str(tmp_path / follower))
+    from controlplane.kubeconfig import load_kubeconfig
+
+    only_follower = tmp_path / "follower.kubeconfig"
+    index = int(follower[1:]) - 1
+    config = load_kubeconfig(kubeconfig)
+    write_kubeconfig(only_follower, [config.servers[index]], token=config.token,
+                     ca_data=config.ca_data)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        got = edgectl("get", "configmap", "durable", "-o", "json", "--kubeconfig",
+                      str(only_follower), check=False)
+        if got.returncode == 0:
+            break
+        assert time.monotonic() < deadline, got.stderr
+        time.sleep(0.25)
+    assert json.loads(got.stdout)["data"] == {"x": "y"}
+    assert os.path.exists(tmp_path / follower / "raft")
