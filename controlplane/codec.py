@@ -87,9 +87,9 @@ class _JsonLikeLoader(_BaseLoader):  # type: ignore[misc,valid-type]
     """SafeLoader without the implicit timestamp type (keeps "2024-01-01T00:00:00Z" a string)."""
 
 
-_JsonLikeLoader.yaml_implicit_resolvers = {
+_JsonLikeLoader.yaml_implicit_resolvers = {  # type: ignore[attr-defined]
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()  # type: ignore[attr-defined]
 }
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import json
 import secrets
 import string
@@ -41,7 +42,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from raftstore import Compacted, Compare, KeyValue, Op, StoreUnavailable
+from raftstore import Compacted, Compare, InvalidCommand, KeyValue, Op, StoreUnavailable
 
 from . import errors, kinds
 from .codec import decode_object, encode_object
@@ -214,6 +215,8 @@ class Registry:
         started = time.perf_counter()
         try:
             return await fn(*args, **kw)
+        except InvalidCommand as exc:
+            raise errors.bad_request(f"the request cannot be stored: {exc}") from None
         except StoreUnavailable as exc:
             if getattr(exc, "maybe_committed", False):
                 raise ApiError(504, "Timeout", f"the write may or may not have been applied: {exc}") from None
@@ -711,16 +714,16 @@ class Registry:
     # ---------------------------------------------------------------- batches and bindings
 
     async def update_many(
-        self, items: list[tuple[Any, str | None, str, dict[str, Any]]], *, subresource: str | None = None
-    ) -> list[dict[str, Any] | ApiError]:
+        self, items: builtins.list[tuple[Any, str | None, str, dict[str, Any]]], *, subresource: str | None = None
+    ) -> builtins.list[dict[str, Any] | ApiError]:
         """Update many objects in ONE store round (one Raft entry); per item a result or an ApiError.
 
         Each body should carry ``metadata.resourceVersion`` (else the version read here is used);
         an item whose object changed since is a 409 Conflict, the others still commit.
         """
-        results: list[dict[str, Any] | ApiError | None] = [None] * len(items)
-        txns: list[tuple[list[Compare], list[tuple], list[tuple]]] = []
-        pending: list[tuple[int, Any, str, dict[str, Any]]] = []
+        results: builtins.list[dict[str, Any] | ApiError | None] = [None] * len(items)
+        txns: builtins.list[tuple[builtins.list[Compare], builtins.list[tuple], builtins.list[tuple]]] = []
+        pending: builtins.list[tuple[int, Any, str, dict[str, Any]]] = []
         for i, (resource, namespace, name, obj) in enumerate(items):
             try:
                 rtype = resolve_resource(resource)
@@ -765,11 +768,11 @@ class Registry:
         meta.pop("resourceVersion", None)
         return pod
 
-    async def bind_many(self, bindings: list[tuple[str, str, str]]) -> list[dict[str, Any] | ApiError]:
+    async def bind_many(self, bindings: builtins.list[tuple[str, str, str]]) -> builtins.list[dict[str, Any] | ApiError]:
         """Bind ``(namespace, pod, node)`` triples in one store round; per binding the pod or an ApiError."""
-        results: list[dict[str, Any] | ApiError | None] = [None] * len(bindings)
-        txns: list[tuple[list[Compare], list[tuple], list[tuple]]] = []
-        pending: list[tuple[int, str, dict[str, Any]]] = []
+        results: builtins.list[dict[str, Any] | ApiError | None] = [None] * len(bindings)
+        txns: builtins.list[tuple[builtins.list[Compare], builtins.list[tuple], builtins.list[tuple]]] = []
+        pending: builtins.list[tuple[int, str, dict[str, Any]]] = []
         rtype = resolve_resource("pods")
         for i, (namespace, name, node) in enumerate(bindings):
             try:
@@ -850,7 +853,7 @@ class Registry:
                 if not marked:
                     return obj  # already marked as asked: nothing to write
                 meta.pop("resourceVersion", None)
-                op = Op.put(key, encode_object(obj))
+                op: tuple = Op.put(key, encode_object(obj))
             else:
                 op = Op.delete(key)
             txn = await self._store_call(
@@ -1024,7 +1027,7 @@ class Registry:
         label_selector: str | None = None,
         field_selector: str | None = None,
         on_progress: Callable[[int], None] | None = None,
-    ) -> AsyncIterator[list[WatchEvent]]:
+    ) -> AsyncIterator[builtins.list[WatchEvent]]:
         """Batches of watch events after ``resource_version`` (or the current state first, as
         ADDED events, when it is unset or "0").
 
@@ -1065,7 +1068,7 @@ class Registry:
         except StoreUnavailable as exc:
             raise errors.service_unavailable(f"the store is unavailable: {exc}") from None
 
-    def _convert(self, batch: list[Any], selection: _Selection) -> list[WatchEvent]:
+    def _convert(self, batch: builtins.list[Any], selection: _Selection) -> builtins.list[WatchEvent]:
         out = []
         for ev in batch:
             if ev.type == "PUT":

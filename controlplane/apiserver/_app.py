@@ -58,8 +58,8 @@ class _Request:
     def __init__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
-        raw_query = scope.get("query_string", b"").decode("latin-1")
-        self.query = {k: v[0] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
+        raw_query = scope.get("query_string", b"")
+        self.query = {k: v[0] for k, v in parse_qs(raw_query.decode("latin-1"), keep_blank_values=True).items()} if raw_query else {}
         self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         self.receive = receive
         self.user: User | None = None
@@ -599,7 +599,7 @@ class ApiApp:
             "gitTreeState": "clean", "buildDate": "1970-01-01T00:00:00Z", "goVersion": "python3.11",
             "compiler": "cpython", "platform": "linux/amd64",
         }
-        version.update({k: v for k, v in info.items() if isinstance(v, str)})
+        version.update({k: v for k, v in info.items() if k in version and isinstance(v, str)})
         docs: dict[str, bytes] = {"/version": dumps(version)}
         docs["/api"] = dumps({"kind": "APIVersions", "versions": ["v1"],
                               "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": str(info.get("address", ""))}]})
@@ -641,9 +641,10 @@ class ApiApp:
             elif path == "/openapi/v3":
                 doc = openapi.openapi_v3_index()
             elif path.startswith("/openapi/v3/"):
-                doc = openapi.openapi_v3(path[len("/openapi/v3/"):])
-                if doc is None:
+                found = openapi.openapi_v3(path[len("/openapi/v3/"):])
+                if found is None:
                     raise errors.ApiError(404, "NotFound", f"no OpenAPI document for {path}")
+                doc = found
             else:
                 raise errors.ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
             cached = self._openapi_cache[path] = dumps(doc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -29,14 +30,24 @@ class ApiMetrics:
             "edgeplane_store_commit_duration_seconds", "Latency of store writes (Raft commit and apply)",
             buckets=_COMMIT_BUCKETS, registry=self.registry,
         )
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
         self.watches = Gauge("apiserver_registered_watchers", "Open watch streams", registry=self.registry)
         self.leader = Gauge("edgeplane_store_is_leader", "1 if this master is the Raft leader with a quorum lease", registry=self.registry)
         if is_leader is not None:
             self.leader.set_function(lambda: 1.0 if is_leader() else 0.0)
 
     def observe(self, verb: str, resource: str, code: int, seconds: float) -> None:
-        self.requests.labels(verb, resource, str(code)).inc()
-        self.latency.labels(verb, resource).observe(seconds)
+        # Labelled children are cached: prometheus' labels() lookup costs more than the update.
+        key = (verb, resource, code)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.requests.labels(verb, resource, str(code))
+        histogram = self._histograms.get(key[:2])
+        if histogram is None:
+            histogram = self._histograms[key[:2]] = self.latency.labels(verb, resource)
+        counter.inc()
+        histogram.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -79,7 +79,7 @@ async def stream_watch(
         state["seen"] = max(state["seen"], revision)
 
     async def pump() -> None:
-        events = registry.watch(
+        events: Any = registry.watch(
             rtype, namespace, resource_version=resource_version,
             label_selector=label_selector, field_selector=field_selector, on_progress=progress,
         )

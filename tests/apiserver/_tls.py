@@ -18,7 +18,7 @@ def _name(cn: str) -> x509.Name:
 
 def make_tls(directory: Path) -> tuple[Path, Path, Path]:
     """(ca.crt, server.crt, server.key) in ``directory``."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
         x509.CertificateBuilder()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-import ssl
 import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -306,7 +306,7 @@ async def test_watch_stream_sees_live_changes(api: Api) -> None:
     got: list[dict] = []
 
     async def watcher(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with c.stream("GET", f"/api/v1/watch/namespaces/default/pods", params={"resourceVersion": rv}) as r:
+        async with c.stream("GET", "/api/v1/watch/namespaces/default/pods", params={"resourceVersion": rv}) as r:
             task_status.started()
             async for line in r.aiter_lines():
                 got.append(json.loads(line))
