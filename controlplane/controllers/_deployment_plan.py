@@ -23,8 +23,23 @@ HASH_LABEL = "pod-template-hash"
 DEFAULT_REVISION_HISTORY_LIMIT = 10
 
 
-def _strip_hash(template: dict) -> dict:
+def _normalized(template: dict) -> dict:
+    """The template as Kubernetes compares it: null metadata fields are absent.
+
+    kubectl's `rollout undo` sends the old template with ``metadata.creationTimestamp: null``
+    (a Go zero value); Kubernetes' semantic equality treats that as unset, and so must we, or
+    the rollback would create a third ReplicaSet instead of reviving the old one.
+    """
     t = copy.deepcopy(template or {})
+    tmeta = t.get("metadata")
+    if isinstance(tmeta, dict):
+        for key in [k for k, v in tmeta.items() if v is None or v == {}]:
+            del tmeta[key]
+    return t
+
+
+def _strip_hash(template: dict) -> dict:
+    t = _normalized(template)
     labels = (t.get("metadata") or {}).get("labels")
     if labels and HASH_LABEL in labels:
         del labels[HASH_LABEL]
@@ -109,7 +124,7 @@ def find_new_rs(deployment: dict, rss: list[dict]) -> dict | None:
 def new_replicaset(deployment: dict, replicas: int, revision: int, max_surge: int) -> dict:
     dmeta = meta(deployment)
     spec = deployment.get("spec") or {}
-    template = copy.deepcopy(spec.get("template") or {})
+    template = _normalized(spec.get("template") or {})
     h = template_hash(template, int((deployment.get("status") or {}).get("collisionCount", 0)))
     tmeta = template.setdefault("metadata", {})
     tmeta["labels"] = {**(tmeta.get("labels") or {}), HASH_LABEL: h}

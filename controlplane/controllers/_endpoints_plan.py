@@ -115,16 +115,13 @@ def desired_endpoints(service: dict, pods: list[dict]) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Endpoints",
-        "metadata": {
-            "name": sm.get("name"),
-            "namespace": sm.get("namespace") or "default",
-            "labels": dict(sm.get("labels") or {}),
-        },
+        "metadata": {"name": sm.get("name"), "namespace": sm.get("namespace") or "default"}
+        | ({"labels": dict(sm["labels"])} if sm.get("labels") else {}),
         "subsets": build_subsets(service, pods),
     }
 
 
 def endpoints_differ(current: dict, desired: dict) -> bool:
     return (current.get("subsets") or []) != desired["subsets"] or (
-        (meta(current).get("labels") or {}) != desired["metadata"]["labels"]
+        (meta(current).get("labels") or {}) != (desired["metadata"].get("labels") or {})
     )

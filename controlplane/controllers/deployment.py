@@ -10,9 +10,11 @@ from controlplane.errors import ApiError
 from ._base import QueueController
 from ._deployment_plan import (
     DESIRED_REPLICAS_ANNOTATION,
+    MAX_REPLICAS_ANNOTATION,
     REVISION_ANNOTATION,
     DeploymentPlan,
     plan_deployment,
+    surge_and_unavailable,
 )
 from ._informer import Informer, object_key
 from ._pods import controller_ref, key_of, meta, namespace_of, now_rfc3339, split_key
@@ -74,7 +76,9 @@ class DeploymentController(QueueController):
             if name in plan.scale:
                 before = body["spec"].get("replicas", 1)
                 body["spec"]["replicas"] = plan.scale[name]
-                annotations[DESIRED_REPLICAS_ANNOTATION] = str((d.get("spec") or {}).get("replicas", 1))
+                want = int((d.get("spec") or {}).get("replicas", 1))
+                annotations[DESIRED_REPLICAS_ANNOTATION] = str(want)
+                annotations[MAX_REPLICAS_ANNOTATION] = str(want + surge_and_unavailable(d)[0])
             updated = await self.registry.update("replicasets", ns, name, body)
             written.append((key_of(updated), int(meta(updated)["resourceVersion"])))
             if name in plan.scale:

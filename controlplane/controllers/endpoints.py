@@ -67,5 +67,9 @@ class EndpointsController(QueueController):
         elif endpoints_differ(current, desired):
             body = copy.deepcopy(current)
             body["subsets"] = desired["subsets"]
-            body["metadata"]["labels"] = desired["metadata"]["labels"]
+            labels = desired["metadata"].get("labels")
+            if labels:
+                body["metadata"]["labels"] = labels
+            else:
+                body["metadata"].pop("labels", None)
             await self.registry.update("endpoints", ns, name, body)

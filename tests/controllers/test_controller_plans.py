@@ -185,6 +185,18 @@ def test_rollback_bumps_revision_of_restored_replicaset():
     assert plan.deployment_revision == "3"
 
 
+def test_rollback_template_with_null_creation_timestamp_matches_old_replicaset():
+    """kubectl rollout undo sends metadata.creationTimestamp: null; it must not count as a change."""
+    v1 = materialize(plan_deployment(deployment(1), [], NOW).create, 0)
+    v2 = materialize(plan_deployment(deployment(1, image="v2"), [v1], NOW).create, 1)
+    v2["metadata"]["annotations"][REVISION_ANNOTATION] = "2"
+    undo = deployment(1)
+    undo["spec"]["template"]["metadata"]["creationTimestamp"] = None
+    plan = plan_deployment(undo, [v1, v2], NOW)
+    assert plan.create is None
+    assert plan.set_revision == {v1["metadata"]["name"]: 3}
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     replicas=st.integers(1, 12),
