@@ -200,6 +200,7 @@ class EdgeAgent:
         self.synced_with_master.set()
 
     async def _on_event(self, etype: str, obj: dict[str, Any]) -> None:
+        log.debug("watch: %s %s", etype, pod_key(obj))
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         if rv:
             self._rv = str(rv)

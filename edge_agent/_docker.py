@@ -34,6 +34,9 @@ T = TypeVar("T")
 # Concurrent short Docker calls (create/start/inspect/list); enough to start a node's pods in
 # parallel without flooding a small engine.
 DOCKER_THREADS = 8
+# Container creations/starts in flight at once: the engine serializes much of the work
+# (network namespace, iptables, proxy); more parallel starts only make every pod late together.
+START_CONCURRENCY = 3
 # `docker stop` blocks for up to the grace period; stops get their own threads so a slow
 # shutdown never delays starting other pods.
 STOP_THREADS = 16
@@ -89,6 +92,7 @@ class DockerRuntime:
         self._api = self._client.api
         self._errors = docker.errors
         self._limiter = trio.CapacityLimiter(DOCKER_THREADS)
+        self._start_gate = trio.Semaphore(START_CONCURRENCY)
         self._stop_limiter = trio.CapacityLimiter(STOP_THREADS)
         self._log_limiter = trio.CapacityLimiter(LOG_THREADS)
         # id -> (summary State, ContainerInfo): re-inspect only on change.
@@ -227,6 +231,10 @@ class DockerRuntime:
         return str(created["Id"])
 
     async def start_container(self, spec: ContainerSpec) -> ContainerInfo:
+        async with self._start_gate:
+            return await self._start_container(spec)
+
+    async def _start_container(self, spec: ContainerSpec) -> ContainerInfo:
         try:
             cid = await self._call(self._create, spec)
         except self._errors.ImageNotFound as exc:

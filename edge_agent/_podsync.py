@@ -242,6 +242,7 @@ class PodSyncer:
                         exc.message)
             rec.waiting = (exc.reason, exc.message)
             return None
+        log.debug("started %s of pod %s: %s", action.container, pod_key(pod), info.id[:12])
         rec.waiting = None
         rec.backoff = action.next_backoff
         self.probes.track(info, cspec)

@@ -44,7 +44,7 @@ class Master:
 
     def __init__(self, nursery: trio.Nursery, store: MemoryStore, registry: Registry) -> None:
         self.nursery, self.store, self.registry = nursery, store, registry
-        auth = StaticTokenAuthenticator({TOKEN: User("admin", ("system:masters",), "admin")})
+        auth = StaticTokenAuthenticator({TOKEN: User("system:node:test", ("system:nodes",), "node")})
         self.app = create_app(registry, store=store, authenticator=auth, info={},
                               bookmark_interval=0.5)
         self.port = 0

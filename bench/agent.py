@@ -1,0 +1,225 @@
+"""Edge agent benchmark: pod startup latency, agent memory and idle CPU (issue 5).
+
+Setup (until a whole cluster can be started, the control plane part runs in this process):
+the project's real API server (controlplane.apiserver over an in-process MemoryStore,
+served by hypercorn on loopback) in this process, and two edge agents as separate processes
+(`python -m edge_agent`, Docker runtime) joined to it. There is no Raft and no scheduler in the
+loop: pods are created already bound (spec.nodeName), half to each node. Latency is from the
+create call to the pod being Running with Ready=True in the API (image already present), as
+observed by polling the store every 10 ms. Then the agents' RSS (VmRSS) and CPU use over an idle
+window are read from /proc.
+
+    python -m bench.agent [--pods 20] [--nodes 2] [--idle-seconds 10] [--json]
+
+Targets: p99 <= 1.5 s (Kubernetes' SLO is 5 s), RSS <= 50 MB, idle CPU < 1 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any
+
+import trio
+
+TARGET_P99_S = 1.5
+TARGET_RSS_MB = 50.0
+TARGET_IDLE_CPU_PCT = 1.0
+# Loopback ports this benchmark may use (the edge agent's share of the machine).
+PORTS = range(23500, 23600)
+# Node addresses for the benchmark's agents (well above those `edgectl up` hands out).
+ADDRESS_BASE = "127.0.1.2"
+TOKEN = "bench-agent-token"
+# How often the store is polled for Ready pods; bounds the measurement error.
+POLL_S = 0.01
+
+
+def _free_port() -> int:
+    for port in PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 23500-23599")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    st = pod.get("status") or {}
+    return st.get("phase") == "Running" and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+
+
+async def run(pods: int, nodes: int, idle_seconds: float, quiet: bool,
+              interval: float = 0.0) -> dict[str, Any]:
+    from cli._image import build_demo_image
+    from controlplane.apiserver import StaticTokenAuthenticator, User, create_app, serve_api
+    from controlplane.registry import Registry
+    from raftstore import MemoryStore
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(msg, file=sys.stderr)
+
+    build_demo_image()
+    store = MemoryStore()
+    registry = Registry(store)
+    await registry.ensure_namespaces()
+    app = create_app(registry, store=store, info={}, authenticator=StaticTokenAuthenticator(
+        {TOKEN: User("system:node:bench", ("system:nodes",), "node")}))
+    run_id = uuid.uuid4().hex[:6]
+    names = [f"bench-{run_id}-{i}" for i in range(nodes)]
+    procs: list[subprocess.Popen[bytes]] = []
+    tmp = tempfile.TemporaryDirectory(prefix="edgeplane-bench-agent-")
+    try:
+        async with trio.open_nursery() as nursery:
+            port = _free_port()
+            await nursery.start(lambda task_status: serve_api(
+                app, host="127.0.0.1", port=port, task_status=task_status))
+            prefix = ADDRESS_BASE.rsplit(".", 1)[0]
+            first = int(ADDRESS_BASE.rsplit(".", 1)[1])
+            for i, name in enumerate(names):
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "edge_agent", "--name", name,
+                     "--address", f"{prefix}.{first + 30 + i}",
+                     "--data-dir", os.path.join(tmp.name, name),
+                     "--server", f"http://127.0.0.1:{port}", "--token", TOKEN,
+                     "--no-log-endpoint", "--pull-registries", "127.0.0.1:23999",
+                     *(["-v"] if os.environ.get("BENCH_AGENT_LOGS") else [])],
+                    stdout=subprocess.DEVNULL, stderr=None if os.environ.get("BENCH_AGENT_LOGS") else subprocess.DEVNULL))
+            say(f"waiting for {nodes} agents to register ...")
+            with trio.fail_after(30):
+                while len((await registry.list("nodes"))["items"]) < nodes:
+                    await trio.sleep(0.05)
+            await trio.sleep(1.0)  # agents have listed pods and opened their watches
+
+            created: dict[str, float] = {}
+            ready_at: dict[str, float] = {}
+            say(f"creating {pods} pods ...")
+            for i in range(pods):
+                name = f"p{i}"
+                body = {"apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": name, "namespace": "default"},
+                        "spec": {"nodeName": names[i % nodes], "containers": [{
+                            "name": "web", "image": "edgeplane/demo:latest",
+                            "imagePullPolicy": "IfNotPresent",
+                            "ports": [{"containerPort": 80}]}]}}
+                created[name] = time.monotonic()
+                await registry.create("pods", "default", body)
+                if interval:
+                    await trio.sleep(interval)
+            with trio.fail_after(60):
+                while len(ready_at) < pods:
+                    for p in (await registry.list("pods", "default"))["items"]:
+                        n = p["metadata"]["name"]
+                        if n not in ready_at and _ready(p):
+                            ready_at[n] = time.monotonic()
+                    await trio.sleep(POLL_S)
+            latencies = [ready_at[n] - created[n] for n in created]
+
+            say(f"all Ready; idle window {idle_seconds:.0f}s ...")
+            await trio.sleep(2.0)
+            cpu0 = [_proc_cpu_seconds(p.pid) for p in procs]
+            t0 = time.monotonic()
+            await trio.sleep(idle_seconds)
+            elapsed = time.monotonic() - t0
+            idle_cpu = [(_proc_cpu_seconds(p.pid) - c) / elapsed * 100 for p, c in zip(procs, cpu0, strict=True)]
+            rss = [_proc_rss_mb(p.pid) for p in procs]
+            nursery.cancel_scope.cancel()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for name in names:
+            ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.edgeplane.node={name}"],
+                                 capture_output=True, text=True).stdout.split()
+            if ids:
+                subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+        tmp.cleanup()
+
+    p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
+    result = {
+        "benchmark": "edge_agent",
+        "mode": ("real API server in-process (MemoryStore, no Raft, no scheduler: pods created "
+                 "bound); agents as separate processes with the Docker runtime"),
+        "pods": pods,
+        "nodes": nodes,
+        "create_interval_s": interval,
+        "note": ("all nodes share this machine's one Docker engine, so a burst of pod starts "
+                 "queues in the engine (each start also creates a network namespace, NAT rules "
+                 "and a port proxy); load average at the end is given for context"),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "startup_latency_s": {"p50": round(p50, 3), "p99": round(p99, 3),
+                              "max": round(max(latencies), 3)},
+        "agent_rss_mb": [round(r, 1) for r in rss],
+        "agent_idle_cpu_pct": [round(c, 2) for c in idle_cpu],
+        "idle_window_s": idle_seconds,
+        "targets": {"p99_s": TARGET_P99_S, "rss_mb": TARGET_RSS_MB,
+                    "idle_cpu_pct": TARGET_IDLE_CPU_PCT},
+        "meets_targets": (p99 <= TARGET_P99_S and max(rss) <= TARGET_RSS_MB
+                          and max(idle_cpu) < TARGET_IDLE_CPU_PCT),
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.agent", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pods", type=int, default=20)
+    ap.add_argument("--nodes", type=int, default=2)
+    ap.add_argument("--idle-seconds", type=float, default=10.0)
+    ap.add_argument("--interval", type=float, default=0.0,
+                    help="seconds between pod creations (default 0: all at once)")
+    ap.add_argument("--json", action="store_true", help="print only the JSON object")
+    args = ap.parse_args(argv)
+    if args.pods < 1 or args.nodes < 1:
+        ap.error("--pods and --nodes must be >= 1")
+    try:
+        result = trio.run(run, args.pods, args.nodes, args.idle_seconds, args.json,
+                          args.interval)
+    except Exception as exc:
+        while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        print(f"bench.agent failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
