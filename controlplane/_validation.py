@@ -506,7 +506,8 @@ def _check_volumes(errs: Errs, path: str, vols: object) -> set[str]:
 
 def _check_unique_host_ports(errs: Errs, path: str, c: dict, seen: set[str]) -> None:
     """Two ports of a pod cannot claim the same hostIP/protocol/hostPort (AccumulateUniqueHostPorts)."""
-    for j, port in enumerate(c.get("ports") if isinstance(c.get("ports"), list) else []):
+    ports = c.get("ports")
+    for j, port in enumerate(ports if isinstance(ports, list) else []):
         if not isinstance(port, dict) or not is_int(port.get("hostPort")) or port.get("hostPort") == 0:
             continue
         key = f"{port.get('hostIP') or ''}/{port.get('protocol') or 'TCP'}/{port['hostPort']}"

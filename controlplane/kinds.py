@@ -34,6 +34,7 @@ __all__ = [
     "group_versions",
     "invalid_message",
     "scale_of",
+    "unknown_fields",
     "validate_scale",
 ]
 
@@ -104,10 +105,15 @@ class ResourceType:
 
         return table_for(self, list(objs), wide, now=now)
 
-    def unknown_fields(self, obj: Mapping) -> list[str]:
-        """Paths in obj that the schema does not know (for fieldValidation=Strict|Warn)."""
+    def unknown_fields(self, obj: Mapping, subresource: str | None = None) -> list[str]:
+        """Paths in obj that the schema does not know (for fieldValidation=Strict|Warn).
+
+        A body of kind Scale (or subresource="scale") is checked against autoscaling/v1 Scale."""
         from .openapi import unknown_fields
 
+        if "scale" in self.subresources and (subresource == "scale" or (
+                isinstance(obj, Mapping) and obj.get("kind") == "Scale")):
+            return unknown_fields(obj, "Scale")
         return unknown_fields(obj, self)
 
     def storage_version_hash(self) -> str:
@@ -234,6 +240,13 @@ def api_groups() -> list[dict]:
         gvs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
         out.append({"name": name, "versions": gvs, "preferredVersion": gvs[0]})
     return out
+
+
+def unknown_fields(obj: Mapping, rtype: ResourceType | str) -> list[str]:
+    """Fields of obj the schema of rtype (a ResourceType or kind name) does not define."""
+    from .openapi import unknown_fields as _unknown
+
+    return _unknown(obj, rtype)
 
 
 def scale_of(obj: Mapping) -> dict:

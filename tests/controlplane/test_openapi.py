@@ -128,6 +128,15 @@ def test_unknown_fields():
     assert openapi.unknown_fields({"a": 1}, "NoSuchKind") == []
 
 
+def test_unknown_fields_of_scale_bodies():
+    deploy = by_plural("deployments")
+    scale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "web"},
+             "spec": {"replicas": 3}, "status": {"replicas": 2, "selector": "app=web"}}
+    assert deploy.unknown_fields(scale) == []
+    assert deploy.unknown_fields({"spec": {"replicas": 3, "paused": True}}, subresource="scale") == ["spec.paused"]
+    assert deploy.unknown_fields({"spec": {"replicas": 3, "paused": True}}) == []
+
+
 @pytest.mark.parametrize("rt", RESOURCES, ids=lambda r: r.plural)
 def test_defaulted_objects_have_no_unknown_fields(rt):
     samples = {
