@@ -234,23 +234,23 @@ class HttpApiSession:
 
     async def patch_pod_status(self, pod: dict[str, Any], status: dict[str, Any],
                                host_ports: str) -> dict[str, Any]:
+        """Write the host-port annotation (if it changed) and then the status, in that order,
+        so whoever sees the pod Ready also sees where its ports are published."""
         md = pod.get("metadata") or {}
         ns, name = md.get("namespace") or "default", md.get("name", "")
         path = f"/api/v1/namespaces/{quote(ns)}/pods/{quote(name)}"
-        patch = {"metadata": {"uid": md.get("uid"),
-                              "annotations": {HOST_PORTS_ANNOTATION: host_ports}},
-                 "status": status}
-        result = await self._request("PATCH", path + "/status", body=patch,
-                                     content_type="application/merge-patch+json")
-        assert result is not None
-        got = ((result.get("metadata") or {}).get("annotations") or {}).get(HOST_PORTS_ANNOTATION)
-        if got != host_ports:
-            # The status subresource kept metadata as it was: write the annotation directly.
-            result = await self._request(
+        # metadata.uid in a patch is a precondition: never write onto a newer pod of that name.
+        if (md.get("annotations") or {}).get(HOST_PORTS_ANNOTATION) != host_ports:
+            # The status subresource keeps metadata as stored, so the annotation goes first
+            # through the pod itself.
+            await self._request(
                 "PATCH", path, body={"metadata": {"uid": md.get("uid"), "annotations": {
                     HOST_PORTS_ANNOTATION: host_ports}}},
                 content_type="application/merge-patch+json")
-            assert result is not None
+        result = await self._request("PATCH", path + "/status",
+                                     body={"metadata": {"uid": md.get("uid")}, "status": status},
+                                     content_type="application/merge-patch+json")
+        assert result is not None
         return result
 
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
