@@ -23,10 +23,6 @@ from ._client_port import serve_client_port
 from ._replica import ReplicaConfig
 from ._types import StoreError
 
-# The tick thread must get the GIL promptly when a reply arrives while trio is busy: the
-# default 5 ms switch interval would show up directly in write latency under load.
-_SWITCH_INTERVAL_S = 0.0005
-
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m raftstore", description=__doc__.split("\n")[0])
@@ -74,7 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     if len(secret) < 16:
         print("the cluster secret must be at least 16 bytes", file=sys.stderr)
         return 2
-    sys.setswitchinterval(_SWITCH_INTERVAL_S)
     try:
         trio.run(_run, args, secret)
     except StoreError as exc:
