@@ -73,6 +73,12 @@ def _top(spec: str | None, status: str | None, extra: dict | None = None) -> dic
 
 
 _TIME = "Time"
+# In-tree and driver volume sources Kubernetes still accepts; manifests using them must decode.
+LEGACY_VOLUME_SOURCES = (
+    "awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "fc", "flexVolume", "flocker",
+    "gcePersistentDisk", "gitRepo", "glusterfs", "iscsi", "photonPersistentDisk", "portworxVolume",
+    "quobyte", "rbd", "scaleIO", "storageos", "vsphereVolume",
+)
 
 # name -> (description, fields)
 DEFS: dict[str, tuple[str, dict[str, Field]]] = {
@@ -388,6 +394,8 @@ DEFS: dict[str, tuple[str, dict[str, Field]]] = {
         "ephemeral": _f("object", "ephemeral represents a volume that is handled by a cluster storage driver."),
         "image": _f("object", "image represents an OCI object (a container image or artifact) pulled and "
                     "mounted on the kubelet's host machine."),
+        **{name: _f("object", f"{name}: a storage-specific volume source (accepted, not interpreted by "
+                    "edgeplane).") for name in LEGACY_VOLUME_SOURCES},
     }),
     "EmptyDirVolumeSource": ("Represents an empty directory for a pod.", {
         "medium": _f("string", "medium represents what type of storage medium should back this directory. "

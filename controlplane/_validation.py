@@ -46,6 +46,7 @@ from ._kinds_syntax import (
     required,
     type_error,
 )
+from ._openapi_schema import LEGACY_VOLUME_SOURCES
 from .quantity import QuantityError, format_quantity, parse_quantity
 from .selectors import LabelSelector, SelectorError, validate_label_selector
 
@@ -454,7 +455,7 @@ def _check_affinity(errs: Errs, path: str, aff_obj: object) -> None:
 
 _VOLUME_SOURCES = (
     "emptyDir", "hostPath", "configMap", "secret", "persistentVolumeClaim", "projected",
-    "downwardAPI", "nfs", "csi", "ephemeral", "image",
+    "downwardAPI", "nfs", "csi", "ephemeral", "image", *LEGACY_VOLUME_SOURCES,
 )
 
 
