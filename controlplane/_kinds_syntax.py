@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeGuard
 
@@ -336,7 +336,6 @@ def check_port(errs: list[FieldError], path: str, value: object, *, allow_zero: 
     if not is_int(value):
         errs.append(type_error(path, value, "an integer"))
         return
-    assert isinstance(value, int)
     if allow_zero and value == 0:
         return
     if not 1 <= value <= 65535:
@@ -399,7 +398,7 @@ def check_labels(errs: list[FieldError], path: str, labels: object) -> None:
             errs.append(invalid(path, v, m))
 
 
-def check_name(errs: list[FieldError], path: str, value: object, fn) -> None:  # noqa: ANN001
+def check_name(errs: list[FieldError], path: str, value: object, fn: Callable[[str], list[str]]) -> None:
     if not isinstance(value, str):
         errs.append(type_error(path, value, "a string"))
         return
