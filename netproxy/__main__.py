@@ -16,7 +16,7 @@ from functools import partial
 
 import trio
 
-from ._nftables import DEFAULT_TABLE
+from ._nftables import DEFAULT_TABLE, valid_table_name
 from ._proxier import MODES, ProxyError, choose_mode, serve_proxy
 from ._state import ProxyState
 from ._watch import watch_cluster
@@ -75,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:
             print(f"error: --node-address {address!r} is not an IPv4 address", file=sys.stderr)
             return 2
+    if not valid_table_name(args.table):
+        print(f"error: --table {args.table!r} is not a valid nftables table name", file=sys.stderr)
+        return 2
     if args.token and not args.server:
         print("error: --token needs --server (a kubeconfig carries its own credentials)",
               file=sys.stderr)

@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -54,6 +55,15 @@ NFT_TIMEOUT_S = 10.0
 
 class NftablesError(Exception):
     """``nft`` refused a ruleset or is missing."""
+
+
+# nft identifiers: a letter, then letters, digits, '-' or '_' (kept short and unquoted).
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
+
+def valid_table_name(name: str) -> bool:
+    """Whether ``name`` can be used as our nftables table name without quoting."""
+    return _TABLE_NAME.fullmatch(name) is not None
 
 
 def _short_hash(*parts: object) -> str:

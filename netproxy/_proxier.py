@@ -9,7 +9,13 @@ from typing import Protocol
 import trio
 
 from ._model import ServiceEntry
-from ._nftables import DEFAULT_TABLE, NftablesError, NftablesProxier, nft_available
+from ._nftables import (
+    DEFAULT_TABLE,
+    NftablesError,
+    NftablesProxier,
+    nft_available,
+    valid_table_name,
+)
 from ._state import ProxyState
 from ._userspace import UserspaceProxier
 
@@ -103,6 +109,8 @@ async def serve_proxy(
     interfaces whose traffic may be DNATed to 127/8 endpoints (route_localnet is set on them).
     """
     mode = choose_mode(mode)
+    if not valid_table_name(table):
+        raise ProxyError(f"invalid nftables table name {table!r} (letters, digits, '-', '_')")
     state = source if isinstance(source, ProxyState) else ProxyState()
     async with trio.open_nursery() as nursery:
         if not isinstance(source, ProxyState):
@@ -121,9 +129,9 @@ async def serve_proxy(
                 version = state.version
                 entries = state.entries()
                 try:
-                    # Re-applying identical rules is skipped, except the first time: on start
-                    # the table left by an earlier run is always replaced.
-                    if first or entries != handle.entries:
+                    # Re-applying identical rules is skipped, except the first time (on start
+                    # the table left by an earlier run is always replaced) and after a failure.
+                    if first or handle.last_error is not None or entries != handle.entries:
                         await proxier.sync(entries)
                         handle.syncs += 1
                     handle.entries, handle.last_error = entries, None

@@ -259,6 +259,8 @@ async def test_unknown_mode_is_a_clear_error() -> None:
 
     with pytest.raises(ProxyError, match="unknown proxy mode"):
         await serve_proxy(ProxyState(), mode="ipvs")
+    with pytest.raises(ProxyError, match="invalid nftables table name"):
+        await serve_proxy(ProxyState(), mode="userspace", table="x; flush ruleset")
 
 
 async def test_endpoint_that_accepts_and_closes_silently_is_skipped(http_backend) -> None:
