@@ -25,9 +25,10 @@ from ._snapshot import NodeInfo, PodInfo, Snapshot
 
 log = logging.getLogger(__name__)
 
-# Pods scheduled per store round: large batches amortize the Raft round trip; 500 keeps one
-# entry well under the store's command size limits and the latency of the first pod low.
-BATCH_SIZE = 500
+# Pods scheduled per store round: large batches amortize the Raft round trip; 256 pods of ~1 KB
+# keep one log entry near the replicated store's 512 KiB batch cap (raftstore._bridge), so a
+# binding batch never becomes an oversized entry that stalls the tick thread.
+BATCH_SIZE = 256
 # Unschedulable pods are retried on relevant node/pod changes; this is the fallback interval
 # (kube-scheduler flushes its unschedulable queue after 5 minutes; we are a smaller cluster).
 UNSCHEDULABLE_RETRY = 10.0

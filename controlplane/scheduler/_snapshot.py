@@ -9,6 +9,7 @@ and by the scheduler itself when it *assumes* a binding before the store has con
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,19 +28,39 @@ DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024
 DEFAULT_MAX_PODS = 110
 
 
-def _quantity(value: Any) -> Fraction:
+# Distinct quantity strings remembered; a cluster uses a few dozen ("100m", "64Mi", ...), and
+# parsing one costs more than a whole filter pass, so each is parsed once.
+_QUANTITY_CACHE = 4096
+
+
+@functools.lru_cache(maxsize=_QUANTITY_CACHE)
+def _quantity_text(text: str) -> Fraction:
     try:
-        return parse_quantity(str(value))
+        return parse_quantity(text)
     except QuantityError:
         return Fraction(0)
 
 
+def _quantity(value: Any) -> Fraction:
+    return _quantity_text(str(value))
+
+
+@functools.lru_cache(maxsize=_QUANTITY_CACHE)
+def _cpu_milli_text(text: str) -> int:
+    return math.ceil(_quantity_text(text) * 1000)
+
+
 def cpu_milli(value: Any) -> int:
-    return math.ceil(_quantity(value) * 1000)
+    return _cpu_milli_text(str(value))
+
+
+@functools.lru_cache(maxsize=_QUANTITY_CACHE)
+def _mem_bytes_text(text: str) -> int:
+    return math.ceil(_quantity_text(text))
 
 
 def mem_bytes(value: Any) -> int:
-    return math.ceil(_quantity(value))
+    return _mem_bytes_text(str(value))
 
 
 def pod_key(pod: dict) -> str:
