@@ -1,0 +1,239 @@
+"""The pysyncobj binding in-process: log matching, secrets, the Store API on a real replica,
+restart from snapshot + journal, and the leader's quorum lease."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import trio
+from pysyncobj.node import TCPNode
+
+from raftstore import (
+    Compacted,
+    Compare,
+    InvalidCommand,
+    Op,
+    RaftStore,
+    ReplicaConfig,
+    StoreError,
+    encode_put,
+    open_raft_store,
+)
+from raftstore._localcluster import free_ports
+from raftstore._replica import Replica
+
+SECRET = b"test-secret-0123456789abcdef"
+
+
+def _config(tmp_path, port: int, peers: tuple[str, ...] = (), **kw) -> ReplicaConfig:
+    return ReplicaConfig(
+        self_address=f"127.0.0.1:{port}",
+        peers=peers,
+        data_dir=str(tmp_path / str(port)),
+        secret=SECRET,
+        **kw,
+    )
+
+
+def test_secret_is_required_for_a_non_loopback_address(tmp_path):
+    config = ReplicaConfig(self_address="10.20.30.40:21000", peers=(), data_dir=str(tmp_path))
+    with pytest.raises(StoreError, match="secret is required"):
+        Replica(config)
+
+
+class _Follower:
+    """A real, unstarted Replica whose outgoing messages are captured."""
+
+    def __init__(self, tmp_path) -> None:
+        (port,) = free_ports(1)
+        self.replica = Replica(_config(tmp_path, port))
+        self.sent: list[dict] = []
+        self.replica._SyncObj__transport.send = lambda node, msg: self.sent.append(msg) or True
+        self.leader = TCPNode("127.0.0.1:21999")
+
+    def log(self) -> list[tuple[int, int]]:
+        return [(e[1], e[2]) for e in self.replica._SyncObj__raftLog]
+
+    def append(self, prev: tuple[int, int], entries: list[tuple[int, int]], commit: int, term=1):
+        self.replica._SyncObj__onMessageReceived(
+            self.leader,
+            {
+                "type": "append_entries",
+                "term": term,
+                "commit_index": commit,
+                "prevLogIdx": prev[0],
+                "prevLogTerm": prev[1],
+                "entries": [(encode_put(f"k{i}", b"v"), i, t) for i, t in entries],
+            },
+        )
+
+    def close(self) -> None:
+        self.replica._doDestroy()
+
+
+def test_follower_truncates_only_on_conflict_raft_5_3(tmp_path):
+    f = _Follower(tmp_path)
+    try:
+        f.append((1, 0), [(2, 1), (3, 1), (4, 1), (5, 1)], commit=1)
+        assert f.log()[-1] == (5, 1)
+        # A late message re-sending entries we hold (the leader's nextIndex lagged): nothing
+        # may be deleted, and the reply acknowledges what the message covered.
+        f.append((2, 1), [(3, 1), (4, 1)], commit=4)
+        assert f.log() == [(1, 0), (2, 1), (3, 1), (4, 1), (5, 1)]
+        assert f.sent[-1]["success"] and f.sent[-1]["next_node_idx"] == 5
+        assert f.replica.raftCommitIndex == 4
+        # A stale heartbeat (no entries, older prevLogIdx) verifies only up to 3.
+        f.append((3, 1), [], commit=5)
+        assert f.log()[-1] == (5, 1)
+        assert f.sent[-1]["success"] and f.sent[-1]["next_node_idx"] == 4
+        assert f.replica.raftCommitIndex == 4  # not beyond what this message verified
+        # A real conflict (same index, newer term) replaces the tail from that index on.
+        f.append((4, 1), [(5, 2), (6, 2)], commit=4, term=2)
+        assert f.log() == [(1, 0), (2, 1), (3, 1), (4, 1), (5, 2), (6, 2)]
+        assert f.sent[-1]["success"] and f.sent[-1]["next_node_idx"] == 7
+        assert f.replica.applied_truncations == 0  # nothing applied was touched
+    finally:
+        f.close()
+
+
+@pytest.fixture
+async def store(tmp_path):
+    (port,) = free_ports(1)
+    async with open_raft_store(_config(tmp_path, port)) as s:
+        with trio.fail_after(10):
+            while not s.is_leader():
+                await trio.sleep(0.01)
+        yield s
+
+
+async def test_store_api_on_a_single_replica(store: RaftStore):
+    rev, prev = await store.put("/a/1", b"one")
+    assert prev is None and rev == 2
+    kv = await store.get("/a/1")
+    assert kv is not None and (kv.value, kv.create_revision, kv.version) == (b"one", 2, 1)
+    rev2, prev2 = await store.put("/a/1", b"uno")
+    assert rev2 == 3 and prev2 == kv
+    txn = await store.txn(
+        [Compare.mod_revision("/a/1", "==", 3)], [Op.put("/a/2", b"two"), Op.get("/a/1")], []
+    )
+    assert txn.succeeded and txn.revision == 4 and txn.results[1].value == b"uno"
+    lost = await store.txn([Compare.mod_revision("/a/1", "==", 2)], [Op.put("/a/1", b"x")], [])
+    assert not lost.succeeded and lost.revision == 4
+    many = await store.txn_many(
+        [([Compare.absent(f"/b/{i}")], [Op.put(f"/b/{i}", b"b")], []) for i in range(3)]
+    )
+    assert [t.succeeded for t in many] == [True, True, True]
+    assert [t.revision for t in many] == [5, 6, 7]
+    page = await store.range("/b/", limit=2)
+    assert [kv.key for kv in page.kvs] == ["/b/0", "/b/1"] and page.more
+    assert (await store.delete("/b/0"))[0] == 8
+    assert await store.get("/b/0", linearizable=False) is None
+    assert await store.barrier() == 8 == store.revision
+    with pytest.raises(InvalidCommand):
+        await store.put("", b"empty key")
+    status = store.status()
+    assert status["is_leader"] and status["revision"] == 8
+    assert status["members"][0]["address"] == store.config.self_address
+
+
+async def test_watch_resumes_from_a_revision_in_order(store: RaftStore):
+    await store.put("/w/a", b"1")
+    start = store.revision
+    got = []
+
+    async def watcher():
+        async for events in store.watch("/w/", start):
+            got.extend(events)
+            if len(got) >= 3:
+                return
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watcher)
+        await store.put("/w/b", b"2")
+        await store.put("/other", b"not watched")
+        await store.delete("/w/a")
+    assert [(e.type, e.kv.key) for e in got] == [
+        ("PUT", "/w/a"),
+        ("PUT", "/w/b"),
+        ("DELETE", "/w/a"),
+    ]
+    assert [e.revision for e in got] == sorted(e.revision for e in got)
+    assert got[2].prev_kv is not None and got[2].prev_kv.value == b"1"
+
+
+async def test_watch_from_a_compacted_revision_raises(tmp_path):
+    (port,) = free_ports(1)
+    async with open_raft_store(_config(tmp_path, port, history_limit=5)) as s:
+        with trio.fail_after(10):
+            while not s.is_leader():
+                await trio.sleep(0.01)
+        for i in range(20):
+            await s.put(f"/c/{i}", b"x")
+        with pytest.raises(Compacted):
+            async for _ in s.watch("/c/", 2):
+                pass
+
+
+async def test_restart_loads_snapshot_and_journal(tmp_path):
+    (port,) = free_ports(1)
+    config = _config(tmp_path, port)
+    async with open_raft_store(config) as s:
+        with trio.fail_after(10):
+            while not s.is_leader():
+                await trio.sleep(0.01)
+        for i in range(200):
+            await s.put(f"/r/{i}", str(i).encode())
+        s.replica.forceLogCompaction()
+        snapshot = os.path.join(config.data_dir, "raft.snapshot")
+        with trio.fail_after(10):
+            while not os.path.exists(snapshot):
+                await s.put("/r/tick", b"")  # compaction runs on the tick thread
+                await trio.sleep(0.05)
+        for i in range(200, 300):  # entries after the snapshot live only in the journal
+            await s.put(f"/r/{i}", str(i).encode())
+        before = s.digest()
+        log_length = s.status()["log_length"]
+    assert log_length < 300  # the snapshot really replaced log entries
+    async with open_raft_store(config) as s:
+        with trio.fail_after(10):
+            while not s.is_leader():
+                await trio.sleep(0.01)
+        await s.barrier()
+        assert s.digest() == before
+        kv = await s.get("/r/250")
+        assert kv is not None and kv.value == b"250"
+
+
+@pytest.mark.slow
+async def test_leader_loses_its_lease_when_cut_off_from_the_majority(tmp_path):
+    ports = free_ports(3)
+    addresses = [f"127.0.0.1:{p}" for p in ports]
+    stores = [
+        await RaftStore.open(
+            _config(tmp_path, p, peers=tuple(a for a in addresses if not a.endswith(str(p))))
+        )
+        for p in ports
+    ]
+    try:
+        with trio.fail_after(10):
+            while not any(s.is_leader() for s in stores):
+                await trio.sleep(0.01)
+        leader = next(s for s in stores if s.is_leader())
+        assert sum(s.is_leader() for s in stores) == 1
+        changes = leader.leadership()
+        assert await changes.__anext__() is True
+        for s in stores:
+            if s is not leader:
+                await s.aclose()  # the majority is gone
+        lost_at = trio.current_time()
+        with trio.fail_after(3):
+            assert await changes.__anext__() is False
+        # Within one lease (plus the leadership poll) of the last acknowledgement.
+        assert trio.current_time() - lost_at < leader.config.lease_s + 0.3
+        await changes.aclose()
+        with pytest.raises(StoreError):
+            await leader.barrier()
+    finally:
+        for s in stores:
+            await s.aclose()
