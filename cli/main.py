@@ -76,18 +76,26 @@ def _register_optional() -> None:
                 cli.add_command(group)
 
 
-@cli.command("bench", context_settings={"ignore_unknown_options": True,
-                                        "allow_extra_args": True})
-@click.argument("name", type=click.Choice(BENCHMARKS))
+@cli.command("bench", add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("name", required=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench_command(name: str, args: tuple[str, ...]) -> None:
-    """Run benchmark NAME (bench/NAME.py); the remaining arguments are its own.
+@click.pass_context
+def bench_command(ctx: click.Context, name: str | None, args: tuple[str, ...]) -> None:
+    """Run benchmark NAME (bench/NAME.py); the remaining arguments, --help included, are its own.
+
+    NAME is one of: store, api, scheduler, agent, proxy, scale, failover.
 
     \b
     Examples:
       edgectl bench store --json
-      edgectl bench api -- --help
+      edgectl bench api --help
     """
+    if name is None or name in ("-h", "--help"):
+        click.echo(ctx.get_help())
+        return
+    if name not in BENCHMARKS:
+        raise click.UsageError(f"unknown benchmark {name!r}; one of: {', '.join(BENCHMARKS)}")
     try:
         module = importlib.import_module(f"bench.{name}")
     except ModuleNotFoundError as exc:
