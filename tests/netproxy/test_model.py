@@ -126,3 +126,36 @@ async def test_proxy_state_applies_watch_events_and_reports_changes() -> None:
         state.apply_event("Pod", "ADDED", {})
     with pytest.raises(ValueError, match="unknown watch event type"):
         state.apply_event("Service", "BOOKMARK", {})
+
+
+def test_contract_with_the_endpoints_controller() -> None:
+    """What the endpoints controller writes is what the data plane reads: ready pods at
+    hostIP:hostPort (from the agent's host-ports annotation), never not-ready or terminating."""
+    from controlplane.controllers._endpoints_plan import desired_endpoints
+
+    def pod(name: str, host_ip: str, host_port: int, *, ready: bool = True, **meta) -> dict:
+        return {
+            "metadata": {"name": name, "namespace": "default", "uid": name,
+                         "labels": {"app": "web"},
+                         "annotations": {"edgeplane.io/host-ports": f'{{"80/TCP": {host_port}}}'},
+                         **meta},
+            "spec": {"nodeName": host_ip,
+                     "containers": [{"name": "c", "ports": [{"containerPort": 80}]}]},
+            "status": {"phase": "Running", "hostIP": host_ip,
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+        }
+
+    svc = service_object("web", "127.10.0.1", [("http", 80, "TCP")])
+    svc["spec"]["selector"] = {"app": "web"}
+    for port in svc["spec"]["ports"]:
+        port["targetPort"] = 80
+    pods = [
+        pod("a", "127.0.1.1", 24001),
+        pod("b", "127.0.1.2", 24002),
+        pod("c", "127.0.1.2", 24003),
+        pod("d", "127.0.1.1", 24004, ready=False),
+        pod("e", "127.0.1.1", 24005, deletionTimestamp="2026-01-01T00:00:00Z"),
+    ]
+    [entry] = desired_entries([svc], [desired_endpoints(svc, pods)])
+    assert entry.backends == (
+        Backend("127.0.1.1", 24001), Backend("127.0.1.2", 24002), Backend("127.0.1.2", 24003))
