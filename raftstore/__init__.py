@@ -5,6 +5,9 @@ the pure state machine ``KVState``, the in-process ``MemoryStore`` and the Raft-
 store. Re-exports are one per line so that each owner can add theirs without conflicts.
 """
 
+# Replicated store (F2) re-exports go below.
+from ._bridge import RaftStore as RaftStore
+from ._bridge import open_raft_store as open_raft_store
 from ._commands import decode_command as decode_command
 from ._commands import encode_batch as encode_batch
 from ._commands import encode_delete as encode_delete
@@ -12,6 +15,7 @@ from ._commands import encode_noop as encode_noop
 from ._commands import encode_put as encode_put
 from ._commands import encode_txn as encode_txn
 from ._memory import MemoryStore as MemoryStore
+from ._replica import ReplicaConfig as ReplicaConfig
 from ._state import KVState as KVState
 from ._types import Compacted as Compacted
 from ._types import Compare as Compare
@@ -24,8 +28,3 @@ from ._types import Store as Store
 from ._types import StoreError as StoreError
 from ._types import StoreUnavailable as StoreUnavailable
 from ._types import TxnResult as TxnResult
-
-# Replicated store (F2) re-exports go below.
-from ._bridge import RaftStore as RaftStore
-from ._bridge import open_raft_store as open_raft_store
-from ._replica import ReplicaConfig as ReplicaConfig

@@ -48,7 +48,12 @@ _packb = msgpack.packb
 
 
 class KVState:
-    """The replicated state machine. See the module docstring for the revision rules."""
+    """The replicated state machine. See the module docstring for the revision rules.
+
+    Not thread-safe: the owner serializes ``apply`` with reads (one lock, or one thread). Results
+    and events are immutable objects shared with the state, so they may be handed to other
+    threads once returned.
+    """
 
     def __init__(self, history_limit: int = DEFAULT_HISTORY_LIMIT) -> None:
         if type(history_limit) is not int or history_limit < 1:
@@ -113,8 +118,10 @@ class KVState:
         else:
             kv = KeyValue(key, value, prev.create_revision, rev, prev.version + 1)
         self._kvs[key] = kv
-        self.revision = rev
+        # Event before revision: a reader on another thread that reads `revision` first then
+        # finds every event up to it (the caller still serializes apply with reads; see class doc).
         self._events.append(Event("PUT", kv, prev, rev))
+        self.revision = rev
         self._bound_history()
         return rev, prev
 
@@ -124,8 +131,8 @@ class KVState:
             return self.revision, None
         rev = self.revision + 1
         self._keys.remove(key)
-        self.revision = rev
         self._events.append(Event("DELETE", KeyValue(key, b"", 0, rev, 0), prev, rev))
+        self.revision = rev
         self._bound_history()
         return rev, prev
 

@@ -150,7 +150,7 @@ def _check_key(ops: list[_Op], initial: Any, max_steps: int) -> tuple[bool, dict
     def feasible(value: Any, op: _Op) -> bool:
         return _step(value, op)[0]
 
-    def blocks(value: Any, k: _Op, pending: list[int]) -> list[tuple[Any, int]]:
+    def blocks(value: Any, k: _Op, pending: list[int]) -> list[tuple[Any, int, tuple[int, ...]]]:
         """Minimal runs of pending unknown ops that make known op ``k`` possible after them.
 
         Only needed when ``k`` is impossible at ``value``: when it is possible, a run before it
@@ -159,15 +159,15 @@ def _check_key(ops: list[_Op], initial: Any, max_steps: int) -> tuple[bool, dict
         A useful run is at most one write (an earlier one would be overwritten) followed by
         successful CAS ops, and stops as soon as ``k`` is possible: anything longer is a
         superset of unknown ops, which the memo treats as worse."""
-        found: list[tuple[Any, int]] = []
+        found: list[tuple[Any, int, tuple[int, ...]]] = []
 
-        def extend(cur: Any, used: int, first: bool) -> None:
+        def extend(cur: Any, used: int, run: tuple[int, ...]) -> None:
             for j in pending:
                 if used >> j & 1:
                     continue
                 u = unknown[j]
                 if u.kind == "write":
-                    if not first:
+                    if run:
                         continue
                     new = u.args[1]
                 elif cur == u.args[1]:
@@ -178,18 +178,20 @@ def _check_key(ops: list[_Op], initial: Any, max_steps: int) -> tuple[bool, dict
                     continue
                 bits = used | (1 << j)
                 if feasible(new, k):
-                    found.append((new, bits))
+                    found.append((new, bits, (*run, j)))
                 else:
-                    extend(new, bits, False)
+                    extend(new, bits, (*run, j))
 
-        extend(value, 0, True)
+        extend(value, 0, ())
         return found
 
-    def children(value: Any, done_unknown: int) -> tuple[list[tuple[int, Any, int]], int]:
+    def children(
+        value: Any, done_unknown: int
+    ) -> tuple[list[tuple[int, Any, int, tuple[int, ...]]], int]:
         """Next steps: (known call node, register value just before it, unknown ops run just
         before it). Known ops are the calls before the first pending return (the barrier);
         unknown ops are eligible once called by then (their return is at infinity)."""
-        out: list[tuple[int, Any, int]] = []
+        out: list[tuple[int, Any, int, tuple[int, ...]]] = []
         node = nxt[head]
         calls = []
         while is_call[node]:
@@ -200,7 +202,7 @@ def _check_key(ops: list[_Op], initial: Any, max_steps: int) -> tuple[bool, dict
         for c in calls:
             k = known[op_of[c]]
             if feasible(value, k):
-                out.append((c, value, 0))
+                out.append((c, value, 0, ()))
                 continue
             if pending is None:
                 t = time_of[barrier]
@@ -210,8 +212,8 @@ def _check_key(ops: list[_Op], initial: Any, max_steps: int) -> tuple[bool, dict
                         break
                     if not done_unknown >> j & 1:
                         pending.append(j)
-            for before, bits in blocks(value, k, pending):
-                out.append((c, before, bits))
+            for before, bits, run in blocks(value, k, pending):
+                out.append((c, before, bits, run))
         return out, barrier
 
     # Lowe's memo, strengthened for unknown outcomes: configurations are (known ops linearized,
@@ -242,7 +244,7 @@ def _check_key(ops: list[_Op], initial: Any, max_steps: int) -> tuple[bool, dict
             value, done_unknown = frame[4], frame[5]
             del path[frame[6] :]
             continue
-        ref, before, bits = options[frame[1]]
+        ref, before, bits, run = options[frame[1]]
         frame[1] += 1
         steps += 1
         if steps > max_steps:
@@ -260,7 +262,7 @@ def _check_key(ops: list[_Op], initial: Any, max_steps: int) -> tuple[bool, dict
         lift(ref)
         stack.append([None, 0, 0, ref, value, done_unknown, len(path)])
         done_known, done_unknown, value = new_known, new_unknown, new_value
-        path.extend(unknown[j].index for j in range(len(unknown)) if bits >> j & 1)
+        path.extend(unknown[j].index for j in run)
         path.append(op.index)
         stack[-1][0], stack[-1][2] = children(value, done_unknown)
         depth = done_known.bit_count()
