@@ -32,6 +32,11 @@ BATCH_SIZE = 256
 # Unschedulable pods are retried on relevant node/pod changes; this is the fallback interval
 # (kube-scheduler flushes its unschedulable queue after 5 minutes; we are a smaller cluster).
 UNSCHEDULABLE_RETRY = 10.0
+# Per-pod backoff between attempts of an unschedulable pod (kube-scheduler's podInitialBackoff
+# and podMaxBackoff): cluster changes retry it, but no more often than this, so a burst of node
+# or pod events does not re-run (and re-write the status of) every pending pod each time.
+INITIAL_BACKOFF = 1.0
+MAX_BACKOFF = 10.0
 SCHEDULER_NAME = "default-scheduler"
 # Pause after the store refused a whole batch (503/504), so a lost quorum is not a busy loop.
 STORE_RETRY = 0.2
@@ -76,6 +81,9 @@ class SchedulerService:
         self.batch_size = batch_size
         self.active: OrderedDict[str, None] = OrderedDict()
         self.unschedulable: dict[str, str] = {}  # key -> last message written
+        # key -> (failed attempts, earliest next attempt on trio's clock)
+        self.backoff: dict[str, tuple[int, float]] = {}
+        self._retry_requested = False
         # Pods bound by us whose bound version the informer has not delivered yet: key -> revision.
         self.assumed: dict[str, int] = {}
         self._wakeup = trio.Event()
@@ -89,16 +97,34 @@ class SchedulerService:
         self._wakeup.set()
 
     def _retry_unschedulable(self) -> None:
+        # Only a flag: the loop moves the pods whose backoff has passed (one pass per batch,
+        # however many events asked for it).
         if self.unschedulable:
-            for key in self.unschedulable:
-                self.active[key] = None
+            self._retry_requested = True
             self._kick()
+
+    def _flush_unschedulable(self) -> float | None:
+        """Move due unschedulable pods to the active queue; returns when the next one is due."""
+        now = trio.current_time()
+        next_due = None
+        for key in self.unschedulable:
+            due = self.backoff.get(key, (0, 0.0))[1]
+            if due <= now:
+                self.active[key] = None
+            elif next_due is None or due < next_due:
+                next_due = due
+        self._retry_requested = next_due is not None
+        return next_due
+
+    def _forget(self, key: str) -> None:
+        self.active.pop(key, None)
+        self.unschedulable.pop(key, None)
+        self.backoff.pop(key, None)
 
     def _on_pod(self, old: dict | None, new: dict | None) -> None:
         if new is None:
             key = object_key(old or {})
-            self.active.pop(key, None)
-            self.unschedulable.pop(key, None)
+            self._forget(key)
             self.assumed.pop(key, None)
             if self.snapshot.node_of(key) is not None:
                 self.snapshot.remove_pod(key)
@@ -108,8 +134,7 @@ class SchedulerService:
         rv = int(new["metadata"].get("resourceVersion") or 0)
         if (new.get("spec") or {}).get("nodeName"):
             self.assumed.pop(key, None)
-            self.active.pop(key, None)
-            self.unschedulable.pop(key, None)
+            self._forget(key)
             was_on = self.snapshot.node_of(key)
             self.snapshot.add_pod(new)
             if was_on is not None and self.snapshot.node_of(key) is None:
@@ -124,8 +149,7 @@ class SchedulerService:
                 self.active[key] = None
                 self._kick()
         else:
-            self.active.pop(key, None)
-            self.unschedulable.pop(key, None)
+            self._forget(key)
 
     def _on_node(self, old: dict | None, new: dict | None) -> None:
         if new is None:
@@ -144,9 +168,12 @@ class SchedulerService:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._periodic_retry)
             while True:
+                next_due = self._flush_unschedulable() if self._retry_requested else None
                 if not self.active:
                     self._wakeup = trio.Event()
-                    await self._wakeup.wait()
+                    with trio.move_on_at(next_due if next_due is not None else float("inf")):
+                        await self._wakeup.wait()
+                    continue
                 await self.schedule_batch()
                 # After a batch the store refused (no quorum), pause instead of spinning; the
                 # leader loop cancels us anyway if the leadership is really gone.
@@ -208,6 +235,9 @@ class SchedulerService:
             key = object_key(pod)
             previous = self.unschedulable.get(key)
             self.unschedulable[key] = message
+            attempts = self.backoff.get(key, (0, 0.0))[0] + 1
+            delay = min(MAX_BACKOFF, INITIAL_BACKOFF * 2 ** (attempts - 1))
+            self.backoff[key] = (attempts, trio.current_time() + delay)
             if previous == message:
                 continue
             status = dict(pod.get("status") or {})

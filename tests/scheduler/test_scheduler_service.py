@@ -108,3 +108,31 @@ async def test_many_pods_are_bound_in_batches_without_overcommitting():
         per_node[p["spec"]["nodeName"]] = per_node.get(p["spec"]["nodeName"], 0) + 1
     assert max(per_node.values()) <= 4  # 2 cpu / 500m
     assert svc.bound_total == 50
+
+
+async def test_unschedulable_pod_is_retried_with_backoff_not_on_every_event(autojump_clock):
+    """A burst of cluster changes must not re-run and re-write a pending pod each time
+    (kube-scheduler's per-pod backoff: 1 s doubling to 10 s)."""
+    registry = Registry(MemoryStore())
+    await registry.ensure_namespaces()
+    pod = await registry.create("pods", "default", _strip(make_pod("big", cpu="64")))
+    writes: list[float] = []
+
+    async def count_writes():
+        async for batch in registry.watch("pods", "default", resource_version=pod["metadata"]["resourceVersion"]):
+            writes.extend(trio.current_time() for ev in batch if ev.type == "MODIFIED")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(count_writes)
+        await _setup(nursery, registry)
+        start = trio.current_time()
+        for i in range(40):  # a node joins every 100 ms for 4 s, none big enough
+            await registry.create("nodes", None, make_node(f"n{i}", cpu="1"))
+            await trio.sleep(0.1)
+        await trio.sleep(1)
+        # Attempts at ~0 s, then no sooner than 1, 3 (1+2) s after: at most 3 status writes.
+        assert 1 <= len(writes) <= 3, [round(t - start, 2) for t in writes]
+        cond = next(c for c in (await registry.get("pods", "default", "big"))["status"]["conditions"]
+                    if c["type"] == "PodScheduled")
+        assert cond["reason"] == "Unschedulable" and "Insufficient cpu" in cond["message"]
+        nursery.cancel_scope.cancel()
