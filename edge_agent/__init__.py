@@ -9,6 +9,7 @@ from ._agent import AgentConfig as AgentConfig
 from ._agent import EdgeAgent as EdgeAgent
 from ._agent import make_runtime as make_runtime
 from ._agent import run_agent as run_agent
+from ._agent import run_hollow_nodes as run_hollow_nodes
 from ._api import ApiError as ApiError
 from ._api import ApiSession as ApiSession
 from ._api import ApiUnavailable as ApiUnavailable

@@ -402,3 +402,52 @@ async def run_agent(config: AgentConfig, *, runtime: ContainerRuntime | None = N
     """
     agent = EdgeAgent(config, runtime=runtime, session=session)
     await agent.serve(task_status=task_status)
+
+
+# Hollow nodes only change state when the agent acts, so a slow relist is enough; it keeps
+# hundreds of simulated nodes in one process cheap.
+HOLLOW_RESYNC_INTERVAL = 10.0
+
+
+def hollow_address(index: int) -> str:
+    """Address of hollow node `index` (0-based): 127.2.x.y, never bound (nothing listens)."""
+    return f"127.2.{index // 250}.{index % 250 + 1}"
+
+
+async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
+                           data_dir: str, verify: bool | str = True, name_prefix: str = "hollow",
+                           labels: dict[str, str] | None = None, cpu: str = "4",
+                           memory: str = "8Gi", max_pods: int = 110,
+                           task_status: trio.TaskStatus[list[EdgeAgent]] = trio.TASK_STATUS_IGNORED
+                           ) -> None:
+    """Run `count` SIMULATED nodes (HollowRuntime: no containers) in this process, for scale
+    tests: each registers its Node, renews its Lease, watches its pods and reports them Running.
+    They share one HTTP connection pool. Never returns unless cancelled; started with the
+    agents."""
+    import httpx
+
+    if count < 1:
+        raise ValueError("count must be >= 1")
+    # Every agent keeps one watch open plus short requests: no pool limit, keep-alive for all.
+    client = httpx.AsyncClient(verify=verify, trust_env=False,
+                               limits=httpx.Limits(max_connections=None,
+                                                   max_keepalive_connections=2 * count))
+    agents: list[EdgeAgent] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            for i in range(count):
+                name = f"{name_prefix}-{i:04d}"
+                config = AgentConfig(
+                    node_name=name, data_dir=str(Path(data_dir) / name),
+                    address=hollow_address(i), servers=servers, token=token, verify=verify,
+                    labels={"edgeplane.io/hollow": "true", **(labels or {})},
+                    runtime="hollow", log_port=None, cpu=cpu, memory=memory,
+                    max_pods=max_pods, resync_interval=HOLLOW_RESYNC_INTERVAL)
+                session = HttpApiSession(servers, token, verify=verify, client=client)
+                agent = EdgeAgent(config, session=session)
+                await nursery.start(agent.serve)
+                agents.append(agent)
+            task_status.started(agents)
+    finally:
+        with trio.CancelScope(shield=True):
+            await client.aclose()

@@ -113,7 +113,10 @@ class HttpApiSession:
     """ApiSession over HTTP(S) with a bearer token, failing over between `servers`."""
 
     def __init__(self, servers: list[str], token: str | None = None, *,
-                 verify: bool | str = True, timeout: float = REQUEST_TIMEOUT) -> None:
+                 verify: bool | str = True, timeout: float = REQUEST_TIMEOUT,
+                 client: httpx.AsyncClient | None = None) -> None:
+        """`client`: share one httpx client between sessions (many hollow nodes in one
+        process); it is then not closed by `aclose`."""
         if not servers:
             raise ValueError("at least one API server URL is needed")
         self.servers = [s.rstrip("/") for s in servers]
@@ -121,9 +124,11 @@ class HttpApiSession:
         headers = {"Accept": "application/json", "User-Agent": "edgeplane-agent/0.1"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        self._headers = headers
+        self._owns_client = client is None
         # trust_env=False: never route control traffic through a proxy from the environment.
-        self._client = httpx.AsyncClient(headers=headers, verify=verify, timeout=timeout,
-                                         trust_env=False)
+        self._client = client or httpx.AsyncClient(verify=verify, timeout=timeout,
+                                                   trust_env=False)
         self._timeout = timeout
         self._moved = trio.Event()  # set (and replaced) whenever the session changes server
 
@@ -145,10 +150,12 @@ class HttpApiSession:
             index = self._index
             url = self.servers[index] + path
             try:
+                headers = dict(self._headers)
+                if body is not None:
+                    headers["Content-Type"] = content_type
                 resp = await self._client.request(
-                    method, url, params=params,
-                    content=None if body is None else json.dumps(body).encode(),
-                    headers={"Content-Type": content_type} if body is not None else None)
+                    method, url, params=params, headers=headers, timeout=self._timeout,
+                    content=None if body is None else json.dumps(body).encode())
             except httpx.TransportError as exc:
                 last_error = f"{self.servers[index]}: {type(exc).__name__}: {exc}"
                 self._move_on(index)
@@ -208,7 +215,8 @@ class HttpApiSession:
                              handle: WatchHandler) -> None:
         try:
             async with self._client.stream("GET", self.servers[index] + "/api/v1/pods",
-                                           params=params, timeout=timeout) as resp:
+                                           params=params, timeout=timeout,
+                                           headers=self._headers) as resp:
                 if resp.status_code in _RETRY_ELSEWHERE:
                     self._move_on(index)
                     raise ApiUnavailable(f"{self.servers[index]}: HTTP {resp.status_code}")
@@ -299,4 +307,5 @@ class HttpApiSession:
         return result
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()

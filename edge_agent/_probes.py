@@ -64,15 +64,24 @@ class ProbeManager:
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
         """Run until cancelled; probe tasks live in this nursery."""
-        # trust_env=False: probes go to the pod, never through a proxy from the environment;
-        # verify=False: the kubelet does not verify HTTPS probe certificates either.
-        async with httpx.AsyncClient(trust_env=False, verify=False,
-                                     follow_redirects=False) as http:
-            self._http = http
+        try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started()
                 await trio.sleep_forever()
+        finally:
+            if self._http is not None:
+                with trio.CancelScope(shield=True):
+                    await self._http.aclose()
+
+    def _http_client(self) -> httpx.AsyncClient:
+        # Created on the first HTTP probe: most pods (and every hollow node) never need one.
+        if self._http is None:
+            # trust_env=False: probes go to the pod, never through a proxy from the
+            # environment; verify=False: the kubelet does not verify HTTPS probes either.
+            self._http = httpx.AsyncClient(trust_env=False, verify=False,
+                                           follow_redirects=False)
+        return self._http
 
     def track(self, info: ContainerInfo, container: dict[str, Any]) -> None:
         """Start probing a running container (idempotent)."""
@@ -173,7 +182,6 @@ class ProbeManager:
                     return True, "connected"
                 return False, f"tcp connect to {host}:{port} timed out"
             if probe.kind == "httpGet":
-                assert self._http is not None
                 scheme = str(h.get("scheme") or "HTTP").lower()
                 path = str(h.get("path") or "/")
                 if not path.startswith("/"):
@@ -182,7 +190,7 @@ class ProbeManager:
                 for hdr in h.get("httpHeaders") or []:
                     headers[str(hdr.get("name"))] = str(hdr.get("value", ""))
                 bracketed = f"[{host}]" if ":" in host else host
-                resp = await self._http.get(f"{scheme}://{bracketed}:{port}{path}",
+                resp = await self._http_client().get(f"{scheme}://{bracketed}:{port}{path}",
                                             headers=headers, timeout=probe.timeout)
                 return 200 <= resp.status_code < 400, f"HTTP {resp.status_code}"
             return False, f"{probe.kind} probes are not supported by this agent"

@@ -289,3 +289,41 @@ async def test_edge_autonomy_masters_gone_agent_restarted_masters_back(
         assert keep_id in container_ids()
         assert await serves(keep_ports, "keep")
         outer.cancel_scope.cancel()
+
+
+async def test_many_hollow_nodes_in_one_process(tmp_path):
+    """Scale-test mode: simulated nodes (no containers) register, heartbeat and run pods."""
+    from edge_agent import run_hollow_nodes
+
+    nodes, pods = 30, 120
+    prefix = f"hollow-{os.getpid()}"
+    async with trio.open_nursery() as nursery:
+        [m] = await masters(nursery, 1)
+        agents = await nursery.start(lambda task_status: run_hollow_nodes(
+            nodes, servers=[m.url], token=TOKEN, data_dir=str(tmp_path), name_prefix=prefix,
+            task_status=task_status))
+        assert len(agents) == nodes
+
+        async def registered() -> bool:
+            items = (await m.registry.list("nodes"))["items"]
+            return len([n for n in items if n["metadata"]["name"].startswith(prefix)]) == nodes
+
+        await wait_for_async(registered, 20, f"{nodes} hollow Nodes")
+        for i in range(pods):
+            await m.registry.create("pods", "default", pod(
+                f"s-{i}", node_name=f"{prefix}-{i % nodes:04d}",
+                readinessProbe={"httpGet": {"port": 80}}))
+
+        async def all_ready() -> bool:
+            items = (await m.registry.list("pods", "default"))["items"]
+            return sum(1 for p in items if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (p.get("status") or {}).get("conditions", []))) == pods
+
+        await wait_for_async(all_ready, 30, f"{pods} hollow pods Ready")
+        leases = (await m.registry.list("leases", "kube-node-lease"))["items"]
+        assert len([x for x in leases if x["metadata"]["name"].startswith(prefix)]) == nodes
+        node = await m.registry.get("nodes", None, f"{prefix}-0000")
+        assert node["metadata"]["labels"]["edgeplane.io/hollow"] == "true"
+        assert node["status"]["nodeInfo"]["containerRuntimeVersion"] == "hollow://simulated"
+        nursery.cancel_scope.cancel()
