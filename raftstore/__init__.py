@@ -2,10 +2,9 @@
 
 Public surface (everything else is private): value types and errors, the command encoders,
 the pure state machine ``KVState``, the in-process ``MemoryStore`` and the Raft-replicated
-store. Re-exports are one per line so that each owner can add theirs without conflicts.
+store. Re-exports are one per line (sorted by ruff) so each owner can add theirs without conflicts.
 """
 
-# Replicated store (F2) re-exports go below.
 from ._bridge import RaftStore as RaftStore
 from ._bridge import open_raft_store as open_raft_store
 from ._commands import decode_command as decode_command
