@@ -194,7 +194,7 @@ def pod_finished(pod: dict[str, Any], containers: list[ContainerInfo]) -> bool:
     for c in _by_age(containers):
         latest[c.container_name] = c
     for cspec in containers_of(pod):
-        c = latest.get(str(cspec.get("name")))
-        if c is None or c.state != "exited" or _wants_restart(policy, c.exit_code):
+        last = latest.get(str(cspec.get("name")))
+        if last is None or last.state != "exited" or _wants_restart(policy, last.exit_code):
             return False
     return True

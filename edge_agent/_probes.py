@@ -28,7 +28,8 @@ PROBE_USER_AGENT = "kube-probe/1.30 (edgeplane)"
 
 @dataclass(slots=True)
 class _Entry:
-    scope: trio.CancelScope
+    # One per probe loop of the container (a CancelScope serves a single `with` block).
+    scopes: list[trio.CancelScope]
     has_readiness: bool
     has_startup: bool
     ready: bool = False
@@ -90,7 +91,7 @@ class ProbeManager:
         liveness = probe_of(container, "livenessProbe")
         readiness = probe_of(container, "readinessProbe")
         startup = probe_of(container, "startupProbe")
-        entry = _Entry(scope=trio.CancelScope(), has_readiness=readiness is not None,
+        entry = _Entry(scopes=[], has_readiness=readiness is not None,
                        has_startup=startup is not None)
         if startup is None:
             entry.started = True
@@ -110,7 +111,8 @@ class ProbeManager:
     def forget(self, container_id: str) -> None:
         entry = self._entries.pop(container_id, None)
         if entry is not None:
-            entry.scope.cancel()
+            for scope in entry.scopes:
+                scope.cancel()
 
     def forget_all_but(self, keep: set[str]) -> None:
         for cid in list(self._entries):
@@ -128,7 +130,11 @@ class ProbeManager:
 
     async def _loop(self, info: ContainerInfo, container: dict[str, Any], which: str,
                     probe: Probe, entry: _Entry) -> None:
-        with entry.scope:
+        if self._entries.get(info.id) is not entry:
+            return  # forgotten before this task got to run
+        scope = trio.CancelScope()
+        entry.scopes.append(scope)
+        with scope:
             if which != "startup":
                 await entry.started_event.wait()
             await trio.sleep(probe.initial_delay)

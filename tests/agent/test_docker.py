@@ -356,3 +356,20 @@ async def test_log_endpoint_serves_container_logs(demo_image, node_name, node_ad
                             break
             assert b"later" in got
         nursery.cancel_scope.cancel()
+
+
+async def test_startup_probe_holds_readiness_and_liveness_until_it_passes(
+        demo_image, node_name, node_address):
+    async with syncer(node_name, node_address) as (s, rec):
+        # Liveness would fail at once (no /tmp/started yet) if it ran before the startup probe.
+        check = {"exec": {"command": ["cat", "/tmp/started"]}, "periodSeconds": 1}
+        s.upsert(pod("slow", node_name=node_name, ports=[],
+                     command=["sh", "-c", "sleep 2; touch /tmp/started; exec sleep 3600"],
+                     startupProbe={**check, "failureThreshold": 30},
+                     livenessProbe={**check, "failureThreshold": 1}))
+        await wait_for(lambda: running(rec, "slow"), 20, "running")
+        assert rec.container("slow")["started"] is False and not ready(rec, "slow")
+        await wait_for(lambda: ready(rec, "slow"), 15, "Ready once the startup probe passed")
+        assert rec.container("slow")["started"] is True
+        await s.wait_rounds(3)
+        assert rec.container("slow")["restartCount"] == 0

@@ -207,3 +207,29 @@ def test_pull_policy_defaults_and_registry_names():
     assert image_registry("nginx") == "docker.io"
     assert image_registry("127.0.0.1:5000/a/b:1") == "127.0.0.1:5000"
     assert image_registry("edgeplane/demo:latest") == "docker.io"
+
+
+def test_log_request_targets():
+    from edge_agent._logs import LogLookupError, parse_log_target
+
+    r = parse_log_target("/api/v1/namespaces/ns1/pods/p1/log?container=c&follow=true&tailLines=5")
+    assert (r.namespace, r.pod, r.container, r.follow, r.tail_lines) == ("ns1", "p1", "c", True, 5)
+    r = parse_log_target("/containerLogs/ns1/p1/c2?previous=1")
+    assert (r.container, r.previous, r.follow) == ("c2", True, False)
+    with pytest.raises(LogLookupError) as bad:
+        parse_log_target("/api/v1/namespaces/ns1/pods/p1/log?tailLines=ten")
+    assert bad.value.code == 400 and "tailLines" in bad.value.message
+    with pytest.raises(LogLookupError) as missing:
+        parse_log_target("/etc/passwd")
+    assert missing.value.code == 404
+
+
+def test_agent_command_line_rejects_bad_input_clearly():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "edge_agent", "--name", "n", "--data-dir", "/tmp/x",
+                          "--labels", "novalue", "--runtime", "hollow"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "labels must be k=v" in out.stderr and "Traceback" not in out.stderr
