@@ -277,7 +277,8 @@ class KVState:
         i = bisect_left(events, start_revision, lo=self._hist_start, key=_event_revision)
         if not prefix:
             return events[i:]
-        return [e for e in islice(events, i, None) if e.kv.key.startswith(prefix)]
+        # A slice, not islice: islice would walk the i skipped events one by one.
+        return [e for e in events[i:] if e.kv.key.startswith(prefix)]
 
     def digest(self) -> str:
         """sha256 over the revision and every key with its value and revisions, in key order."""
