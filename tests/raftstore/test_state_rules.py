@@ -62,7 +62,8 @@ def test_delete_prefix_is_one_revision_with_prev_values() -> None:
     assert [kv.key for kv in r.results[0]] == ["ns/a", "ns/b"]
     events = s.events_since(5)
     assert [
-        (e.type, e.kv.key, e.kv.mod_revision, e.kv.version, e.prev_kv.value) for e in events
+        (e.type, e.kv.key, e.kv.mod_revision, e.kv.version, e.prev_kv and e.prev_kv.value)
+        for e in events
     ] == [
         ("DELETE", "ns/a", 5, 0, b"1"),
         ("DELETE", "ns/b", 5, 0, b"2"),
