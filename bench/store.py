@@ -56,10 +56,11 @@ async def _idle_cpu(cluster: LocalCluster, seconds: float = 3.0) -> float:
     return 100.0 * (after - before) / seconds
 
 
-async def _run(seq_writes: int, pipelined: int, reads: int) -> dict[str, Any]:
-    results: dict[str, Any] = {}
+async def _run(seq_writes: int, pipelined: int, reads: int, fsync: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {"fsync": fsync}
+    extra = ["--fsync"] if fsync else []
     with tempfile.TemporaryDirectory(prefix="bench-store-") as base:
-        async with running_cluster(base, 3) as cluster:
+        async with running_cluster(base, 3, extra_args=extra) as cluster:
             leader = await cluster.wait_leader()
             follower = await cluster.follower()
             async with follower.client() as client:
@@ -132,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq-writes", type=int, default=SEQ_WRITES)
     parser.add_argument("--pipelined-writes", type=int, default=PIPELINED_WRITES)
     parser.add_argument("--reads", type=int, default=READS)
+    parser.add_argument("--fsync", action="store_true", help="replicas sync before acknowledging")
     args = parser.parse_args(argv)
-    results = trio.run(_run, args.seq_writes, args.pipelined_writes, args.reads)
+    results = trio.run(_run, args.seq_writes, args.pipelined_writes, args.reads, args.fsync)
     if args.json:
         print(json.dumps(results))
     else:

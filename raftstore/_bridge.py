@@ -250,8 +250,16 @@ class RaftStore:
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
-        # Deferred to the end of this scheduler pass so that commands submitted together
-        # (a burst of requests, many tasks woken at once) leave as one entry.
+        # Idle: propose at once (the latency path). Otherwise defer to the end of this
+        # scheduler pass so that commands submitted together (a burst of requests, many tasks
+        # woken at once) leave as one entry.
+        if not self._in_flight and not self._flush_scheduled:
+            self._flush()
+            return
+        if len(self._in_flight) >= self._max_in_flight:
+            # Full: free slots whose answer was lost (e.g. with a dropped connection), or the
+            # queue would wait for them forever.
+            self._expire_in_flight()
         if not self._flush_scheduled and len(self._in_flight) < self._max_in_flight:
             self._flush_scheduled = True
             self._token.run_sync_soon(self._flush)  # type: ignore[union-attr]

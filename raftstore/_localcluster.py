@@ -265,7 +265,7 @@ class LocalCluster:
         """Wait until every running replica reports the same (revision, digest); return them."""
         deadline = trio.current_time() + timeout
         while True:
-            digests = []
+            digests: list[Any] = []
             for r in self.replicas:
                 if r.running and not r.paused:
                     try:

@@ -237,3 +237,23 @@ async def test_leader_loses_its_lease_when_cut_off_from_the_majority(tmp_path):
     finally:
         for s in stores:
             await s.aclose()
+
+
+async def test_fsync_mode_syncs_and_recovers(tmp_path):
+    (port,) = free_ports(1)
+    config = _config(tmp_path, port, fsync=True)
+    async with open_raft_store(config) as s:
+        with trio.fail_after(10):
+            while not s.is_leader():
+                await trio.sleep(0.01)
+        for i in range(50):
+            await s.put(f"/f/{i}", b"durable")
+        journal = s.replica._synced_journal
+        assert journal is not None and not journal.dirty  # synced before acknowledging
+        before = s.digest()
+    async with open_raft_store(config) as s:
+        with trio.fail_after(10):
+            while not s.is_leader():
+                await trio.sleep(0.01)
+        await s.barrier()
+        assert s.digest() == before
