@@ -41,6 +41,7 @@ __all__ = [
     "down_command",
     "free_ports",
     "is_running",
+    "remove_node_containers",
     "start_local_cluster",
     "stop_local_cluster",
     "up_command",
@@ -54,7 +55,7 @@ _DOWN_GRACE_S = 10.0
 # Poll interval while waiting for processes (cheap: one local HTTP request per master).
 _POLL_S = 0.1
 # Node agents of a local cluster get 127.0.1.N, as the design's networking model says.
-_NODE_NET = "127.0.1."
+_NODE_NET = "127.0.1"
 
 
 @dataclass
@@ -68,6 +69,7 @@ class ProcessRecord:
     raft_address: str | None = None
     api_address: str | None = None
     address: str | None = None  # a node's IP
+    runtime: str | None = None  # a node's container runtime: "docker" or "hollow"
 
     def as_json(self) -> dict[str, Any]:
         out = {"role": self.role, "name": self.name, "pid": self.pid, "log": self.log,
@@ -78,6 +80,8 @@ class ProcessRecord:
             out["apiAddress"] = self.api_address
         if self.address:
             out["address"] = self.address
+        if self.runtime:
+            out["runtime"] = self.runtime
         return out
 
     @classmethod
@@ -85,7 +89,7 @@ class ProcessRecord:
         return cls(role=data["role"], name=data["name"], pid=int(data["pid"]), log=data["log"],
                    argv=list(data.get("argv", [])), data_dir=data.get("dataDir", ""),
                    raft_address=data.get("raftAddress"), api_address=data.get("apiAddress"),
-                   address=data.get("address"))
+                   address=data.get("address"), runtime=data.get("runtime"))
 
 
 @dataclass
@@ -192,6 +196,8 @@ def start_local_cluster(
     masters: int = 3,
     nodes: int = 0,
     hollow: bool = False,
+    node_prefix: str = "n",
+    node_net: str = _NODE_NET,
     base_port: int | None = None,
     timeout: float = _UP_TIMEOUT_S,
     extra_master_args: list[str] | None = None,
@@ -256,6 +262,7 @@ def start_local_cluster(
         _wait_for_masters(cluster, token, verify, timeout, say)
         if nodes:
             _start_nodes(cluster, nodes, hollow=hollow, token_file=token_file, urls=urls,
+                         node_prefix=node_prefix, node_net=node_net,
                          ca_cert=ca_cert, verify=verify, timeout=timeout, say=say)
     except BaseException:
         stop_local_cluster(cluster, grace=2.0)
@@ -287,12 +294,13 @@ def _wait_for_masters(cluster: LocalCluster, token: str, verify: ssl.SSLContext,
 
 
 def _start_nodes(cluster: LocalCluster, count: int, *, hollow: bool, token_file: pathlib.Path,
+                 node_prefix: str, node_net: str,
                  urls: list[str], ca_cert: pathlib.Path, verify: ssl.SSLContext, timeout: float,
                  say: Any) -> None:
     token = token_file.read_text().strip()
     for i in range(count):
-        name = f"n{i + 1}"
-        address = f"{_NODE_NET}{i + 1}"
+        name = f"{node_prefix}{i + 1}"
+        address = f"{node_net}.{i + 1}"
         data_dir = cluster.dir / name
         argv = [sys.executable, "-m", "cli", "node", "join", "--name", name,
                 "--data-dir", str(data_dir), "--address", address,
@@ -304,7 +312,8 @@ def _start_nodes(cluster: LocalCluster, count: int, *, hollow: bool, token_file:
         log_path = cluster.dir / f"{name}.log"
         pid = _spawn(argv, log_path)
         cluster.processes.append(ProcessRecord("node", name, pid, str(log_path), argv,
-                                               str(data_dir), address=address))
+                                               str(data_dir), address=address,
+                                               runtime="hollow" if hollow else "docker"))
         cluster.save()
     say(f"started {count} node agent(s); waiting for them to register")
     deadline = time.monotonic() + timeout
@@ -368,6 +377,30 @@ def stop_local_cluster(cluster: LocalCluster, *, grace: float = _DOWN_GRACE_S,
     return notes
 
 
+def remove_node_containers(cluster: LocalCluster) -> list[str]:
+    """Remove the Docker containers the cluster's agents started (labelled with their node)."""
+    names = [p.name for p in cluster.processes if p.role == "node" and p.runtime == "docker"]
+    if not names:
+        return []
+    try:
+        import docker
+
+        from edge_agent._runtime import LABEL_NODE
+    except ImportError as exc:
+        return [f"containers not removed: {exc}"]
+    notes = []
+    try:
+        engine = docker.from_env(timeout=30)
+        for name in names:
+            for container in engine.containers.list(all=True,
+                                                    filters={"label": f"{LABEL_NODE}={name}"}):
+                container.remove(force=True)
+                notes.append(f"removed container {container.name} of node {name}")
+    except docker.errors.DockerException as exc:
+        notes.append(f"containers not removed (Docker: {exc})")
+    return notes
+
+
 def _reap() -> None:
     """Collect exit statuses of our own children (when up and down run in one process)."""
     try:
@@ -385,12 +418,17 @@ def _reap() -> None:
 @click.option("--nodes", default=0, show_default=True, type=click.IntRange(0, 250),
               help="How many edge node agents (addresses 127.0.1.N).")
 @click.option("--hollow", is_flag=True, help="Nodes run simulated pods (no Docker).")
+@click.option("--node-prefix", default="n", show_default=True,
+              help="Node names are PREFIX1, PREFIX2, ... (unique names keep parallel clusters' "
+                   "containers apart).")
+@click.option("--node-net", default=_NODE_NET, show_default=True,
+              help="Node N gets the address NODE_NET.N (a /24 inside 127.0.0.0/8).")
 @click.option("--base-port", type=click.IntRange(1024, 65000), default=None,
               help="Use ports from here up (default: free ports chosen by the kernel).")
 @click.option("--timeout", default=_UP_TIMEOUT_S, show_default=True, type=float,
               help="Seconds to wait for the API on every master.")
-def up_command(directory: str, masters: int, nodes: int, hollow: bool, base_port: int | None,
-               timeout: float) -> None:
+def up_command(directory: str, masters: int, nodes: int, hollow: bool, node_prefix: str,
+               node_net: str, base_port: int | None, timeout: float) -> None:
     """Start a local cluster in the background on loopback addresses.
 
     Returns once the API answers on every master. Writes DIR/kubeconfig (every master listed:
@@ -402,7 +440,11 @@ def up_command(directory: str, masters: int, nodes: int, hollow: bool, base_port
       edgectl up --dir /tmp/c2 --masters 3 --nodes 2 --hollow
       edgectl down --dir /tmp/c1
     """
+    parts = node_net.split(".")
+    if len(parts) != 3 or parts[0] != "127" or not all(p.isdigit() and int(p) < 256 for p in parts):
+        raise CommandError(f"error: --node-net {node_net!r} must look like 127.X.Y (loopback only)")
     cluster = start_local_cluster(directory, masters=masters, nodes=nodes, hollow=hollow,
+                                  node_prefix=node_prefix, node_net=node_net,
                                   base_port=base_port, timeout=timeout,
                                   progress=lambda text: click.echo(text, err=True))
     click.echo(f"cluster is up in {cluster.dir} ({masters} master(s), {nodes} node(s)).")
@@ -418,7 +460,9 @@ def up_command(directory: str, masters: int, nodes: int, hollow: bool, base_port
               help="The directory given to edgectl up.")
 @click.option("--grace", default=_DOWN_GRACE_S, show_default=True, type=float,
               help="Seconds between SIGTERM and SIGKILL.")
-def down_command(directory: str, grace: float) -> None:
+@click.option("--keep-containers", is_flag=True,
+              help="Leave the pods' Docker containers (default: remove them).")
+def down_command(directory: str, grace: float, keep_containers: bool) -> None:
     """Stop every process `edgectl up` started in DIR (data and logs stay).
 
     \b
@@ -428,6 +472,8 @@ def down_command(directory: str, grace: float) -> None:
     cluster = LocalCluster.load(directory)
     notes = stop_local_cluster(cluster, grace=grace,
                                progress=lambda text: click.echo(text, err=True))
+    if not keep_containers:
+        notes += remove_node_containers(cluster)
     for note in notes:
         click.echo(note, err=True)
     left = [p for p in cluster.processes if is_running(p)]

@@ -121,11 +121,20 @@ class LocalClusterHandle:
 
 @contextlib.contextmanager
 def start_cluster(directory: pathlib.Path, *, masters: int = 3, nodes: int = 0,
-                  hollow: bool = False) -> Iterator[LocalClusterHandle]:
-    """``edgectl up`` in ``directory``; ``edgectl down`` on exit (always)."""
+                  hollow: bool = False, node_prefix: str | None = None,
+                  node_net: str | None = None) -> Iterator[LocalClusterHandle]:
+    """``edgectl up`` in ``directory``; ``edgectl down`` on exit (always).
+
+    Docker-backed nodes of clusters that may run at the same time need a unique
+    ``node_prefix`` (containers are labelled by node name) and ``node_net`` (host ports).
+    """
     args = ["up", "--dir", str(directory), "--masters", str(masters), "--timeout", str(UP_TIMEOUT_S)]
     if nodes:
         args += ["--nodes", str(nodes)]
+    if node_prefix:
+        args += ["--node-prefix", node_prefix]
+    if node_net:
+        args += ["--node-net", node_net]
     if hollow:
         args.append("--hollow")
     handle = LocalClusterHandle(pathlib.Path(directory).absolute())
