@@ -33,8 +33,12 @@ class ContainerRecord:
     """What the agent remembers about one container of a pod between syncs (not in Docker)."""
 
     backoff: float = 0.0  # crash back-off to apply after the next exit (0: restart at once)
-    pull_backoff: float = 0.0
-    pull_failed_at: float | None = None
+    # A start attempt that failed before a container ran (pull, config, create/start error)
+    # is retried after `fail_backoff`, shown meanwhile as (`fail_reason`, `fail_message`).
+    fail_backoff: float = 0.0
+    failed_at: float | None = None
+    fail_reason: str = "ImagePullBackOff"
+    fail_message: str = ""
     # (reason, message) to show while no container of this name is running.
     waiting: tuple[str, str] | None = None
 
@@ -177,9 +181,8 @@ def plan_pod(pod: dict[str, Any] | None, containers: list[ContainerInfo],
                 continue
             restart_count = latest.restart_count + 1
             next_backoff = backoff.next(current)
-        if rec.pull_failed_at is not None and now - rec.pull_failed_at < rec.pull_backoff:
-            plan.append(Wait(name, "ImagePullBackOff",
-                             f'Back-off pulling image "{cspec.get("image")}"'))
+        if rec.failed_at is not None and now - rec.failed_at < rec.fail_backoff:
+            plan.append(Wait(name, rec.fail_reason, rec.fail_message))
             continue
         plan.append(Start(name, restart_count, next_backoff))
     return plan

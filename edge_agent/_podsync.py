@@ -210,48 +210,61 @@ class PodSyncer:
         policy = pull_policy(cspec)
         present = await self.runtime.image_id(image)
         if policy == "Never" and present is None:
-            rec.waiting = ("ErrImageNeverPull",
-                           f'Container image "{image}" is not present with pull policy of Never')
+            message = f'Container image "{image}" is not present with pull policy of Never'
+            self._failed(rec, "ErrImageNeverPull", message, "ErrImageNeverPull", message)
             return None
         if policy == "Always" or present is None:
             registry = image_registry(image)
             if self.pull_registries is not None and registry not in self.pull_registries:
                 if present is None:
-                    self._pull_failed(rec, f'failed to pull image "{image}": registry '
-                                           f'{registry} is not in this node\'s pull registries')
+                    self._pull_failed(rec, image, f'failed to pull image "{image}": registry '
+                                                  f'{registry} is not in this node\'s pull '
+                                                  'registries')
                     return None
             else:
                 try:
                     await self.runtime.pull_image(image)
                 except ImagePullError as exc:
-                    self._pull_failed(rec, str(exc))
+                    self._pull_failed(rec, image, str(exc))
                     return None
-        rec.pull_failed_at = None
-        rec.pull_backoff = 0.0
         try:
             spec = container_spec(pod, cspec, node_name=self.node_name,
                                   node_address=self.node_address,
                                   restart_count=action.restart_count)
         except PodConfigError as exc:
-            rec.waiting = ("CreateContainerConfigError", str(exc))
+            self._failed(rec, "CreateContainerConfigError", str(exc),
+                         "CreateContainerConfigError", str(exc))
             return None
         try:
             info = await self.runtime.start_container(spec)
         except ContainerStartError as exc:
             log.warning("starting %s of pod %s failed: %s", action.container, pod_key(pod),
                         exc.message)
-            rec.waiting = (exc.reason, exc.message)
+            md = pod.get("metadata") or {}
+            self._failed(rec, exc.reason, exc.message, "CrashLoopBackOff",
+                         f"back-off {self.backoff.next(rec.fail_backoff):g}s restarting failed "
+                         f"container={action.container} pod={md.get('name')}_"
+                         f"{md.get('namespace') or 'default'}({md.get('uid')})")
             return None
         log.debug("started %s of pod %s: %s", action.container, pod_key(pod), info.id[:12])
+        rec.failed_at = None
+        rec.fail_backoff = 0.0
         rec.waiting = None
         rec.backoff = action.next_backoff
         self.probes.track(info, cspec)
         return info
 
-    def _pull_failed(self, rec: ContainerRecord, message: str) -> None:
-        rec.pull_failed_at = self._clock()
-        rec.pull_backoff = self.backoff.next(rec.pull_backoff)
-        rec.waiting = ("ErrImagePull", message)
+    def _pull_failed(self, rec: ContainerRecord, image: str, message: str) -> None:
+        self._failed(rec, "ErrImagePull", message, "ImagePullBackOff",
+                     f'Back-off pulling image "{image}"')
+
+    def _failed(self, rec: ContainerRecord, reason: str, message: str, backoff_reason: str,
+                backoff_message: str) -> None:
+        """A start attempt failed before anything ran: show why, retry after a back-off."""
+        rec.failed_at = self._clock()
+        rec.fail_backoff = self.backoff.next(rec.fail_backoff)
+        rec.fail_reason, rec.fail_message = backoff_reason, backoff_message
+        rec.waiting = (reason, message)
 
     def _report(self, uid: str, pod: dict[str, Any], containers: list[ContainerInfo],
                 records: dict[str, ContainerRecord]) -> None:

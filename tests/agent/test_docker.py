@@ -373,3 +373,31 @@ async def test_startup_probe_holds_readiness_and_liveness_until_it_passes(
         assert rec.container("slow")["started"] is True
         await s.wait_rounds(3)
         assert rec.container("slow")["restartCount"] == 0
+
+
+async def test_host_port_conflict_is_reported_and_retried_with_back_off(
+        demo_image, node_name, node_address, free_port):
+    port = free_port()
+    async with syncer(node_name, node_address, backoff=BackoffPolicy(base=1.0, cap=2.0)) as (
+            s, rec):
+        first = pod("first", node_name=node_name, grace=1,
+                    ports=[{"containerPort": 80, "hostPort": port}])
+        s.upsert(first)
+        await wait_for(lambda: running(rec, "first"), 20, "first running")
+        assert rec.ports("first") == {"80/TCP": port}
+        s.upsert(pod("second", node_name=node_name,
+                     ports=[{"containerPort": 80, "hostPort": port}]))
+
+        def reasons() -> list[str]:
+            return [st["containerStatuses"][0]["state"].get("waiting", {}).get("reason", "")
+                    for st, _ in rec.history.get("second", [])]
+
+        await wait_for(lambda: "CrashLoopBackOff" in reasons(), 20, "back-off after the conflict")
+        assert "RunContainerError" in reasons()
+        attempts = reasons().count("RunContainerError")
+        await trio.sleep(1.5)
+        assert reasons().count("RunContainerError") <= attempts + 2  # no tight retry loop
+        s.remove(first["metadata"]["uid"])
+        await wait_for(lambda: running(rec, "second"), 20, "second running once the port is free")
+        resp = await http_get(f"http://{node_address}:{port}/")
+        assert "pod: second" in resp.text

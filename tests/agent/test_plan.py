@@ -69,7 +69,9 @@ def test_backoff_is_forgotten_after_a_long_quiet_period():
 
 def test_image_pull_failure_backs_off_as_image_pull_backoff():
     p = pod("p", uid="u1")
-    rec = {"web": ContainerRecord(pull_failed_at=NOW - 3, pull_backoff=10.0,
+    rec = {"web": ContainerRecord(failed_at=NOW - 3, fail_backoff=10.0,
+                                  fail_reason="ImagePullBackOff",
+                                  fail_message='Back-off pulling image "edgeplane/demo:latest"',
                                   waiting=("ErrImagePull", "x"))}
     [wait] = plan_pod(p, [], rec, {}, NOW, POLICY)
     assert (wait.reason, wait.message) == (
