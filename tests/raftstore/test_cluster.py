@@ -184,3 +184,21 @@ async def test_replica_without_the_secret_cannot_join_or_inject(tmp_path):
         assert len(digests) == 1 and next(iter(digests))[0] == revision
         await leader.call("remove_member", intruder.address)
         await intruder.stop()
+
+
+async def test_paused_leader_never_serves_a_stale_read_after_resuming(tmp_path):
+    """A leader frozen past its lease (SIGSTOP) while the others elect a new one must, once
+    resumed, neither claim leadership nor answer a linearizable read from its stale state."""
+    async with running_cluster(tmp_path, 3) as cluster:
+        old = await cluster.wait_leader()
+        await old.call("put", "/stale/x", b"before")
+        await old.call("get", "/stale/x", True)  # it has applied the write itself
+        others = [r for r in cluster.replicas if r is not old]
+        old.pause()
+        new = await cluster.wait_leader(among=others)
+        await new.call("put", "/stale/x", b"after")
+        old.resume()
+        async with old.client() as client:
+            kv = await client.call("get", "/stale/x", True)
+            assert kv[1] == b"after"
+            assert not (await client.call("status"))["is_leader"]
