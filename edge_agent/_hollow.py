@@ -30,10 +30,13 @@ class HollowRuntime:
     simulated = True
     scheme = "hollow"
 
-    def __init__(self, node_name: str, *, missing_images: frozenset[str] = frozenset()) -> None:
+    def __init__(self, node_name: str, *, missing_images: frozenset[str] = frozenset(),
+                 unreachable_images: frozenset[str] = frozenset()) -> None:
         self.node_name = node_name
         # Images that "do not exist" (pulls fail), so pull-failure paths can be exercised.
         self.missing_images = set(missing_images)
+        # Images present locally whose registry cannot be reached (pulls fail).
+        self.unreachable_images = set(unreachable_images)
         self._containers: dict[str, ContainerInfo] = {}
         self._ids = itertools.count(1)
         self._ports = itertools.count(HOLLOW_FIRST_PORT)
@@ -50,7 +53,7 @@ class HollowRuntime:
 
     async def pull_image(self, image: str) -> str:
         await trio.lowlevel.checkpoint()
-        if image in self.missing_images:
+        if image in self.missing_images or image in self.unreachable_images:
             raise ImagePullError(f'failed to pull image "{image}": simulated pull failure')
         found = await self.image_id(image)
         assert found is not None

@@ -225,8 +225,12 @@ class PodSyncer:
                 try:
                     await self.runtime.pull_image(image)
                 except ImagePullError as exc:
-                    self._pull_failed(rec, image, str(exc))
-                    return None
+                    if present is None:
+                        self._pull_failed(rec, image, str(exc))
+                        return None
+                    # Edge autonomy: a site cut off from its registry still restarts its pods
+                    # from the image it has (the kubelet would fail with ErrImagePull here).
+                    log.warning("pull of %s failed, using the local image: %s", image, exc)
         try:
             spec = container_spec(pod, cspec, node_name=self.node_name,
                                   node_address=self.node_address,

@@ -99,3 +99,17 @@ async def test_pod_cache_round_trip_and_atomic_files(tmp_path):
     assert not (tmp_path / "pods" / ".junk.tmp").exists()
     await fresh.replace_all([b])
     assert {p["metadata"]["name"] for p in PodCache(tmp_path / "pods").load()} == {"b"}
+
+
+async def test_always_pull_falls_back_to_the_local_image_when_the_registry_is_gone(node_name):
+    # Edge autonomy: a site that lost its registry still (re)starts pods from local images.
+    image = "127.0.0.1:23999/app:latest"
+    runtime = HollowRuntime(node_name, unreachable_images=frozenset({image}))
+    s = PodSyncer(runtime, node_name=node_name, node_address="127.0.1.201")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(s.serve)
+        p = pod("offline", node_name=node_name, image=image, imagePullPolicy="Always")
+        s.upsert(p)
+        await wait_for(lambda: any(c.running for c in s.containers.get(p["metadata"]["uid"], [])),
+                       5, "started from the local image")
+        nursery.cancel_scope.cancel()
