@@ -128,3 +128,66 @@ def test_cluster_status_reports_nodes_and_duties(cluster: LocalClusterHandle) ->
     assert status["leaderDuties"]["holder"] == status["leader"]
     text = cluster.edgectl("cluster", "status").stdout
     assert f"leader: {status['leader']}" in text and "LAG" in text
+
+
+def test_rollout_undo_returns_to_the_previous_template(cluster: LocalClusterHandle) -> None:
+    app = APP.split("---")[0].replace("name: web,", "name: undo,").replace("app: web", "app: undo")
+    cluster.edgectl("apply", "-f", "-", stdin=app)
+    cluster.edgectl("rollout", "status", "deployment/undo", "--timeout", "60")
+    cluster.edgectl("apply", "-f", "-", stdin=app.replace("edgeplane/demo:latest", "edgeplane/demo:v2"))
+    cluster.edgectl("rollout", "status", "deployment/undo", "--timeout", "60")
+
+    def image() -> str:
+        dep = json.loads(cluster.edgectl("get", "deployment", "undo", "-o", "json").stdout)
+        return dep["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    assert image() == "edgeplane/demo:v2"
+    out = cluster.edgectl("rollout", "undo", "deployment/undo").stdout
+    assert "deployment.apps/undo rolled back" in out
+    assert image() == "edgeplane/demo:latest"
+    cluster.edgectl("rollout", "status", "deployment/undo", "--timeout", "60")
+    wait_for(lambda: {p["spec"]["containers"][0]["image"] for p in pods(cluster, "-l", "app=undo")}
+             == {"edgeplane/demo:latest"}, "pods of the old template only")
+    cluster.edgectl("delete", "deployment", "undo")
+
+
+def test_get_watch_prints_changes_and_logs_come_from_the_agent(cluster: LocalClusterHandle) -> None:
+    import os
+    import subprocess
+    import sys
+
+    def read_until(proc: subprocess.Popen, name: str) -> str:
+        deadline = time.monotonic() + 30
+        line = ""
+        while name not in line:
+            assert time.monotonic() < deadline, f"the watch never printed {name}"
+            line = proc.stdout.readline()
+        return line
+
+    cluster.edgectl("apply", "-f", "-",
+                    stdin="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: listed-first}\n")
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "cli", "get", "configmaps", "-w", "--no-headers"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+    )
+    try:
+        # Once the list is printed, the watch starts from the list's resourceVersion, so a
+        # change made after this line is seen however soon it comes.
+        read_until(watcher, "listed-first")
+        cluster.edgectl("apply", "-f", "-",
+                        stdin="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\n")
+        line = read_until(watcher, "watched")
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=10)
+    assert line.split()[0] == "watched"
+
+    bare = ("apiVersion: v1\nkind: Pod\nmetadata: {name: talker}\nspec:\n"
+            "  containers: [{name: c, image: x}]\n")
+    cluster.edgectl("apply", "-f", "-", stdin=bare)
+    wait_for(lambda: pods(cluster, "--field-selector", "metadata.name=talker")[0]
+             .get("status", {}).get("phase") == "Running", "talker running")
+    logs = cluster.edgectl("logs", "talker")
+    assert "hollow container" in logs.stdout  # the simulated runtime's log line, via the agent
+    cluster.edgectl("delete", "pod", "talker", "--grace-period", "0")
