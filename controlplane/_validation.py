@@ -67,6 +67,24 @@ IMMUTABLE = "field is immutable"
 # --- metadata ------------------------------------------------------------------------------
 
 
+def _obj(value: object) -> dict:
+    """value if it is an object, else {} (malformed input is reported elsewhere, never raised)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _h(value: object) -> object:
+    """A hashable stand-in for a JSON value (set membership on malformed input must not raise)."""
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def _lst(value: object) -> list:
+    return value if isinstance(value, list) else []
+
+
 def _mask_trailing_dash(name: str) -> str:
     return name[:-1] + "a" if len(name) > 1 and name.endswith("-") else name
 
@@ -120,12 +138,12 @@ def validate_object_meta(meta_obj: object, *, namespaced: bool, name_fn: Callabl
         for key in ("apiVersion", "kind", "name", "uid"):
             if not isinstance(ref.get(key), str) or not ref.get(key):
                 errs.append(required(f"{p}.{key}", f"{key} must not be empty"))
-    controllers = [r for r in meta.get("ownerReferences") or [] if isinstance(r, dict) and r.get("controller")]
+    controllers = [r for r in _lst(meta.get("ownerReferences")) if isinstance(r, dict) and r.get("controller")]
     if len(controllers) > 1:
         errs.append(invalid(f"{path}.ownerReferences", meta.get("ownerReferences"),
                             "Only one reference can have Controller set to true"))
     if old is not None:
-        old_meta = old.get("metadata") or {}
+        old_meta = _obj(old.get("metadata"))
         for key in ("name", "namespace", "uid", "creationTimestamp"):
             if key in old_meta and meta.get(key) != old_meta.get(key):
                 errs.append(invalid(f"{path}.{key}", meta.get(key), IMMUTABLE))
@@ -246,7 +264,7 @@ def _check_env(errs: Errs, path: str, env_obj: object) -> None:
             errs.append(type_error(f"{p}.value", env["value"], "a string"))
 
 
-def _check_container(errs: Errs, path: str, c: dict, volumes: set[str], init: bool) -> None:
+def _check_container(errs: Errs, path: str, c: dict, volumes: set[object], init: bool) -> None:
     name = c.get("name")
     if not name:
         errs.append(required(f"{path}.name"))
@@ -263,16 +281,16 @@ def _check_container(errs: Errs, path: str, c: dict, volumes: set[str], init: bo
         for i, v in enumerate(as_list(errs, f"{path}.{key}", c.get(key))):
             if not isinstance(v, str):
                 errs.append(type_error(f"{path}.{key}[{i}]", v, "a string"))
-    port_names: set[str] = set()
+    port_names: set[object] = set()
     for i, port in enumerate(as_list(errs, f"{path}.ports", c.get("ports"))):
         p = f"{path}.ports[{i}]"
         port = as_dict(errs, p, port)
         pname = port.get("name")
         if pname:
             check_name(errs, f"{p}.name", pname, iana_svc_name)
-            if pname in port_names:
+            if _h(pname) in port_names:
                 errs.append(duplicate(f"{p}.name", pname))
-            port_names.add(pname)
+            port_names.add(_h(pname))
         if port.get("containerPort") is None:
             errs.append(required(f"{p}.containerPort"))
         else:
@@ -288,22 +306,22 @@ def _check_container(errs: Errs, path: str, c: dict, volumes: set[str], init: bo
         if not any(ef.get(k) is not None for k in ("configMapRef", "secretRef")):
             errs.append(invalid(f"{path}.envFrom[{i}]", "", "must specify one of: `configMapRef` or `secretRef`"))
     _check_resources(errs, f"{path}.resources", c.get("resources"))
-    mount_paths: set[str] = set()
+    mount_paths: set[object] = set()
     for i, vm in enumerate(as_list(errs, f"{path}.volumeMounts", c.get("volumeMounts"))):
         p = f"{path}.volumeMounts[{i}]"
         vm = as_dict(errs, p, vm)
         vname = vm.get("name")
         if not vname:
             errs.append(required(f"{p}.name"))
-        elif vname not in volumes:
+        elif _h(vname) not in volumes:
             errs.append(FieldError(f"{p}.name", NOT_FOUND, "", vname))
         mp = vm.get("mountPath")
         if not mp:
             errs.append(required(f"{p}.mountPath"))
-        elif mp in mount_paths:
+        elif _h(mp) in mount_paths:
             errs.append(invalid(f"{p}.mountPath", mp, "must be unique"))
         else:
-            mount_paths.add(mp)
+            mount_paths.add(_h(mp))
     check_enum(errs, f"{path}.imagePullPolicy", c.get("imagePullPolicy"), ("Always", "IfNotPresent", "Never"))
     check_enum(errs, f"{path}.terminationMessagePolicy", c.get("terminationMessagePolicy"),
                ("File", "FallbackToLogsOnError"))
@@ -459,8 +477,8 @@ _VOLUME_SOURCES = (
 )
 
 
-def _check_volumes(errs: Errs, path: str, vols: object) -> set[str]:
-    names: set[str] = set()
+def _check_volumes(errs: Errs, path: str, vols: object) -> set[object]:
+    names: set[object] = set()
     for i, v in enumerate(as_list(errs, path, vols)):
         p = f"{path}[{i}]"
         v = as_dict(errs, p, v)
@@ -469,9 +487,9 @@ def _check_volumes(errs: Errs, path: str, vols: object) -> set[str]:
             errs.append(required(f"{p}.name"))
         else:
             check_name(errs, f"{p}.name", name, dns1123_label)
-            if name in names:
+            if _h(name) in names:
                 errs.append(duplicate(f"{p}.name", name))
-            names.add(name)
+            names.add(_h(name))
         sources = [s for s in _VOLUME_SOURCES if v.get(s) is not None]
         if not sources:
             errs.append(required(p, "must specify a volume type"))
@@ -512,9 +530,9 @@ def _check_unique_host_ports(errs: Errs, path: str, c: dict, seen: set[str]) -> 
         if not isinstance(port, dict) or not is_int(port.get("hostPort")) or port.get("hostPort") == 0:
             continue
         key = f"{port.get('hostIP') or ''}/{port.get('protocol') or 'TCP'}/{port['hostPort']}"
-        if key in seen:
+        if _h(key) in seen:
             errs.append(duplicate(f"{path}.ports[{j}].hostPort", key))
-        seen.add(key)
+        seen.add(_h(key))
 
 
 def validate_pod_spec(spec_obj: object, path: str = "spec", *, template: bool = False) -> Errs:
@@ -524,7 +542,7 @@ def validate_pod_spec(spec_obj: object, path: str = "spec", *, template: bool = 
     containers = as_list(errs, f"{path}.containers", spec.get("containers"))
     if not containers:
         errs.append(required(f"{path}.containers"))
-    names: set[str] = set()
+    names: set[object] = set()
     for kind, items in (("initContainers", as_list(errs, f"{path}.initContainers", spec.get("initContainers"))),
                         ("containers", containers)):
         host_ports: set[str] = set()
@@ -535,9 +553,9 @@ def validate_pod_spec(spec_obj: object, path: str = "spec", *, template: bool = 
             _check_unique_host_ports(errs, p, c, host_ports)
             cname = c.get("name")
             if isinstance(cname, str) and cname:
-                if cname in names:
+                if _h(cname) in names:
                     errs.append(duplicate(f"{p}.name", cname))
-                names.add(cname)
+                names.add(_h(cname))
     check_enum(errs, f"{path}.restartPolicy", spec.get("restartPolicy"), ("Always", "OnFailure", "Never"),
                optional=False)
     check_enum(errs, f"{path}.dnsPolicy", spec.get("dnsPolicy"),
@@ -568,8 +586,8 @@ def validate_pod_spec(spec_obj: object, path: str = "spec", *, template: bool = 
         errs.append(required(f"{path}.dnsConfig", "must provide `dnsConfig` when `dnsPolicy` is None"))
     if spec.get("hostNetwork") is True:
         for kind in ("initContainers", "containers"):
-            for i, c in enumerate(spec.get(kind) or []):
-                for j, port in enumerate((c.get("ports") if isinstance(c, dict) else None) or []):
+            for i, c in enumerate(_lst(spec.get(kind))):
+                for j, port in enumerate(_lst(c.get("ports") if isinstance(c, dict) else None)):
                     if isinstance(port, dict) and port.get("hostPort") not in (None, port.get("containerPort")):
                         errs.append(invalid(f"{path}.{kind}[{i}].ports[{j}].hostPort", port.get("hostPort"),
                                             "must match `containerPort` when `hostNetwork` is true"))
@@ -594,8 +612,8 @@ def _pod_spec_update(errs: Errs, new: dict, old: dict) -> None:
         return  # equal specs: the common status/metadata-only update
     mutable = copy.deepcopy(ns)
     for kind in ("containers", "initContainers"):
-        olds = os_.get(kind) or []
-        news = mutable.get(kind) or []
+        olds = _lst(os_.get(kind))
+        news = _lst(mutable.get(kind))
         if isinstance(news, list) and isinstance(olds, list) and len(news) == len(olds):
             for i, (nc, oc) in enumerate(zip(news, olds, strict=True)):
                 if isinstance(nc, dict) and isinstance(oc, dict):
@@ -608,8 +626,8 @@ def _pod_spec_update(errs: Errs, new: dict, old: dict) -> None:
             errs.append(invalid("spec.activeDeadlineSeconds", new_ads,
                                 "must be less than or equal to previous value"))
         _set_or_pop(mutable, "activeDeadlineSeconds", old_ads)
-    old_tols = os_.get("tolerations") or []
-    new_tols = ns.get("tolerations") or []
+    old_tols = _lst(os_.get("tolerations"))
+    new_tols = _lst(ns.get("tolerations"))
     if isinstance(new_tols, list) and all(t in new_tols for t in old_tols):
         _set_or_pop(mutable, "tolerations", os_.get("tolerations"))
     if not os_.get("nodeName") and ns.get("nodeName"):
@@ -720,8 +738,8 @@ def _check_workload_status(errs: Errs, obj: dict) -> None:
 def _selector_immutable(errs: Errs, obj: dict, old: dict | None) -> None:
     if old is None:
         return
-    new_sel = (obj.get("spec") or {}).get("selector") if isinstance(obj.get("spec"), dict) else None
-    old_sel = (old.get("spec") or {}).get("selector")
+    new_sel = _obj(obj.get("spec")).get("selector")
+    old_sel = _obj(old.get("spec")).get("selector")
     if new_sel != old_sel:
         errs.append(invalid("spec.selector", new_sel, IMMUTABLE))
 
@@ -801,8 +819,8 @@ def validate_service(obj: dict, old: dict | None) -> Errs:
         errs.append(required("spec.ports"))
     if stype == "ExternalName" and cip not in (None, ""):
         errs.append(forbidden("spec.clusterIP", "may not be set for ExternalName services"))
-    names: set[str] = set()
-    seen: set[tuple] = set()
+    names: set[object] = set()
+    seen: set[object] = set()
     for i, port in enumerate(ports):
         p = f"spec.ports[{i}]"
         port = as_dict(errs, p, port)
@@ -811,15 +829,15 @@ def validate_service(obj: dict, old: dict | None) -> Errs:
             errs.append(required(f"{p}.name"))
         elif name:
             check_name(errs, f"{p}.name", name, dns1123_label)
-            if name in names:
+            if _h(name) in names:
                 errs.append(duplicate(f"{p}.name", name))
-            names.add(name)
+            names.add(_h(name))
         check_port(errs, f"{p}.port", port.get("port"))
         check_enum(errs, f"{p}.protocol", port.get("protocol"), PROTOCOLS, optional=False)
         key = (port.get("port"), port.get("protocol"))
-        if key in seen:
+        if _h(key) in seen:
             errs.append(duplicate(p, {"port": port.get("port"), "protocol": port.get("protocol")}))
-        seen.add(key)
+        seen.add(_h(key))
         if port.get("targetPort") is not None:
             check_port_or_name(errs, f"{p}.targetPort", port.get("targetPort"))
         np_ = port.get("nodePort")
@@ -847,7 +865,7 @@ def validate_service(obj: dict, old: dict | None) -> Errs:
         if not is_ip(ip):
             errs.append(invalid(f"spec.externalIPs[{i}]", ip, IP_MSG))
     if old is not None:
-        ospec = old.get("spec") or {}
+        ospec = _obj(old.get("spec"))
         ocip = ospec.get("clusterIP")
         if ocip and ospec.get("type") != "ExternalName" and stype != "ExternalName" and cip != ocip:
             errs.append(invalid("spec.clusterIP", cip, IMMUTABLE))
@@ -856,7 +874,7 @@ def validate_service(obj: dict, old: dict | None) -> Errs:
 
 def _check_endpoint_ports(errs: Errs, path: str, ports_obj: object) -> None:
     ports = as_list(errs, path, ports_obj)
-    names: set[str] = set()
+    names: set[object] = set()
     for i, port in enumerate(ports):
         p = f"{path}[{i}]"
         port = as_dict(errs, p, port)
@@ -865,9 +883,9 @@ def _check_endpoint_ports(errs: Errs, path: str, ports_obj: object) -> None:
             errs.append(required(f"{p}.name"))
         elif name:
             check_name(errs, f"{p}.name", name, dns1123_label)
-            if name in names:
+            if _h(name) in names:
                 errs.append(duplicate(f"{p}.name", name))
-            names.add(name)
+            names.add(_h(name))
         check_port(errs, f"{p}.port", port.get("port"))
         check_enum(errs, f"{p}.protocol", port.get("protocol"), PROTOCOLS, optional=False)
 
@@ -920,7 +938,7 @@ def validate_namespace(obj: dict, old: dict | None) -> Errs:
 def validate_node(obj: dict, old: dict | None) -> Errs:
     errs = validate_object_meta(obj.get("metadata"), namespaced=False, name_fn=dns1123_subdomain, old=old)
     spec = as_dict(errs, "spec", obj.get("spec"))
-    seen: set[tuple] = set()
+    seen: set[object] = set()
     for i, t in enumerate(as_list(errs, "spec.taints", spec.get("taints"))):
         p = f"spec.taints[{i}]"
         t = as_dict(errs, p, t)
@@ -932,9 +950,9 @@ def validate_node(obj: dict, old: dict | None) -> Errs:
             check_name(errs, f"{p}.value", t["value"], label_value)
         check_enum(errs, f"{p}.effect", t.get("effect"), TAINT_EFFECTS, optional=False)
         key = (t.get("key"), t.get("effect"))
-        if key in seen:
+        if _h(key) in seen:
             errs.append(FieldError(p, DUPLICATE, "taints must be unique by key and effect pair", t))
-        seen.add(key)
+        seen.add(_h(key))
     if spec.get("podCIDR") and not is_cidr(spec["podCIDR"]):
         errs.append(invalid("spec.podCIDR", spec["podCIDR"], "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"))
     if spec.get("unschedulable") is not None and not isinstance(spec["unschedulable"], bool):
@@ -998,7 +1016,7 @@ def validate_configmap(obj: dict, old: dict | None) -> Errs:
 def validate_event(obj: dict, old: dict | None) -> Errs:
     errs = validate_object_meta(obj.get("metadata"), namespaced=True, name_fn=dns1123_subdomain, old=old)
     io = as_dict(errs, "involvedObject", obj.get("involvedObject"))
-    ns = (obj.get("metadata") or {}).get("namespace") if isinstance(obj.get("metadata"), dict) else None
+    ns = _obj(obj.get("metadata")).get("namespace")
     ions = io.get("namespace")
     if ions and ns and ions != ns:
         errs.append(invalid("involvedObject.namespace", ions, "does not match event.namespace"))

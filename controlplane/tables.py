@@ -139,7 +139,7 @@ def pod_status_reason(pod: Mapping) -> tuple[str, int, int, int, datetime | None
         if t is not None and (last_restart is None or t > last_restart):
             last_restart = t
 
-    sidecars = {c.get("name") for c in init_specs if isinstance(c, Mapping) and c.get("restartPolicy") == "Always"}
+    sidecars = {str(c.get("name")) for c in init_specs if isinstance(c, Mapping) and c.get("restartPolicy") == "Always"}
     sidecar_restarts = 0
     initializing = False
     for i, cs in enumerate(_list(status.get("initContainerStatuses"))):
@@ -147,13 +147,13 @@ def pod_status_reason(pod: Mapping) -> tuple[str, int, int, int, datetime | None
             continue
         restarts += int(cs.get("restartCount") or 0)
         note_restart(cs)
-        if cs.get("name") in sidecars:
+        if str(cs.get("name")) in sidecars:
             sidecar_restarts += int(cs.get("restartCount") or 0)
         term = _d(cs, "state", "terminated")
         waiting = _d(cs, "state", "waiting")
         if isinstance(term, Mapping) and term.get("exitCode") == 0:
             continue
-        if cs.get("name") in sidecars and cs.get("started"):
+        if str(cs.get("name")) in sidecars and cs.get("started"):
             if cs.get("ready"):
                 ready += 1
             continue
@@ -212,8 +212,8 @@ def _pod_row(pod: Mapping, now: datetime) -> Row:
     gates = _list(_d(pod, "spec", "readinessGates"))
     gates_text = _NONE
     if gates:
-        conds = {c.get("type"): c.get("status") for c in _list(status.get("conditions")) if isinstance(c, Mapping)}
-        true = sum(1 for g in gates if isinstance(g, Mapping) and conds.get(g.get("conditionType")) == "True")
+        conds = {str(c.get("type")): c.get("status") for c in _list(status.get("conditions")) if isinstance(c, Mapping)}
+        true = sum(1 for g in gates if isinstance(g, Mapping) and conds.get(str(g.get("conditionType"))) == "True")
         gates_text = f"{true}/{len(gates)}"
     return [_meta(pod).get("name", ""), f"{ready}/{total}", reason, restarts_text, _age(pod, now),
             status.get("podIP") or _NONE, _d(pod, "spec", "nodeName") or _NONE,
@@ -383,7 +383,7 @@ def _node_status(node: Mapping) -> str:
 
 def _node_roles(node: Mapping) -> str:
     roles = set()
-    for k, v in (_meta(node).get("labels") or {}).items():
+    for k, v in _m(_meta(node).get("labels")).items():
         if k.startswith("node-role.kubernetes.io/"):
             role = k[len("node-role.kubernetes.io/"):]
             if role:
