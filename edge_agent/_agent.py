@@ -19,7 +19,15 @@ from typing import Any
 
 import trio
 
-from ._api import ApiError, ApiSession, ApiUnavailable, Backoff, HttpApiSession, ResourceExpired
+from ._api import (
+    ApiError,
+    ApiSession,
+    ApiUnavailable,
+    Backoff,
+    HttpApiSession,
+    ResourceExpired,
+    tls_verify,
+)
 from ._cache import PodCache
 from ._logs import LogLookupError, LogRequest, serve_logs
 from ._node import lease_object, micro_time, node_object, ready_condition, rfc3339
@@ -429,7 +437,7 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
     if count < 1:
         raise ValueError("count must be >= 1")
     # Every agent keeps one watch open plus short requests: no pool limit, keep-alive for all.
-    client = httpx.AsyncClient(verify=verify, trust_env=False,
+    client = httpx.AsyncClient(verify=tls_verify(verify), trust_env=False,
                                limits=httpx.Limits(max_connections=None,
                                                    max_keepalive_connections=2 * count))
     agents: list[EdgeAgent] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -98,6 +99,16 @@ class Backoff:
         self.attempt = 0
 
 
+def tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
+    """httpx's `verify` from ours: True/False, or the path of the cluster CA bundle."""
+    if isinstance(verify, str):
+        try:
+            return ssl.create_default_context(cafile=verify)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot load the CA bundle {verify}: {exc}") from exc
+    return verify
+
+
 def _status_error(resp: httpx.Response) -> ApiError:
     try:
         body = resp.json()
@@ -127,7 +138,7 @@ class HttpApiSession:
         self._headers = headers
         self._owns_client = client is None
         # trust_env=False: never route control traffic through a proxy from the environment.
-        self._client = client or httpx.AsyncClient(verify=verify, timeout=timeout,
+        self._client = client or httpx.AsyncClient(verify=tls_verify(verify), timeout=timeout,
                                                    trust_env=False)
         self._timeout = timeout
         self._moved = trio.Event()  # set (and replaced) whenever the session changes server

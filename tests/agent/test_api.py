@@ -327,3 +327,30 @@ async def test_many_hollow_nodes_in_one_process(tmp_path):
         assert node["metadata"]["labels"]["edgeplane.io/hollow"] == "true"
         assert node["status"]["nodeInfo"]["containerRuntimeVersion"] == "hollow://simulated"
         nursery.cancel_scope.cancel()
+
+
+async def test_agent_talks_to_a_tls_master_verified_with_the_cluster_ca(node_name, node_address,
+                                                                       tmp_path):
+    from controlplane._master_tls import new_ca
+
+    ca = new_ca()
+    cert_pem, key_pem = ca.issue_server("127.0.0.1")
+    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
+    (tmp_path / "tls.crt").write_bytes(cert_pem)
+    (tmp_path / "tls.key").write_bytes(key_pem)
+    store = MemoryStore()
+    registry = Registry(store)
+    await registry.ensure_namespaces()
+    app = create_app(registry, store=store, info={}, authenticator=StaticTokenAuthenticator(
+        {TOKEN: User("system:node:test", ("system:nodes",), "node")}))
+    async with trio.open_nursery() as nursery:
+        port = next(_API_PORTS)
+        await nursery.start(lambda task_status: serve_api(
+            app, host="127.0.0.1", port=port, ssl_certfile=str(tmp_path / "tls.crt"),
+            ssl_keyfile=str(tmp_path / "tls.key"), task_status=task_status))
+        cfg = config(node_name, node_address, tmp_path, [f"https://127.0.0.1:{port}"],
+                     verify=str(tmp_path / "ca.crt"))
+        agent: EdgeAgent = await nursery.start(lambda task_status: run_agent(
+            cfg, runtime=HollowRuntime(node_name), task_status=task_status))
+        await wait_for(agent.registered.is_set, 10, "registration over TLS")
+        nursery.cancel_scope.cancel()
