@@ -530,9 +530,9 @@ def _check_unique_host_ports(errs: Errs, path: str, c: dict, seen: set[str]) -> 
         if not isinstance(port, dict) or not is_int(port.get("hostPort")) or port.get("hostPort") == 0:
             continue
         key = f"{port.get('hostIP') or ''}/{port.get('protocol') or 'TCP'}/{port['hostPort']}"
-        if _h(key) in seen:
+        if key in seen:
             errs.append(duplicate(f"{path}.ports[{j}].hostPort", key))
-        seen.add(_h(key))
+        seen.add(key)
 
 
 def validate_pod_spec(spec_obj: object, path: str = "spec", *, template: bool = False) -> Errs:

@@ -7,7 +7,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controlplane.kinds import RESOURCES
-from controlplane.patch import PatchError, apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
+from controlplane.patch import (
+    PatchError,
+    apply_json_patch,
+    apply_merge_patch,
+    apply_strategic_merge_patch,
+)
 from controlplane.tables import table_for
 
 _json = st.recursive(
