@@ -65,7 +65,7 @@ def _register_optional() -> None:
         pass
     else:
         cli.add_command(image_group)
-    for module in ("._token", "._scenario"):
+    for module in ("._token",):
         try:
             mod = importlib.import_module(module, __package__)
         except ImportError:
@@ -107,6 +107,67 @@ def bench_command(ctx: click.Context, name: str | None, args: tuple[str, ...]) -
         raise click.ClickException(f"bench/{name}.py has no main(argv)")
     code = entry(list(args))
     sys.exit(code or 0)
+
+
+@cli.group("scenario")
+def scenario_group() -> None:
+    """Failover scenarios (scenarios/NAME.py): each builds a cluster, injects a fault, reports.
+
+    \b
+    Examples:
+      edgectl scenario list
+      edgectl scenario run leader-failover --json
+    """
+
+
+def _scenario_modules() -> list[str]:
+    import pkgutil
+
+    try:
+        import scenarios
+    except ImportError:
+        return []
+    return sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules(scenarios.__path__)
+                  if not m.name.startswith("_") and m.name not in ("demo", "harness"))
+
+
+@scenario_group.command("list")
+def scenario_list_command() -> None:
+    """The scenarios this installation has.
+
+    \b
+    Example:
+      edgectl scenario list
+    """
+    for name in _scenario_modules():
+        click.echo(name)
+
+
+@scenario_group.command("run", add_help_option=False,
+                        context_settings={"ignore_unknown_options": True,
+                                          "allow_extra_args": True})
+@click.argument("name")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def scenario_run_command(name: str, args: tuple[str, ...]) -> None:
+    """Run scenario NAME; the remaining arguments (--help, --json, --kubeconfig) are its own.
+
+    \b
+    Example:
+      edgectl scenario run node-loss --json
+    """
+    module_name = f"scenarios.{name.replace('-', '_')}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name in (module_name, "scenarios"):
+            known = ", ".join(_scenario_modules()) or "none"
+            raise click.ClickException(f"no scenario {name!r} (available: {known})") from None
+        raise
+    # A scenario module offers main(argv), or SCENARIO (scenarios/_runner.py) with .main(argv).
+    entry = getattr(module, "main", None) or getattr(getattr(module, "SCENARIO", None), "main", None)
+    if entry is None:
+        raise click.ClickException(f"{module_name} has no main(argv)")
+    sys.exit(entry(list(args)) or 0)
 
 
 _register_optional()
