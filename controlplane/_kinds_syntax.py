@@ -25,8 +25,6 @@ TOO_MANY = "FieldValueTooMany"
 NOT_FOUND = "FieldValueNotFound"
 TYPE_INVALID = "FieldValueTypeInvalid"
 
-_NO_VALUE = object()
-
 
 def render_value(value: object) -> str:
     """Render a value the way apimachinery's field errors do (strings quoted, numbers bare)."""

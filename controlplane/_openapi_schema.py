@@ -1115,9 +1115,6 @@ def fields_of(defn: str) -> dict[str, FieldInfo]:
 
 _FIELDS_CACHE: dict[str, dict[str, FieldInfo]] = {}
 
-SCALARS = {"string", "integer", "int64", "number", "boolean", "byte", "Quantity", "IntOrString", "Time",
-           "MicroTime"}
-
 
 def is_def(type_: str) -> bool:
     return type_ in DEFS

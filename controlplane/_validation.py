@@ -60,8 +60,8 @@ TOTAL_ANNOTATION_SIZE = 256 * 1024
 CONFIGMAP_MAX_SIZE = 1024 * 1024
 # Service nodePorts come from this default range (kube-apiserver --service-node-port-range).
 NODE_PORT_RANGE = (30000, 32767)
-PROTOCOLS = ("SCTP", "TCP", "UDP")
-IMMUTABLE = "field is immutable"
+PROTOCOLS = ("SCTP", "TCP", "UDP")  # the transport protocols a Kubernetes port may name
+IMMUTABLE = "field is immutable"  # apimachinery's ValidateImmutableField message
 
 
 # --- metadata ------------------------------------------------------------------------------
@@ -152,6 +152,7 @@ def validate_object_meta(meta_obj: object, *, namespaced: bool, name_fn: Callabl
 
 # --- containers ----------------------------------------------------------------------------
 
+# Resource names that need no domain prefix; anything else must be `example.com/name`.
 _STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage", "pods", "storage")
 
 
