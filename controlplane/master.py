@@ -133,6 +133,17 @@ def configure_logging(role: str, name: str, *, level: int = logging.INFO) -> Non
     logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
+def _first_os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            found = _first_os_error(sub)
+            if found is not None:
+                return found
+    return None
+
+
 def _node_ready(node: dict[str, Any]) -> bool:
     for cond in (node.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready":
@@ -185,14 +196,17 @@ class Master:
 
         Raises :class:`MasterError` when the store or the API address cannot be opened.
         """
+        from raftstore import StoreError
+
         from .apiserver import create_app, serve_api
         from .leader import LeaderConfig, run_leader_duties
         from .registry import Registry
 
         try:
             self.store = await self._open_store()
-        except OSError as exc:
-            raise MasterError(f"cannot open the store at {self.spec.raft_addr}: {exc}") from exc
+        except (OSError, StoreError) as exc:
+            raise MasterError(f"cannot open the store (--raft-addr {self.spec.raft_addr}, "
+                              f"{self.layout.raft}): {exc}") from exc
         try:
             self.registry = Registry(self.store)
             app = create_app(
@@ -212,10 +226,15 @@ class Master:
                             ssl_keyfile=self.config.ssl_keyfile, task_status=task_status,
                         )
                     )
-                except OSError as exc:
+                except BaseException as exc:
+                    # hypercorn binds inside its own nursery: the OSError arrives in a group.
+                    bind_error = _first_os_error(exc)
+                    if bind_error is None:
+                        raise
                     raise MasterError(
-                        f"cannot listen on --api-addr {self.spec.api_addr}: {exc.strerror or exc}"
-                    ) from exc
+                        f"cannot listen on --api-addr {self.spec.api_addr}: "
+                        f"{bind_error.strerror or bind_error}"
+                    ) from None
                 log.info("API listening on %s (raft %s, peers %s)", self.config.api_url,
                          self.spec.raft_addr, ",".join(self.spec.peers) or "none")
                 leader_config = LeaderConfig(name=self.name, **self.config.leader_options)
