@@ -49,7 +49,7 @@ def _split_targets(args: tuple[str, ...]) -> list[tuple[str, str | None]]:
     if not args:
         raise CommandError("error: you must specify the type of resource (e.g. pods, nodes)")
     if all("/" in a for a in args):
-        out = []
+        out: list[tuple[str, str | None]] = []
         for arg in args:
             kind, _, name = arg.partition("/")
             if not kind or not name:

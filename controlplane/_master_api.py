@@ -82,8 +82,8 @@ class MasterEndpoints:
             status, body = _json(exc.code, exc.status())
         except Exception:
             log.exception("internal error serving %s %s", scope.get("method"), scope.get("path"))
-            exc = errors.internal_error()
-            status, body = _json(exc.code, exc.status())
+            failure = errors.internal_error()
+            status, body = _json(failure.code, failure.status())
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"cache-control", b"no-cache, private")]})
