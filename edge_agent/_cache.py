@@ -5,7 +5,8 @@ the cache before anything else, so it can adopt its running containers instead o
 (or recreating on) a master. One JSON file per pod uid; each write goes to a temporary file that
 is fsync'ed and renamed over the old one (and the directory fsync'ed), so a power cut leaves
 either the old or the new pod, never a torn file. Only metadata and spec are kept: the agent
-writes status itself, and skipping status keeps pods from being rewritten on every update.
+writes status itself, and skipping status keeps pods from being rewritten on every update
+(except the per-container ready/started flags, see `_cacheable`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,21 @@ _VOLATILE_METADATA = ("resourceVersion", "managedFields", "generation")
 
 def _cacheable(pod: dict[str, Any]) -> dict[str, Any]:
     md = {k: v for k, v in (pod.get("metadata") or {}).items() if k not in _VOLATILE_METADATA}
-    return {"apiVersion": pod.get("apiVersion", "v1"), "kind": pod.get("kind", "Pod"),
-            "metadata": md, "spec": pod.get("spec") or {}}
+    # Of the status, only which containers were ready/started: an agent restarted without a
+    # master resumes from them instead of reporting its pods unready. They change rarely.
+    probed = [{k: cs[k] for k in ("name", "containerID", "ready", "started") if k in cs}
+              for cs in (pod.get("status") or {}).get("containerStatuses") or []]
+    doc = {"apiVersion": pod.get("apiVersion", "v1"), "kind": pod.get("kind", "Pod"),
+           "metadata": md, "spec": pod.get("spec") or {}}
+    status: dict[str, Any] = {}
+    if probed:
+        status["containerStatuses"] = probed
+    start = (pod.get("status") or {}).get("startTime")
+    if start:
+        status["startTime"] = start  # set once; keeps the pod's age across agent restarts
+    if status:
+        doc["status"] = status
+    return doc
 
 
 def _safe_uid(uid: str) -> str:

@@ -38,7 +38,7 @@ from ._podspec import (
 )
 from ._probes import ProbeManager
 from ._runtime import ContainerInfo, ContainerRuntime, ContainerStartError, ImagePullError
-from ._status import compute_pod_status, host_ports
+from ._status import ProbeState, compute_pod_status, host_ports
 
 log = logging.getLogger("edge_agent.podsync")
 
@@ -258,6 +258,15 @@ class PodSyncer:
         self.probes.track(info, cspec)
         return info
 
+    def _prior_probe_state(self, pod: dict[str, Any], c: ContainerInfo) -> ProbeState | None:
+        """What the pod's status (from the master, or the cache) last said about container c."""
+        cid = f"{self.runtime.scheme}://{c.id}"
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("containerID") == cid:
+                ready = bool(cs.get("ready"))
+                return ProbeState(ready=ready, started=bool(cs.get("started", ready)))
+        return None
+
     def _pull_failed(self, rec: ContainerRecord, image: str, message: str) -> None:
         self._failed(rec, "ErrImagePull", message, "ImagePullBackOff",
                      f'Back-off pulling image "{image}"')
@@ -277,7 +286,7 @@ class PodSyncer:
                 cspec = next((s for s in containers_of(pod) if s.get("name") == c.container_name),
                              None)
                 if cspec is not None:
-                    self.probes.track(c, cspec)
+                    self.probes.track(c, cspec, self._prior_probe_state(pod, c))
         probes = {c.id: self.probes.state(c.id) for c in containers if c.running}
         last = self.statuses.get(uid)
         status = compute_pod_status(pod, containers, records, probes,

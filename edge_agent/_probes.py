@@ -84,8 +84,14 @@ class ProbeManager:
                                            follow_redirects=False)
         return self._http
 
-    def track(self, info: ContainerInfo, container: dict[str, Any]) -> None:
-        """Start probing a running container (idempotent)."""
+    def track(self, info: ContainerInfo, container: dict[str, Any],
+              prior: ProbeState | None = None) -> None:
+        """Start probing a running container (idempotent).
+
+        `prior`: the results last reported for this very container (an adopted one, after the
+        agent restarted). Starting from them instead of "not ready" keeps a restarting agent
+        from flapping its pods out of their Services; the probes then carry on as usual.
+        """
         if info.id in self._entries or self._nursery is None:
             return
         liveness = probe_of(container, "livenessProbe")
@@ -93,11 +99,14 @@ class ProbeManager:
         startup = probe_of(container, "startupProbe")
         entry = _Entry(scopes=[], has_readiness=readiness is not None,
                        has_startup=startup is not None)
-        if startup is None:
+        if startup is None or (prior is not None and prior.started):
             entry.started = True
             entry.started_event.set()
+            startup = None
         if readiness is None:
             entry.ready = True
+        elif prior is not None:
+            entry.ready = prior.ready
         self._entries[info.id] = entry
         if self._runtime.simulated:
             entry.ready = entry.started = True

@@ -354,3 +354,52 @@ async def test_agent_talks_to_a_tls_master_verified_with_the_cluster_ca(node_nam
             cfg, runtime=HollowRuntime(node_name), task_status=task_status))
         await wait_for(agent.registered.is_set, 10, "registration over TLS")
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.docker
+async def test_agent_restart_does_not_flap_readiness(demo_image, node_name, node_address,
+                                                     tmp_path):
+    """Adopted containers keep their last readiness: a Service does not lose its endpoints
+    because the agent restarted (probes are slow here, so a reset would show for 30 s)."""
+    async with trio.open_nursery() as outer:
+        [m] = await masters(outer, 1)
+        cfg = config(node_name, node_address, tmp_path, [m.url])
+        scope = trio.CancelScope()
+
+        async def agent_run(task_status: trio.TaskStatus[EdgeAgent]) -> None:
+            with scope:
+                await run_agent(cfg, task_status=task_status)
+
+        await outer.start(agent_run)
+        await m.registry.create("pods", "default", pod(
+            "steady", node_name=node_name,
+            readinessProbe={"tcpSocket": {"port": 80}, "periodSeconds": 30}))
+
+        async def ready_state() -> bool | None:
+            p = await get(m.registry, "pods", "default", "steady")
+            for c in (p or {}).get("status", {}).get("conditions", []):
+                if c["type"] == "Ready":
+                    return c["status"] == "True"
+            return None
+
+        await wait_for_async(ready_state, 30, "steady Ready")
+        cache_dir = tmp_path / node_name / "pods"
+        await wait_for(lambda: any('"ready":true' in f.read_text()
+                                   for f in cache_dir.glob("*.json")), 10, "readiness cached")
+        scope.cancel()
+        await trio.sleep(0.1)
+        scope = trio.CancelScope()
+        seen: list[bool | None] = []
+
+        async def watch_ready() -> None:
+            while True:
+                seen.append(await ready_state())
+                await trio.sleep(0.02)
+
+        outer.start_soon(watch_ready)
+        agent: EdgeAgent = await outer.start(agent_run)
+        await wait_for(lambda: agent.synced_with_master.is_set(), 10, "re-listed")
+        await agent.syncer.wait_rounds(3)
+        await trio.sleep(0.5)
+        assert seen and all(seen), "Ready went False after the agent restarted"
+        outer.cancel_scope.cancel()

@@ -94,7 +94,7 @@ async def test_pod_cache_round_trip_and_atomic_files(tmp_path):
     fresh = PodCache(tmp_path / "pods")
     loaded = {p["metadata"]["name"]: p for p in fresh.load()}
     assert set(loaded) == {"a", "b"}
-    assert "status" not in loaded["a"] and "resourceVersion" not in loaded["a"]["metadata"]
+    assert loaded["a"].get("status") is None and "resourceVersion" not in loaded["a"]["metadata"]
     assert loaded["a"]["spec"] == a["spec"]
     assert not (tmp_path / "pods" / ".junk.tmp").exists()
     await fresh.replace_all([b])
