@@ -42,6 +42,8 @@ START_CONCURRENCY = 3
 STOP_THREADS = 16
 # Followed log streams hold a thread each while idle.
 LOG_THREADS = 16
+# Docker Engine API 1.41 = Docker 20.10 (Debian 12's docker.io); newer engines still serve it.
+DOCKER_API_VERSION = "1.41"
 # Default HTTP timeout of the SDK (seconds) for ordinary calls.
 DOCKER_TIMEOUT = 60
 
@@ -83,12 +85,14 @@ class DockerRuntime:
         import docker  # imported here: the hollow runtime and the unit tests do not need it
 
         self.node_name = node_name
+        # A fixed API version: the client then does not ask the engine at construction, so an
+        # agent starting while Docker is down still comes up (and retries) instead of failing.
+        options = {"timeout": DOCKER_TIMEOUT, "version": DOCKER_API_VERSION,
+                   "max_pool_size": STOP_THREADS + DOCKER_THREADS}
         if base_url:
-            self._client = docker.DockerClient(base_url=base_url, timeout=DOCKER_TIMEOUT,
-                                               max_pool_size=STOP_THREADS + DOCKER_THREADS)
+            self._client = docker.DockerClient(base_url=base_url, **options)
         else:
-            self._client = docker.from_env(timeout=DOCKER_TIMEOUT,
-                                           max_pool_size=STOP_THREADS + DOCKER_THREADS)
+            self._client = docker.from_env(**options)
         self._api = self._client.api
         self._errors = docker.errors
         self._limiter = trio.CapacityLimiter(DOCKER_THREADS)

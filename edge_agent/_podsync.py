@@ -139,6 +139,9 @@ class PodSyncer:
                     observed = await self.runtime.list_containers()
                 except Exception as exc:  # the engine is down: keep trying, pods stay as they are
                     log.warning("listing containers failed: %s", exc)
+                    if not started:  # the rest of the agent (heartbeat, logs) runs regardless
+                        started = True
+                        task_status.started()
                     await trio.sleep(self.resync_interval)
                     continue
                 grouped: dict[str, list[ContainerInfo]] = {}
