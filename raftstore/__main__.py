@@ -21,7 +21,7 @@ import trio
 
 from ._bridge import DEFAULT_MAX_IN_FLIGHT, open_raft_store
 from ._client_port import serve_client_port
-from ._replica import ReplicaConfig
+from ._replica import DEFAULT_COMPACTION_MIN_ENTRIES, ReplicaConfig
 from ._types import StoreError
 
 # Allocations between young-generation collections (default 700); see main().
@@ -38,6 +38,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--client-port", type=int, default=0, help="loopback client port (0: any)")
     p.add_argument("--fsync", action="store_true", help="sync the journal before acknowledging")
     p.add_argument("--max-in-flight", type=int, default=DEFAULT_MAX_IN_FLIGHT)
+    p.add_argument(
+        "--compaction-min-entries",
+        type=int,
+        default=DEFAULT_COMPACTION_MIN_ENTRIES,
+        help="log entries before a snapshot is taken",
+    )
     p.add_argument("--log-level", default="WARNING")
     return p.parse_args(argv)
 
@@ -49,6 +55,7 @@ async def _run(args: argparse.Namespace, secret: bytes) -> None:
         data_dir=args.data_dir,
         secret=secret,
         fsync=args.fsync,
+        compaction_min_entries=args.compaction_min_entries,
     )
     async with open_raft_store(config, name=args.name, max_in_flight=args.max_in_flight) as store:
         async with trio.open_nursery() as nursery:

@@ -579,6 +579,7 @@ class RaftStore:
             "has_quorum_lease": replica.has_lease(),
             "lease_remaining_s": round(replica.lease_remaining(), 4),
             "log_length": raft["log_length"],
+            "log_first_index": raft["log_first_index"],
             "applied_truncations": raft["applied_truncations"],
             "in_flight": len(self._in_flight),
             "pending": len(self._pending),

@@ -77,6 +77,7 @@ __all__ = ["FAIL_REASON", "Replica", "ReplicaConfig", "is_loopback_address"]
 logger = logging.getLogger("raftstore.replica")
 
 _base_on_message = SyncObj._SyncObj__onMessageReceived  # type: ignore[attr-defined]
+_base_load_dump = SyncObj._SyncObj__loadDumpFile  # type: ignore[attr-defined]
 
 
 class _TruncationCounter(logging.Handler):
@@ -182,6 +183,11 @@ class _FrameCipher:
         return plain
 
 
+# Entries in the log before a snapshot is taken (forked child, off the latency path);
+# entries are group-committed batches, so this covers many more writes.
+DEFAULT_COMPACTION_MIN_ENTRIES = 20_000
+
+
 @dataclass(frozen=True, slots=True)
 class ReplicaConfig:
     """Timing and storage of one replica. Defaults are tuned for loopback/LAN clusters."""
@@ -203,9 +209,7 @@ class ReplicaConfig:
     # Idle poll timeout of the tick thread: bounds timer precision (heartbeats, elections)
     # at 20 wake-ups per second when idle, well under 1% of a core.
     tick_s: float = 0.05
-    # Entries in the log before a snapshot is taken (forked child, off the latency path);
-    # entries are group-committed batches, so this covers many more writes.
-    compaction_min_entries: int = 20_000
+    compaction_min_entries: int = DEFAULT_COMPACTION_MIN_ENTRIES
     compaction_min_time_s: float = 300.0
 
     @property
@@ -460,6 +464,13 @@ class Replica(SyncObj):
         ):
             self._pipe_wake()
 
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802, N803
+        # A snapshot (at start or sent by the leader) replaces the state: wake the watchers.
+        with self.state_lock:
+            _base_load_dump(self, clearJournal)
+        if self._on_applied is not None:
+            self._on_applied()
+
     def propose(self, command: bytes, callback: Callable[[Any, int], None]) -> None:
         """Queue a command for the log (forwarded to the leader if this is a follower)."""
         self.apply_kv(command, callback=callback)
@@ -639,6 +650,7 @@ class Replica(SyncObj):
             "commit_index": self._SyncObj__raftCommitIndex,
             "applied_index": self._SyncObj__raftLastApplied,
             "log_length": len(self._SyncObj__raftLog),
+            "log_first_index": self._SyncObj__raftLog[0][1],
             "raft_leader": is_leader,
             "has_quorum_lease": self.has_lease(),
             "peers": members,
