@@ -424,6 +424,10 @@ class Master:
         by_addr = {m.raft_address: m for m in records}
         commit = raw.get("commit_index") or 0
         leader_addr = raw.get("leader_address")
+        if leader_addr is None and raw.get("leader"):
+            # A store without addresses (the dev MemoryStore) names its leader only.
+            leader_addr = next((m.get("address") for m in raw.get("members", [])
+                                if m.get("name") == raw["leader"]), None)
         members = []
         for m in raw.get("members", []):
             record = by_addr.get(m.get("address"))
