@@ -291,6 +291,7 @@ async def test_edge_autonomy_masters_gone_agent_restarted_masters_back(
         outer.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 async def test_many_hollow_nodes_in_one_process(tmp_path):
     """Scale-test mode: simulated nodes (no containers) register, heartbeat and run pods."""
     from edge_agent import run_hollow_nodes

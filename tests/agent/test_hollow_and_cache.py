@@ -55,8 +55,11 @@ async def test_hollow_container_exit_follows_restart_policy_and_backoff(node_nam
             await wait_for(lambda e=expected: latest().restart_count == e and latest().running,
                            10, f"restart {expected}")
             times.append(trio.current_time() - t0)
-        # Immediate, then 0.5 s, then 1 s (kubelet's doubling, scaled down).
-        assert times[0] < 0.45 and 0.45 <= times[1] < 1.5 and 0.95 <= times[2] < 2.5, times
+        # Immediate, then 0.5 s, then 1 s (kubelet's doubling, scaled down). Lower bounds are
+        # the rule; upper bounds only catch a back-off far too long (loaded CI machines).
+        assert times[0] < 0.45 + 1.0, times
+        assert 0.45 <= times[1] < 0.5 + 2.0, times
+        assert 0.95 <= times[2] < 1.0 + 2.0, times
         nursery.cancel_scope.cancel()
 
 
