@@ -42,6 +42,7 @@ __all__ = [
     "free_ports",
     "is_running",
     "remove_node_containers",
+    "restart_local_cluster",
     "start_local_cluster",
     "stop_local_cluster",
     "up_command",
@@ -219,6 +220,8 @@ def start_local_cluster(
                 f"error: a cluster is already running in {root} "
                 f"({', '.join(p.name for p in alive)}); stop it with `edgectl down --dir {root}`"
             )
+        if old.processes:
+            return restart_local_cluster(old, timeout=timeout, progress=say)
     if masters < 1:
         raise CommandError("error: --masters must be at least 1")
     if base_port is not None:
@@ -264,6 +267,29 @@ def start_local_cluster(
             _start_nodes(cluster, nodes, hollow=hollow, token_file=token_file, urls=urls,
                          node_prefix=node_prefix, node_net=node_net,
                          ca_cert=ca_cert, verify=verify, timeout=timeout, say=say)
+    except BaseException:
+        stop_local_cluster(cluster, grace=2.0)
+        raise
+    return cluster
+
+
+def restart_local_cluster(cluster: LocalCluster, *, timeout: float = _UP_TIMEOUT_S,
+                          progress: Any = None) -> LocalCluster:
+    """Start a stopped cluster's processes again, from their data directories (same names,
+    addresses, secrets and data); returns once every master answers."""
+    say = progress or (lambda text: None)
+    token = (cluster.dir / "admin-token").read_text().strip()
+    verify = ssl.create_default_context(cafile=str(cluster.dir / "ca.crt"))
+    try:
+        for record in cluster.processes:
+            if record.role == "master" and "join" in record.argv:
+                # A joined master restarts as a member, from what its data directory records.
+                record.argv = [sys.executable, "-m", "cli", "master", "start",
+                               "--data-dir", record.data_dir]
+            record.pid = _spawn(record.argv, pathlib.Path(record.log))
+            cluster.save()
+        say(f"restarted {len(cluster.processes)} process(es) of {cluster.dir}")
+        _wait_for_masters(cluster, token, verify, timeout, say)
     except BaseException:
         stop_local_cluster(cluster, grace=2.0)
         raise
@@ -431,7 +457,8 @@ def up_command(directory: str, masters: int, nodes: int, hollow: bool, node_pref
                node_net: str, base_port: int | None, timeout: float) -> None:
     """Start a local cluster in the background on loopback addresses.
 
-    Returns once the API answers on every master. Writes DIR/kubeconfig (every master listed:
+    Returns once the API answers on every master. In a directory whose cluster was stopped
+    with `edgectl down`, it starts the same processes again, with their data. Writes DIR/kubeconfig (every master listed:
     edgectl fails over between them, kubectl uses the first) and DIR/cluster.json.
 
     \b
@@ -447,7 +474,9 @@ def up_command(directory: str, masters: int, nodes: int, hollow: bool, node_pref
                                   node_prefix=node_prefix, node_net=node_net,
                                   base_port=base_port, timeout=timeout,
                                   progress=lambda text: click.echo(text, err=True))
-    click.echo(f"cluster is up in {cluster.dir} ({masters} master(s), {nodes} node(s)).")
+    node_count = sum(1 for p in cluster.processes if p.role == "node")
+    click.echo(f"cluster is up in {cluster.dir} ({len(cluster.masters())} master(s), "
+               f"{node_count} node(s)).")
     click.echo("Use it with:")
     click.echo(f"  export KUBECONFIG={cluster.kubeconfig}")
     click.echo("  kubectl get namespaces")

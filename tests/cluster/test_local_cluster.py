@@ -104,3 +104,18 @@ def test_watch_resumes_on_another_master_when_its_master_dies(tmp_path) -> None:
                 return await scenario()
 
         assert trio.run(bounded) == [("ADDED", "before"), ("ADDED", "after")]
+
+
+def test_up_after_down_restarts_the_same_cluster_with_its_data(tmp_path) -> None:
+    with start_cluster(tmp_path / "r", masters=3) as cluster:
+        cluster.edgectl("apply", "-f", "-", stdin=CONFIGMAP)
+        before = {m["name"]: m["apiAddress"] for m in cluster.masters()}
+        old_pids = [m["pid"] for m in cluster.masters()]
+        cluster.down()
+        assert not any(pid_alive(pid) for pid in old_pids)
+
+        out = cluster.edgectl("up", "--dir", str(cluster.dir)).stdout
+        assert "cluster is up" in out and "3 master(s)" in out
+        assert {m["name"]: m["apiAddress"] for m in cluster.masters()} == before
+        got = cluster.edgectl("get", "configmap", "settings", "-o", "json")
+        assert json.loads(got.stdout)["data"] == {"mode": "edge"}
