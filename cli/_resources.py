@@ -137,10 +137,15 @@ async def get_command(targets: tuple[str, ...], output: str | None, selector: st
       edgectl get nodes -w
     """
     items = _split_targets(targets)
-    multi = len({t for t, _ in items}) > 1
     async with make_client(kubeconfig, context_name) as client:
+        expanded: list[tuple[Resource, str | None]] = []
         for kind, name in items:
-            res = await client.resource(kind)
+            if kind == "all" and name is None:
+                expanded += [(r, None) for r in await client.resources_in_category("all")]
+            else:
+                expanded.append((await client.resource(kind), name))
+        multi = len({r.plural for r, _ in expanded}) > 1
+        for res, name in expanded:
             ns = None if (all_namespaces or not res.namespaced) else (namespace or client.namespace)
             with_ns = all_namespaces and res.namespaced
             if output in ("yaml", "json", "name"):

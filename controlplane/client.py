@@ -120,6 +120,7 @@ class Resource:
     kind: str = ""
     singular: str = ""
     short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -160,6 +161,7 @@ def _static_resources() -> list[Resource]:
                 kind=rt.kind,
                 singular=getattr(rt, "singular", "") or rt.kind.lower(),
                 short_names=tuple(getattr(rt, "short_names", ()) or ()),
+                categories=tuple(getattr(rt, "categories", ()) or ()),
             )
         )
     return out
@@ -427,6 +429,7 @@ class ApiClient:
                         kind=item.get("kind", ""),
                         singular=item.get("singularName") or item.get("kind", "").lower(),
                         short_names=tuple(item.get("shortNames") or ()),
+                        categories=tuple(item.get("categories") or ()),
                     )
                 )
         self._resources = found
@@ -443,6 +446,11 @@ class ApiClient:
         if found is None:
             raise UnknownResource(f'the server doesn\'t have a resource type "{spec}"')
         return found
+
+    async def resources_in_category(self, category: str) -> list[Resource]:
+        """Every resource in a category (``all`` for ``get all``), as discovery lists them."""
+        resources = self._resources if self._resources else await self.discover()
+        return [r for r in resources if category in r.categories]
 
     async def resource_for_kind(self, api_version: str, kind: str) -> Resource:
         """The resource that stores objects of ``kind`` in ``api_version`` (for ``apply -f``)."""
