@@ -262,6 +262,32 @@ def _load_documents(paths: tuple[str, ...], recursive: bool) -> Iterator[tuple[s
                 yield source, doc
 
 
+# kubectl's annotation: what the last apply sent, so the next one can remove what was dropped.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _annotate(obj: dict[str, Any], applied: str) -> dict[str, Any]:
+    meta = dict(obj.get("metadata") or {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), LAST_APPLIED: applied}
+    return {**obj, "metadata": meta}
+
+
+def _apply_patch(last: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch that sets ``desired`` and deletes (null) the fields the last apply
+    set but this one no longer has; fields nobody applied (defaults, status) stay."""
+    patch: dict[str, Any] = {}
+    for key, value in desired.items():
+        before = last.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            patch[key] = _apply_patch(before, value)
+        else:
+            patch[key] = value
+    for key in last:
+        if key not in desired:
+            patch[key] = None
+    return patch
+
+
 async def _apply_one(client: ApiClient, obj: dict[str, Any], namespace: str | None,
                      source: str) -> str:
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
@@ -279,14 +305,22 @@ async def _apply_one(client: ApiClient, obj: dict[str, Any], namespace: str | No
                                f"{meta['namespace']}, not {namespace}")
         obj = {**obj, "metadata": {**meta, "namespace": ns}}
     label = f"{_kind_prefix(res)}/{meta['name']}"
+    desired = {k: v for k, v in obj.items() if k != "status"}
+    applied = json.dumps(desired, sort_keys=True, separators=(",", ":"))
+    with_annotation = _annotate(desired, applied)
     try:
         current = await client.get(res, meta["name"], namespace=ns)
     except ApiError as exc:
         if exc.code != 404:
             raise
-        await client.create(res, obj, namespace=ns)
+        await client.create(res, with_annotation, namespace=ns)
         return f"{label} created"
-    patch = {k: v for k, v in obj.items() if k != "status"}
+    last_text = ((current.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    try:
+        last = json.loads(last_text) if last_text else {}
+    except ValueError:
+        last = {}
+    patch = _apply_patch(last if isinstance(last, dict) else {}, with_annotation)
     updated = await client.patch(res, meta["name"], patch, namespace=ns, patch_type="merge")
     if updated["metadata"].get("resourceVersion") == current["metadata"].get("resourceVersion"):
         return f"{label} unchanged"

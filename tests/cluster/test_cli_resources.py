@@ -191,3 +191,17 @@ def test_get_watch_prints_changes_and_logs_come_from_the_agent(cluster: LocalClu
     logs = cluster.edgectl("logs", "talker")
     assert "hollow container" in logs.stdout  # the simulated runtime's log line, via the agent
     cluster.edgectl("delete", "pod", "talker", "--grace-period", "0")
+
+
+def test_apply_removes_what_the_previous_apply_set_and_keeps_other_changes(
+        cluster: LocalClusterHandle) -> None:
+    first = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: three-way, labels: {a: '1', b: '2'}}\ndata: {x: '1', y: '2'}\n"
+    second = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: three-way, labels: {a: '1'}}\ndata: {x: '1'}\n"
+    cluster.edgectl("apply", "-f", "-", stdin=first)
+    # A change made by someone else (not through apply) must survive the next apply.
+    cluster.kubectl("patch", "configmap", "three-way", "-p", '{"data": {"z": "kept"}}')
+    assert "configured" in cluster.edgectl("apply", "-f", "-", stdin=second).stdout
+    cm = json.loads(cluster.edgectl("get", "configmap", "three-way", "-o", "json").stdout)
+    assert cm["data"] == {"x": "1", "z": "kept"}
+    assert cm["metadata"]["labels"] == {"a": "1"}
+    assert "unchanged" in cluster.edgectl("apply", "-f", "-", stdin=second).stdout
