@@ -193,6 +193,7 @@ def test_get_watch_prints_changes_and_logs_come_from_the_agent(cluster: LocalClu
     cluster.edgectl("delete", "pod", "talker", "--grace-period", "0")
 
 
+@pytest.mark.kubectl
 def test_apply_removes_what_the_previous_apply_set_and_keeps_other_changes(
         cluster: LocalClusterHandle) -> None:
     first = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: three-way, labels: {a: '1', b: '2'}}\ndata: {x: '1', y: '2'}\n"
