@@ -128,6 +128,9 @@ class EdgeAgent:
         if cached:
             log.info("recovered %d pods from %s", len(cached), self.cache.directory)
         self.syncer.set_pods(cached)
+        # With masters, containers of pods missing from the cache are left alone until the
+        # masters' list says whether those pods still exist.
+        self.syncer.authoritative = self.session is None
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.syncer.serve)
@@ -200,6 +203,7 @@ class EdgeAgent:
         keep_finalizing = {uid: p for uid, p in self.syncer.desired.items()
                            if uid in self._pending_deletes}
         self.syncer.set_pods([*pods, *keep_finalizing.values()])
+        self.syncer.authoritative = True
         for pod in pods:
             uid = pod_uid(pod)
             last = self.syncer.statuses.get(uid)

@@ -83,6 +83,10 @@ class PodSyncer:
         self._busy: set[str] = set()
         self._wake_event = trio.Event()
         self.probes = ProbeManager(runtime, self.wake)
+        # Whether `desired` is the whole truth, so containers of unknown pods may be removed.
+        # An agent with masters sets this only once it has their list: a node that lost its
+        # cache must not kill its pods before anyone has said they are gone.
+        self.authoritative = True
         self.rounds = 0  # completed relist rounds (tests wait on progress)
         self._round_done = trio.Event()
 
@@ -151,7 +155,7 @@ class PodSyncer:
                 running_ids = {c.id for c in observed if c.running}
                 self.probes.forget_all_but(running_ids)
                 for uid in set(self.desired) | set(grouped):
-                    if uid in self._busy:
+                    if uid in self._busy or (uid not in self.desired and not self.authoritative):
                         continue
                     self._busy.add(uid)
                     nursery.start_soon(self._sync_pod, uid, self.desired.get(uid),

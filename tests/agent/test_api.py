@@ -404,3 +404,41 @@ async def test_agent_restart_does_not_flap_readiness(demo_image, node_name, node
         await trio.sleep(0.5)
         assert seen and all(seen), "Ready went False after the agent restarted"
         outer.cancel_scope.cancel()
+
+
+@pytest.mark.docker
+async def test_lost_cache_keeps_containers_until_the_masters_list_says_otherwise(
+        demo_image, node_name, node_address, tmp_path):
+    from edge_agent import AgentConfig as Config
+
+    # A first agent (no masters) runs a pod; then the node's cache is lost.
+    first = Config(node_name=node_name, data_dir=str(tmp_path / "old"), address=node_address,
+                   log_port=None, pull_registries=["127.0.0.1:23999"])
+    async with trio.open_nursery() as nursery:
+        agent: EdgeAgent = await nursery.start(run_agent, first)
+        p = pod("survivor", node_name=node_name)
+        await agent.cache.put(p)
+        agent.syncer.upsert(p)
+        await wait_for(lambda: any(c.running for c in agent.syncer.containers.get(
+            p["metadata"]["uid"], [])), 20, "running")
+        nursery.cancel_scope.cancel()
+
+    def running_ids() -> list[str]:
+        return subprocess.run(["docker", "ps", "-q", "--filter",
+                               f"label=io.edgeplane.node={node_name}"],
+                              capture_output=True, text=True, check=True).stdout.split()
+
+    assert len(running_ids()) == 1
+    async with trio.open_nursery() as nursery:
+        store = MemoryStore()
+        registry = Registry(store)
+        await registry.ensure_namespaces()
+        m = Master(nursery, store, registry)
+        m.port = next(_API_PORTS)
+        cfg = config(node_name, node_address, tmp_path / "new", [m.url])
+        agent = await nursery.start(run_agent, cfg)
+        await agent.syncer.wait_rounds(3)
+        assert len(running_ids()) == 1  # no master has answered: nothing is killed
+        await m.start()  # the masters know no such pod
+        await wait_for(lambda: not running_ids(), 30, "orphan removed after the list")
+        nursery.cancel_scope.cancel()
