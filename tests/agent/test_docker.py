@@ -401,3 +401,14 @@ async def test_host_port_conflict_is_reported_and_retried_with_back_off(
         await wait_for(lambda: running(rec, "second"), 20, "second running once the port is free")
         resp = await http_get(f"http://{node_address}:{port}/")
         assert "pod: second" in resp.text
+
+
+def test_demo_image_build_without_busybox_is_a_clear_error():
+    from click.testing import CliRunner
+
+    from cli._image import ImageBuildError, build_demo_image, image_group
+
+    with pytest.raises(ImageBuildError, match="busybox-static"):
+        build_demo_image("edgeplane/demo-missing:test", force=True, busybox="/nonexistent/busybox")
+    result = CliRunner().invoke(image_group, ["build-demo", "--tag", "edgeplane/demo:latest"])
+    assert result.exit_code == 0 and result.output.startswith("edgeplane/demo:latest sha256:")
