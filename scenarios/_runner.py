@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +116,8 @@ class Scenario:
             for exc in _leaves(group):
                 report.check("scenario ran to the end", False, str(exc).splitlines()[0][:300])
                 say(f"error: {exc}")
+                if os.environ.get("EDGEPLANE_SCENARIO_DEBUG"):
+                    say("".join(traceback.format_exception(exc)))
 
     # ------------------------------------------------------------------ command line
 
