@@ -55,6 +55,10 @@ _UP_TIMEOUT_S = 60.0
 _DOWN_GRACE_S = 10.0
 # Poll interval while waiting for processes (cheap: one local HTTP request per master).
 _POLL_S = 0.1
+# Tries of a fresh start when a probed free port was taken before a master bound it.
+_PORT_ATTEMPTS = 3
+# What a master's log says when its port was taken.
+_BIND_ERRORS = ("Address already in use", "cannot bind", "cannot listen")
 # Node agents of a local cluster get 127.0.1.N, as the design's networking model says.
 _NODE_NET = "127.0.1"
 
@@ -224,6 +228,35 @@ def start_local_cluster(
             return restart_local_cluster(old, timeout=timeout, progress=say)
     if masters < 1:
         raise CommandError("error: --masters must be at least 1")
+    attempts = 1 if base_port is not None else _PORT_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_fresh(root, masters=masters, nodes=nodes, hollow=hollow,
+                                node_prefix=node_prefix, node_net=node_net, base_port=base_port,
+                                timeout=timeout, extra_master_args=extra_master_args, say=say)
+        except CommandError as exc:
+            # Free ports are probed, then bound by the masters a moment later: another process
+            # may take one in between. Start over on new ports (nothing of value exists yet).
+            if attempt == attempts or not any(m in exc.message for m in _BIND_ERRORS):
+                raise
+            say(f"a port was taken meanwhile ({attempt}/{attempts}); retrying on new ports")
+            _wipe_fresh_cluster(root)
+    raise AssertionError("unreachable")
+
+
+def _wipe_fresh_cluster(root: pathlib.Path) -> None:
+    import shutil
+
+    cluster = LocalCluster.load(root)
+    for record in cluster.processes:
+        shutil.rmtree(record.data_dir, ignore_errors=True)
+        pathlib.Path(record.log).unlink(missing_ok=True)
+    cluster.state_file.unlink(missing_ok=True)
+
+
+def _start_fresh(root: pathlib.Path, *, masters: int, nodes: int, hollow: bool, node_prefix: str,
+                 node_net: str, base_port: int | None, timeout: float,
+                 extra_master_args: list[str] | None, say: Any) -> LocalCluster:
     if base_port is not None:
         ports = list(range(base_port, base_port + 2 * masters))
     else:

@@ -119,3 +119,36 @@ def test_up_after_down_restarts_the_same_cluster_with_its_data(tmp_path) -> None
         assert {m["name"]: m["apiAddress"] for m in cluster.masters()} == before
         got = cluster.edgectl("get", "configmap", "settings", "-o", "json")
         assert json.loads(got.stdout)["data"] == {"mode": "edge"}
+
+
+def test_up_retries_on_new_ports_when_a_probed_port_was_taken(tmp_path, monkeypatch) -> None:
+    import socket
+
+    import cli._local as local
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real_free_ports = local.free_ports
+    calls = []
+
+    def racy_free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+        ports = real_free_ports(count, host)
+        calls.append(ports)
+        if len(calls) == 1:
+            ports[1] = taken  # m1's API port, taken between the probe and the bind
+        return ports
+
+    monkeypatch.setattr(local, "free_ports", racy_free_ports)
+    notes: list[str] = []
+    try:
+        cluster = local.start_local_cluster(tmp_path / "p", masters=3, progress=notes.append)
+        try:
+            assert len(calls) == 2
+            assert any("retrying on new ports" in n for n in notes)
+            assert all(str(taken) not in (m.api_address or "") for m in cluster.masters())
+        finally:
+            local.stop_local_cluster(cluster, grace=5)
+    finally:
+        squatter.close()
