@@ -45,6 +45,8 @@ DEFAULT_LEASE_RENEW = 5.0
 # The kubelet reports node status every 5 minutes when nothing changed (the Lease is the
 # heartbeat); one minute keeps `kubectl get nodes` ages fresh at negligible cost.
 DEFAULT_NODE_STATUS_INTERVAL = 60.0
+# Label on nodes whose runtime is simulated (HollowRuntime).
+HOLLOW_LABEL = "edgeplane.io/hollow"
 # The kubelet's read-only/log port.
 DEFAULT_LOG_PORT = 10250
 
@@ -252,8 +254,11 @@ class EdgeAgent:
         version = "docker://unknown"
         if self.runtime.scheme != "docker":
             version = f"{self.runtime.scheme}://simulated"
+        labels = dict(self.config.labels)
+        if self.runtime.simulated:
+            labels[HOLLOW_LABEL] = "true"  # never mistaken for a node that runs containers
         return node_object(self.config.node_name, self.config.address,
-                           labels=self.config.labels, cpu=self.config.cpu,
+                           labels=labels, cpu=self.config.cpu,
                            memory=self.config.memory, max_pods=self.config.max_pods,
                            runtime_version=self._runtime_version or version,
                            log_port=self.log_port or 0)
@@ -452,7 +457,7 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
                 config = AgentConfig(
                     node_name=name, data_dir=str(Path(data_dir) / name),
                     address=hollow_address(i), servers=servers, token=token, verify=verify,
-                    labels={"edgeplane.io/hollow": "true", **(labels or {})},
+                    labels=dict(labels or {}),
                     runtime="hollow", log_port=None, cpu=cpu, memory=memory,
                     max_pods=max_pods, resync_interval=HOLLOW_RESYNC_INTERVAL)
                 session = HttpApiSession(servers, token, verify=verify, client=client)
