@@ -420,7 +420,7 @@ def stop_local_cluster(cluster: LocalCluster, *, grace: float = _DOWN_GRACE_S,
         say(f"stopping {record.role} {record.name} (pid {record.pid})")
     deadline = time.monotonic() + grace
     while any(is_running(p) for p in alive) and time.monotonic() < deadline:
-        _reap()
+        _reap(alive)
         time.sleep(_POLL_S)
     for record in alive:
         if is_running(record):
@@ -431,7 +431,7 @@ def stop_local_cluster(cluster: LocalCluster, *, grace: float = _DOWN_GRACE_S,
             notes.append(f"{record.name} did not stop within {grace:.0f}s: killed")
     kill_deadline = time.monotonic() + 5.0
     while any(is_running(p) for p in alive) and time.monotonic() < kill_deadline:
-        _reap()
+        _reap(alive)
         time.sleep(_POLL_S)
     return notes
 
@@ -460,13 +460,14 @@ def remove_node_containers(cluster: LocalCluster) -> list[str]:
     return notes
 
 
-def _reap() -> None:
-    """Collect exit statuses of our own children (when up and down run in one process)."""
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+def _reap(records: list[ProcessRecord]) -> None:
+    """Collect the exit status of those records that are our own children (when up and down
+    run in one process), and only those: other children of the caller are not ours to reap."""
+    for record in records:
+        try:
+            os.waitpid(record.pid, os.WNOHANG)
+        except ChildProcessError:
             pass
-    except ChildProcessError:
-        pass
 
 
 @click.command("up")
