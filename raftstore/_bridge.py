@@ -190,6 +190,8 @@ class RaftStore:
             return
         self._closed = True
         self._fail_everything(_CLOSED)
+        self._wake_watchers()  # they see _closed and raise
+        self._wake_leadership()
         if self._replica is not None:
             await trio.to_thread.run_sync(self._replica.stop)
 
@@ -465,6 +467,8 @@ class RaftStore:
         replica = self.replica
         next_rev = start_revision
         while True:
+            if self._closed:
+                raise StoreUnavailable("the store was closed")
             changed = self._rev_changed
             with replica.state_lock:
                 kv = replica.kv
@@ -493,6 +497,8 @@ class RaftStore:
             changed = self._state_changed
             with trio.move_on_after(poll if replica.is_raft_leader else 1.0):
                 await changed.wait()
+            if self._closed:
+                raise StoreUnavailable("the store was closed")
             now = self.is_leader()
             if now != current:
                 current = now

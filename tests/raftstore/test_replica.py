@@ -257,3 +257,28 @@ async def test_fsync_mode_syncs_and_recovers(tmp_path):
                 await trio.sleep(0.01)
         await s.barrier()
         assert s.digest() == before
+
+
+async def test_closing_the_store_ends_watches_with_a_clear_error(tmp_path):
+    from raftstore import StoreUnavailable
+
+    (port,) = free_ports(1)
+    s = await RaftStore.open(_config(tmp_path, port))
+    with trio.fail_after(10):
+        while not s.is_leader():
+            await trio.sleep(0.01)
+    ended: list[BaseException] = []
+
+    async def watch_forever():
+        try:
+            async for _ in s.watch("/", s.revision + 1):
+                pass
+        except StoreUnavailable as exc:
+            ended.append(exc)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_forever)
+            await trio.sleep(0.1)
+            await s.aclose()
+    assert ended and "closed" in str(ended[0])
