@@ -99,6 +99,12 @@ class NodeLifecycleController:
         now = trio.current_time()
         now_text = now_rfc3339()
         nodes = self.nodes.list()
+        # One pass over the pods per monitor pass, not one per unreachable node.
+        by_node: dict[str, list[dict]] = {}
+        for pod in self.pods.list():
+            node_name = (pod.get("spec") or {}).get("nodeName")
+            if node_name:
+                by_node.setdefault(node_name, []).append(pod)
         unreachable = []
         for node in nodes:
             name = meta(node)["name"]
@@ -106,7 +112,7 @@ class NodeLifecycleController:
                 if self.observer.unreachable(name, now, self.config.grace_period):
                     unreachable.append(node)
                     self.unreachable_since.setdefault(name, now)
-                    await self._mark(node, now_text)
+                    await self._mark(node, now_text, by_node.get(name, []))
                 else:
                     self.unreachable_since.pop(name, None)
                     cleared = clear_unreachable(node)
@@ -118,15 +124,15 @@ class NodeLifecycleController:
                 if exc.code not in (404, 409):
                     raise
         if unreachable and evictions_allowed(len(nodes), len(unreachable)):
-            await self._evict(now)
+            await self._evict(now, by_node)
         elif unreachable:
             log.warning(
                 "%d of %d nodes unreachable: not evicting (the masters are likely the ones cut off)",
                 len(unreachable), len(nodes),
             )
-        await self._collect_orphans({meta(n)["name"] for n in nodes})
+        await self._collect_orphans({meta(n)["name"] for n in nodes}, by_node)
 
-    async def _mark(self, node: dict, now_text: str) -> None:
+    async def _mark(self, node: dict, now_text: str, pods: list[dict]) -> None:
         name = meta(node)["name"]
         spec_change, status_change = mark_unreachable(node, now_text)
         if spec_change is not None:
@@ -135,9 +141,7 @@ class NodeLifecycleController:
             body = {**node, "status": status_change["status"]}
             await self.registry.update_status("nodes", None, name, body)
             self._event(node, "Normal", "NodeNotReady", f"Node {name} status is now: NodeNotReady")
-        for pod in self.pods.list():
-            if (pod.get("spec") or {}).get("nodeName") != name:
-                continue
+        for pod in pods:
             changed = pod_not_ready(pod, now_text)
             if changed is not None:
                 try:
@@ -146,36 +150,47 @@ class NodeLifecycleController:
                     if exc.code not in (404, 409):
                         raise
 
-    async def _evict(self, now: float) -> None:
-        for pod in self.pods.list():
-            pm = meta(pod)
-            node = (pod.get("spec") or {}).get("nodeName")
-            since = self.unreachable_since.get(node or "")
-            if since is None or pm.get("deletionTimestamp") or pm.get("uid") in self.evicted:
-                continue
-            delay = eviction_delay(pod, self.config.default_toleration_seconds)
-            if delay is None or now < since + delay:
-                continue
-            if not self.bucket.take(now):
-                return  # rate limit reached: the next monitor pass continues
-            try:
-                await self.registry.delete(
-                    "pods", pm["namespace"], pm["name"], preconditions={"uid": pm.get("uid")}
-                )
-            except ApiError as exc:
-                if exc.code not in (404, 409):
-                    raise
-                continue
-            self.evicted.add(pm.get("uid", ""))
-            self._event(pod, "Normal", "TaintManagerEviction", f"Marking for deletion Pod {pm['namespace']}/{pm['name']}")
+    async def _evict(self, now: float, by_node: dict[str, list[dict]]) -> None:
+        for node, since in list(self.unreachable_since.items()):
+            for pod in by_node.get(node, []):
+                if not await self._maybe_evict(pod, now, since):
+                    return  # rate limit reached: the next monitor pass continues
 
-    async def _collect_orphans(self, node_names: set[str]) -> None:
+    async def _maybe_evict(self, pod: dict, now: float, since: float) -> bool:
+        """Evict ``pod`` if its toleration has run out; False when the rate limit stops us."""
+        pm = meta(pod)
+        if pm.get("deletionTimestamp") or pm.get("uid") in self.evicted:
+            return True
+        delay = eviction_delay(pod, self.config.default_toleration_seconds)
+        if delay is None or now < since + delay:
+            return True
+        if not self.bucket.take(now):
+            return False
+        try:
+            await self.registry.delete("pods", pm["namespace"], pm["name"], preconditions={"uid": pm.get("uid")})
+        except ApiError as exc:
+            if exc.code not in (404, 409):
+                raise
+            return True
+        self.evicted.add(pm.get("uid", ""))
+        self._event(pod, "Normal", "TaintManagerEviction", f"Marking for deletion Pod {pm['namespace']}/{pm['name']}")
+        return True
+
+    async def _collect_orphans(self, node_names: set[str], by_node: dict[str, list[dict]]) -> None:
         """Pods bound to a node that no longer exists can never be cleaned up by an agent."""
         if not self.nodes.synced.is_set():
             return
-        for pod in self.pods.list():
-            node = (pod.get("spec") or {}).get("nodeName")
-            if node and node not in node_names:
+        for node, pods in by_node.items():
+            if node in node_names:
+                continue
+            # The caches may lag each other: ask the store whether the node really is gone.
+            try:
+                await self.registry.get("nodes", None, node)
+                continue
+            except ApiError as exc:
+                if exc.code != 404:
+                    raise
+            for pod in pods:
                 pm = meta(pod)
                 try:
                     await self.registry.delete(

@@ -10,7 +10,7 @@ from controlplane.errors import ApiError
 
 from ._base import QueueController
 from ._informer import Informer, object_key
-from ._pods import controller_ref, is_terminating, key_of, meta, namespace_of, split_key
+from ._pods import controller_ref, is_terminating, key_of, meta, namespace_of
 from ._replicaset_plan import ReplicaSetPlan, adopt_patch, plan_replicaset, pod_from_template
 from .events import EventRecorder
 
@@ -27,13 +27,39 @@ class ReplicaSetController(QueueController):
         self.registry = registry
         self.replicasets, self.pods = replicasets, pods
         self.recorder = recorder
+        # Indexes so a sync reads its own pods, not the whole namespace (a busy namespace has
+        # thousands, and every binding or status change of one pod triggers its owner's sync).
+        self._owned: dict[str, dict[str, dict]] = {}  # controller uid -> pod key -> pod
+        self._orphans: dict[str, dict[str, dict]] = {}  # namespace -> pod key -> pod
         replicasets.add_handler(self._on_rs)
         pods.add_handler(self._on_pod)
 
     def _on_rs(self, old: dict | None, new: dict | None) -> None:
         self.queue.add(object_key(new or old or {}))
 
+    def _index(self, pod: dict, add: bool) -> None:
+        key = key_of(pod)
+        ref = controller_ref(pod)
+        if ref is not None:
+            bucket = self._owned.setdefault(ref.get("uid", ""), {})
+        else:
+            bucket = self._orphans.setdefault(namespace_of(pod), {})
+        if add:
+            bucket[key] = pod
+        else:
+            bucket.pop(key, None)
+
+    def pods_for(self, rs: dict) -> list[dict]:
+        """The ReplicaSet's own pods plus the orphans of its namespace (candidates to adopt)."""
+        owned = self._owned.get(meta(rs).get("uid", ""), {})
+        orphans = self._orphans.get(namespace_of(rs), {})
+        return list(owned.values()) + list(orphans.values())
+
     def _on_pod(self, old: dict | None, new: dict | None) -> None:
+        if old is not None:
+            self._index(old, add=False)
+        if new is not None:
+            self._index(new, add=True)
         for pod in (old, new):
             if pod is None:
                 continue
@@ -54,8 +80,7 @@ class ReplicaSetController(QueueController):
         rs = self.replicasets.get(key)
         if rs is None:
             return  # deleted: the garbage collector removes its pods
-        ns, _ = split_key(key)
-        plan = plan_replicaset(rs, self.pods.list(ns))
+        plan = plan_replicaset(rs, self.pods_for(rs))
         await self.commit(rs, plan)
 
     async def commit(self, rs: dict, plan: ReplicaSetPlan) -> None:

@@ -189,7 +189,9 @@ class SchedulerService:
         bindings: list[tuple[str, str, str]] = []
         infos: list[PodInfo] = []
         failed: list[tuple[dict, str]] = []
-        while self.active and len(bindings) < self.batch_size:
+        # Failures count toward the batch too: their status writes are store writes as well, and
+        # one pass must never turn thousands of pending pods into one giant Raft entry.
+        while self.active and len(bindings) + len(failed) < self.batch_size:
             key, _ = self.active.popitem(last=False)
             pod = self.pods.get(key)
             if pod is None or not _wants_scheduling(pod):
