@@ -99,7 +99,7 @@ class ClusterUnreachable(Exception):
         self.attempts = dict(attempts)
         self.maybe_committed = maybe_committed
         lines = [f"  {server}: {error}" for server, error in self.attempts.items()]
-        head = "no master answered; tried:" if not maybe_committed else (
+        head = "no master could serve the request; tried:" if not maybe_committed else (
             "the connection broke during a write (it may or may not have been applied); tried:"
         )
         super().__init__("\n".join([head, *lines]))
