@@ -16,10 +16,13 @@ Leadership lease. ``is_leader()`` means: Raft leader, and a majority (counting i
 acknowledged an append-entries that this leader *sent* at most ``lease_s`` ago. The transport
 stamps each append-entries with (term, send time on the leader's monotonic clock) and followers
 echo the stamp in their reply, so the lease is measured from the send time, never from a late
-reply. Followers refuse to vote while they heard from a leader less than ``raft_min_timeout``
-ago (and for that long after they start), so no other leader can be elected while a majority's
-stamps are younger than the minimum election timeout; ``lease_s`` is 80% of it. pysyncobj's own
-step-down (``leaderFallbackTimeout``, 30 s by default) is set near the election timeout.
+reply. Followers refuse to vote while they heard from a leader less than ``vote_refusal_s``
+(90% of ``raft_min_timeout``) ago, and for that long after they start, so no other leader can
+be elected while a majority's stamps are younger than that; ``lease_s`` is 80% of
+``raft_min_timeout``. The leader itself does not refuse: a higher-term vote request makes it
+step down at once (and stop claiming the lease), which also lets a partitioned node that comes
+back with a higher term rejoin. pysyncobj's own step-down (``leaderFallbackTimeout``, 30 s by
+default) is set near the election timeout.
 
 Security. Every message between replicas is pickled. With ``password`` set, pysyncobj's
 TcpConnection authenticates and decrypts each frame *before* unpickling it, including the first
@@ -217,6 +220,13 @@ class ReplicaConfig:
         # 80% of the minimum election timeout: margin for clock-rate differences and the time
         # between checking the lease and serving the read.
         return self.raft_min_timeout * 0.8
+
+    @property
+    def vote_refusal_s(self) -> float:
+        # Longer than the lease (the lease's safety rests on it), a little shorter than the
+        # minimum election timeout, so that a follower whose leader died does not refuse the
+        # first candidate that timed out at about the same moment (one election round saved).
+        return self.raft_min_timeout * 0.9
 
 
 def is_loopback_address(address: str) -> bool:
@@ -548,7 +558,7 @@ class Replica(SyncObj):
         if self._SyncObj__raftState != _RAFT_STATE.FOLLOWER:
             return False
         last = max(self._leader_contact, self._started_at)
-        return time.monotonic() - last < self.config.raft_min_timeout
+        return time.monotonic() - last < self.config.vote_refusal_s
 
     def _on_append_entries(self, node: Any, message: dict[str, Any]) -> None:
         if message["term"] < self._SyncObj__raftCurrentTerm or self.selfNode is None:
