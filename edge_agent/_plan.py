@@ -144,12 +144,14 @@ def plan_pod(pod: dict[str, Any] | None, containers: list[ContainerInfo],
     for name, cspec in spec_containers.items():
         mine = _by_age(grouped.get(name, []))
         rec = records.get(name) or ContainerRecord()
-        latest = mine[-1] if mine else None
-        # Keep the latest and one previous container (lastState, logs --previous); a running
-        # older one is a duplicate from an interrupted restart.
-        plan.extend(Kill(old.id, grace_seconds(pod), "duplicate")
-                    for old in mine[:-1] if old.running)
-        plan.extend(Remove(old.id) for old in mine[:-2] if not old.running)
+        running = [c for c in mine if c.running]
+        # The container that counts: the newest running one if any (a second running one is a
+        # duplicate from an interrupted restart), else the newest. One exited container before
+        # it is kept (lastState, logs --previous); older ones are removed.
+        latest = running[-1] if running else (mine[-1] if mine else None)
+        plan.extend(Kill(c.id, grace_seconds(pod), "duplicate") for c in running[:-1])
+        stopped = [c for c in mine if not c.running and c is not latest]
+        plan.extend(Remove(c.id) for c in stopped[:-1])
 
         if latest is not None and latest.running:
             if latest.id in unhealthy:

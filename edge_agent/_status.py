@@ -83,8 +83,12 @@ def compute_pod_status(pod: dict[str, Any], containers: list[ContainerInfo],
     for cspec in containers_of(pod):
         name = str(cspec.get("name"))
         mine = by_name.get(name, [])
-        latest = mine[-1] if mine else None
-        previous = mine[-2] if len(mine) >= 2 else None
+        # As in plan_pod: the newest running container counts, else the newest; `previous` is
+        # the newest other one that has exited (lastState).
+        running_now = [c for c in mine if c.running]
+        latest = running_now[-1] if running_now else (mine[-1] if mine else None)
+        exited = [c for c in mine if c is not latest and c.state == "exited"]
+        previous = exited[-1] if exited else None
         rec = records.get(name)
         st: dict[str, Any] = {"name": name, "image": cspec.get("image"), "imageID": "",
                               "ready": False, "restartCount": 0, "started": False,

@@ -235,3 +235,44 @@ def test_agent_command_line_rejects_bad_input_clearly():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "labels must be k=v" in out.stderr and "Traceback" not in out.stderr
+
+
+# ---- safety invariants of plan_pod (property tests) ----------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_containers = st.lists(st.builds(
+    lambda i, state, restart, code, age: container(
+        f"c{i}", state=state, restart=restart, exit_code=code if state == "exited" else None,
+        finished=NOW - age if state == "exited" else None),
+    st.integers(0, 50), st.sampled_from(["running", "exited", "created"]),
+    st.integers(0, 5), st.sampled_from([0, 1, 137]), st.floats(0, 700)),
+    max_size=6, unique_by=lambda c: c.id)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_containers, st.sampled_from(["Always", "OnFailure", "Never"]), st.booleans(),
+       st.floats(0, 300), st.sets(st.sampled_from([f"c{i}" for i in range(51)]), max_size=3))
+def test_plan_never_starts_beside_a_running_container_or_reuses_a_restart_count(
+        containers, policy, deleting, backoff, unhealthy):
+    p = pod("p", uid="u1", restart_policy=policy)
+    if deleting:
+        p["metadata"]["deletionTimestamp"] = "2027-01-15T08:00:00Z"
+    actions = plan_pod(p, containers, {"web": ContainerRecord(backoff=backoff)},
+                       dict.fromkeys(unhealthy), NOW, POLICY)
+    starts = [a for a in actions if isinstance(a, Start)]
+    assert len(starts) <= 1
+    if deleting:
+        assert not starts  # a pod being deleted is never (re)started
+    if starts:
+        assert not any(c.running for c in containers)
+        assert starts[0].restart_count > max((c.restart_count for c in containers), default=-1) \
+            or not containers
+    ids = {c.id for c in containers}
+    for a in actions:
+        if isinstance(a, Kill):
+            assert a.container_id in ids and next(c for c in containers
+                                                  if c.id == a.container_id).running
+        if isinstance(a, Remove):
+            assert not next(c for c in containers if c.id == a.container_id).running
