@@ -179,7 +179,7 @@ class PodSyncer:
             containers = list(containers)
             for action in actions:
                 if isinstance(action, Start) and pod is not None:
-                    info = await self._start(pod, action, records)
+                    info = await self._start(uid, pod, action, records, containers)
                     if info is not None:
                         containers.append(info)
                     acted = True
@@ -209,8 +209,9 @@ class PodSyncer:
             if acted:
                 self.wake()
 
-    async def _start(self, pod: dict[str, Any], action: Start,
-                     records: dict[str, ContainerRecord]) -> ContainerInfo | None:
+    async def _start(self, uid: str, pod: dict[str, Any], action: Start,
+                     records: dict[str, ContainerRecord],
+                     containers: list[ContainerInfo]) -> ContainerInfo | None:
         cspec = next(c for c in containers_of(pod) if c.get("name") == action.container)
         rec = records.setdefault(action.container, ContainerRecord())
         image = str(cspec.get("image", ""))
@@ -229,6 +230,9 @@ class PodSyncer:
                                                   'registries')
                     return None
             else:
+                if self.desired.get(uid) is pod:
+                    # A pull may take minutes: say so (ContainerCreating) before waiting on it.
+                    self._report(uid, pod, containers, records)
                 try:
                     await self.runtime.pull_image(image)
                 except ImagePullError as exc:
