@@ -177,17 +177,22 @@ class PodSyncer:
             actions = plan_pod(pod, containers, records, self.probes.unhealthy(),
                                self._clock(), self.backoff)
             containers = list(containers)
+            kills = [a for a in actions if isinstance(a, Kill)]
+            if kills:
+                # All at once: a pod's containers share one grace period, not one each.
+                async with trio.open_nursery() as stops:
+                    for kill in kills:
+                        log.info("stopping container %s of pod %s (%s, grace %ss)",
+                                 kill.container_id[:12], uid, kill.reason, kill.grace)
+                        self.probes.forget(kill.container_id)
+                        stops.start_soon(self.runtime.stop_container, kill.container_id,
+                                         kill.grace)
+                acted = True
             for action in actions:
                 if isinstance(action, Start) and pod is not None:
                     info = await self._start(uid, pod, action, records, containers)
                     if info is not None:
                         containers.append(info)
-                    acted = True
-                elif isinstance(action, Kill):
-                    log.info("stopping container %s of pod %s (%s, grace %ss)",
-                             action.container_id[:12], uid, action.reason, action.grace)
-                    self.probes.forget(action.container_id)
-                    await self.runtime.stop_container(action.container_id, action.grace)
                     acted = True
                 elif isinstance(action, Remove):
                     await self.runtime.remove_container(action.container_id)

@@ -412,3 +412,26 @@ def test_demo_image_build_without_busybox_is_a_clear_error():
         build_demo_image("edgeplane/demo-missing:test", force=True, busybox="/nonexistent/busybox")
     result = CliRunner().invoke(image_group, ["build-demo", "--tag", "edgeplane/demo:latest"])
     assert result.exit_code == 0 and result.output.startswith("edgeplane/demo:latest sha256:")
+
+
+async def test_containers_of_a_deleted_pod_share_one_grace_period(demo_image, node_name,
+                                                                  node_address):
+    finalized: list[str] = []
+    stubborn = {"image": "edgeplane/demo:latest", "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]}
+    p = pod("pair", node_name=node_name, grace=3, ports=[], **stubborn)
+    p["spec"]["containers"].append({"name": "side", **stubborn})
+    async with syncer(node_name, node_address) as (s, rec):
+        async def on_finalized(pod_: dict[str, Any]) -> None:
+            finalized.append(pod_["metadata"]["name"])
+        s._on_finalized = on_finalized
+        s.upsert(p)
+        await wait_for(lambda: all("running" in cs["state"] for cs in
+                                   rec.last("pair").get("containerStatuses", [{"state": {}}])),
+                       20, "both containers running")
+        deleting = json.loads(json.dumps(p))
+        deleting["metadata"]["deletionTimestamp"] = "2026-11-26T00:00:00Z"
+        t0 = time.monotonic()
+        s.upsert(deleting)
+        await wait_for(lambda: finalized == ["pair"], 20, "pod finalized")
+        assert time.monotonic() - t0 < 5.5  # one 3 s grace period, not two in a row
