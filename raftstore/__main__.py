@@ -84,12 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     # The state machine holds many small long-lived objects; default thresholds make the
     # cyclic GC walk them all every few thousand writes (multi-ms pauses in write latency).
     gc.set_threshold(_GC_GEN0_THRESHOLD, 50, 100)
+    failed: list[BaseException] = []
     try:
         trio.run(_run, args, secret)
-    except StoreError as exc:
+    except* (StoreError, OSError) as group:
+        failed.extend(group.exceptions)
+    for exc in failed:
         print(f"raftstore: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

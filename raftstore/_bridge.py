@@ -35,7 +35,7 @@ from typing import Any
 import trio
 
 from ._commands import encode_batch, encode_delete, encode_noop, encode_put, encode_txn
-from ._replica import FAIL_REASON, Replica, ReplicaConfig
+from ._replica import FAIL_REASON, Replica, ReplicaConfig, check_address
 from ._types import (
     Compare,
     Event,
@@ -518,6 +518,7 @@ class RaftStore:
         await self._change_membership("remove", address)
 
     async def _change_membership(self, kind: str, address: str) -> None:
+        check_address(address, "member address")
         replica = self.replica
         if address == replica.selfNode.address and kind == "remove":
             raise StoreError("a replica cannot remove itself; ask another member")

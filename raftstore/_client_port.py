@@ -207,7 +207,10 @@ async def serve_client_port(
     """Serve the harness protocol on ``host:port`` (loopback) until cancelled; reports the
     bound port through ``task_status``."""
     token = client_token(secret)
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        raise StoreError(f"cannot listen on client port {host}:{port}: {exc.strerror}") from None
     bound = listeners[0].socket.getsockname()[1]
     task_status.started(bound)
     await trio.serve_listeners(functools.partial(_handle, store, token), listeners)

@@ -70,12 +70,12 @@ from pysyncobj import tcp_connection as _tcp_connection
 from pysyncobj.config import FAIL_REASON
 from pysyncobj.journal import FileJournal
 from pysyncobj.syncobj import _RAFT_STATE, SyncObjException
-from pysyncobj.transport import TCPTransport
+from pysyncobj.transport import TCPTransport, TransportNotReadyError
 
 from ._state import KVState
 from ._types import StoreError
 
-__all__ = ["FAIL_REASON", "Replica", "ReplicaConfig", "is_loopback_address"]
+__all__ = ["FAIL_REASON", "Replica", "ReplicaConfig", "check_address", "is_loopback_address"]
 
 logger = logging.getLogger("raftstore.replica")
 
@@ -94,7 +94,13 @@ class _TruncationCounter(logging.Handler):
             _TruncationCounter.count += 1
 
 
+def _not_a_bind_failure(record: logging.LogRecord) -> bool:
+    # pysyncobj logs a traceback when it cannot bind; we raise a clear StoreError instead.
+    return not (record.exc_info and isinstance(record.exc_info[1], TransportNotReadyError))
+
+
 logging.getLogger("pysyncobj.syncobj").addHandler(_TruncationCounter(logging.CRITICAL))
+logging.getLogger("pysyncobj.syncobj").addFilter(_not_a_bind_failure)
 
 
 class _StoredZlib:
@@ -229,6 +235,14 @@ class ReplicaConfig:
         return self.raft_min_timeout * 0.9
 
 
+def check_address(address: str, what: str = "address") -> str:
+    """Return ``address`` if it is ``host:port`` with a port in 1-65535, else raise StoreError."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StoreError(f"invalid {what} {address!r}: expected host:port (port 1-65535)")
+    return address
+
+
 def is_loopback_address(address: str) -> bool:
     """True for ``127.x.y.z:port``, ``[::1]:port`` or ``localhost:port``."""
     host = address.rsplit(":", 1)[0].strip("[]")
@@ -321,6 +335,9 @@ class Replica(SyncObj):
         on_applied: Callable[[], None] | None = None,
         on_state_changed: Callable[[], None] | None = None,
     ) -> None:
+        check_address(config.self_address, "replica address")
+        for peer in config.peers:
+            check_address(peer, "peer address")
         if config.secret is None and not (
             is_loopback_address(config.self_address)
             and all(is_loopback_address(p) for p in config.peers)
