@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         trio.run(_run, args, secret)
     except* (StoreError, OSError) as group:
         failed.extend(group.exceptions)
-    for exc in failed:
-        print(f"raftstore: {exc}", file=sys.stderr)
+    for error in failed:
+        print(f"raftstore: {error}", file=sys.stderr)
     return 1 if failed else 0
 
 
