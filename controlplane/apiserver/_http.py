@@ -81,6 +81,8 @@ class _Connection:
         """The next request head, or None if the client closed an idle connection."""
         while True:
             end = self.buffer.find(b"\r\n\r\n")
+            if end > _MAX_HEAD_BYTES:
+                raise _BadRequest(431, "the request head is too large")
             if end >= 0:
                 head = bytes(self.buffer[:end])
                 del self.buffer[: end + 4]

@@ -1,0 +1,111 @@
+"""The HTTP/1.1 layer at the byte level (RFC 9112): keep-alive, bodies, limits, malformed input.
+
+Raw sockets, because an HTTP library would refuse to send most of these requests.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import trio
+
+from controlplane.apiserver import StaticTokenAuthenticator, User, create_app, serve_api
+from controlplane.registry import Registry
+from raftstore import MemoryStore
+
+from .conftest import ADMIN_TOKEN, Api, free_port
+
+AUTH = f"Authorization: Bearer {ADMIN_TOKEN}\r\n".encode()
+
+
+async def exchange(api: Api, data: bytes, *, read_until_close: bool = True) -> bytes:
+    stream = await trio.open_tcp_stream("127.0.0.1", api.port)
+    async with stream:
+        await stream.send_all(data)
+        out = b""
+        with trio.fail_after(10):
+            while True:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    break
+                out += chunk
+                if not read_until_close and b"\r\n\r\n" in out:
+                    break
+    return out
+
+
+async def test_keep_alive_serves_several_requests_on_one_connection(api: Api) -> None:
+    request = b"GET /api/v1/namespaces HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n"
+    last = b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    out = await exchange(api, request * 3 + last)
+    assert out.count(b"HTTP/1.1 200 OK") == 4
+    assert out.count(b'"kind":"NamespaceList"') == 3
+
+
+async def test_chunked_request_body_and_expect_continue(api: Api) -> None:
+    body = json.dumps({"metadata": {"name": "chunky"}, "data": {"a": "b"}}).encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:10], body[10:])) + b"0\r\n\r\n"
+    out = await exchange(api, b"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\n" + AUTH
+                         + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked)
+    assert out.startswith(b"HTTP/1.1 201 Created")
+    stream = await trio.open_tcp_stream("127.0.0.1", api.port)
+    async with stream:
+        body = json.dumps({"metadata": {"name": "later"}}).encode()
+        await stream.send_all(b"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\n" + AUTH
+                              + b"Content-Type: application/json\r\nExpect: 100-continue\r\nConnection: close\r\n"
+                              + b"Content-Length: %d\r\n\r\n" % len(body))
+        with trio.fail_after(10):
+            interim = await stream.receive_some(1000)
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        await stream.send_all(body)
+        rest = b""
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some(65536):
+                rest += chunk
+        assert b"201 Created" in interim + rest
+
+
+async def test_oversized_declared_body_is_413_without_reading_it(api: Api) -> None:
+    out = await exchange(api, b"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\n" + AUTH
+                         + b"Content-Type: application/json\r\nContent-Length: 50000000\r\n\r\n{")
+    assert out.startswith(b"HTTP/1.1 413 ")
+    assert b'"reason":"RequestEntityTooLarge"' in out
+
+
+async def test_malformed_requests(api: Api) -> None:
+    cases = {
+        b"GARBAGE\r\n\r\n": b"400",
+        b"GET / HTTP/2.0\r\n\r\n": b"400",
+        b"GET /version HTTP/1.1\r\nBad Header\r\n\r\n": b"400",
+        b"POST /api/v1/namespaces HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n": b"400",
+        b"POST /api/v1/namespaces HTTP/1.1\r\nContent-Length: abc\r\n\r\n": b"400",
+        b"POST /api/v1/namespaces HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n": b"501",
+        b"GET /version HTTP/1.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n": b"431",
+        b"GET /%ff%fe HTTP/1.1\r\n\r\n": b"400",
+    }
+    for request, code in cases.items():
+        out = await exchange(api, request)
+        assert out.split(b" ")[1] == code, (request[:60], out[:100])
+
+
+async def test_head_has_no_body(api: Api) -> None:
+    out = await exchange(api, b"HEAD /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"content-length:" in head.lower() and body == b""
+
+
+async def test_hypercorn_engine_still_serves(nursery: trio.Nursery) -> None:
+    store = MemoryStore()
+    registry = Registry(store)
+    await registry.ensure_namespaces()
+    app = create_app(registry, store=store, info={},
+                     authenticator=StaticTokenAuthenticator({ADMIN_TOKEN: User("admin")}))
+    port = free_port()
+    await nursery.start(lambda task_status: serve_api(app, host="127.0.0.1", port=port, engine="hypercorn",
+                                                      task_status=task_status))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as c:
+        r = await c.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "h"}})
+        assert r.status_code == 201
+        assert (await c.get("/api/v1/namespaces/default/configmaps/h")).json()["metadata"]["name"] == "h"
+    nursery.cancel_scope.cancel()
