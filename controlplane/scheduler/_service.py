@@ -20,7 +20,7 @@ from controlplane.controllers._pods import now_rfc3339 as _now
 from controlplane.controllers.events import EventRecorder
 from controlplane.errors import ApiError
 
-from ._framework import Scheduler
+from ._framework import FitError, Scheduler
 from ._snapshot import NodeInfo, PodInfo, Snapshot
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,9 @@ UNSCHEDULABLE_RETRY = 10.0
 # or pod events does not re-run (and re-write the status of) every pending pod each time.
 INITIAL_BACKOFF = 1.0
 MAX_BACKOFF = 10.0
+# A pending pod's PodScheduled message is rewritten at once when the kinds of reasons change,
+# but when only the counts change ("0/57 nodes" -> "0/58 nodes") at most this often.
+STATUS_REFRESH = 10.0
 SCHEDULER_NAME = "default-scheduler"
 # Pause after the store refused a whole batch (503/504), so a lost quorum is not a busy loop.
 STORE_RETRY = 0.2
@@ -84,6 +87,8 @@ class SchedulerService:
         # key -> (failed attempts, earliest next attempt on trio's clock)
         self.backoff: dict[str, tuple[int, float]] = {}
         self._retry_requested = False
+        # key -> (reason kinds, when) of the last PodScheduled=False status we wrote
+        self._written: dict[str, tuple[frozenset, float]] = {}
         # Pods bound by us whose bound version the informer has not delivered yet: key -> revision.
         self.assumed: dict[str, int] = {}
         self._wakeup = trio.Event()
@@ -120,6 +125,7 @@ class SchedulerService:
         self.active.pop(key, None)
         self.unschedulable.pop(key, None)
         self.backoff.pop(key, None)
+        self._written.pop(key, None)
 
     def _on_pod(self, old: dict | None, new: dict | None) -> None:
         if new is None:
@@ -188,7 +194,11 @@ class SchedulerService:
         """Schedule up to ``batch_size`` queued pods and commit their bindings; returns pods bound."""
         bindings: list[tuple[str, str, str]] = []
         infos: list[PodInfo] = []
-        failed: list[tuple[dict, str]] = []
+        failed: list[tuple[dict, FitError]] = []
+        # Equivalence classes that found no node in this batch. Later assumptions only take room
+        # away, so an identical pod would fail the same way: skip its full scan of the nodes
+        # (with thousands of pending replicas, that scan is where the time would go).
+        hopeless: dict[tuple, FitError] = {}
         # Failures count toward the batch too: their status writes are store writes as well, and
         # one pass must never turn thousands of pending pods into one giant Raft entry.
         while self.active and len(bindings) + len(failed) < self.batch_size:
@@ -197,10 +207,16 @@ class SchedulerService:
             if pod is None or not _wants_scheduling(pod):
                 continue
             info = PodInfo.from_pod(pod)
+            eq = info.equivalence_key()
+            if eq is not None and eq in hopeless:
+                failed.append((pod, hopeless[eq]))
+                continue
             result = self.scheduler.schedule(info, self.snapshot)
             if result.node is None:
                 assert result.fit_error is not None
-                failed.append((pod, result.fit_error.message()))
+                failed.append((pod, result.fit_error))
+                if eq is not None:
+                    hopeless[eq] = result.fit_error
                 continue
             self.scheduler.assume(self.snapshot, info, result.node)
             bindings.append((info.namespace, pod["metadata"]["name"], result.node))
@@ -231,17 +247,26 @@ class SchedulerService:
             await self._mark_unschedulable(failed)
         return bound
 
-    async def _mark_unschedulable(self, failed: list[tuple[dict, str]]) -> None:
+    async def _mark_unschedulable(self, failed: list[tuple[dict, FitError]]) -> None:
         updates = []
-        for pod, message in failed:
+        now = trio.current_time()
+        for pod, fit_error in failed:
             key = object_key(pod)
+            message = fit_error.message()
             previous = self.unschedulable.get(key)
             self.unschedulable[key] = message
             attempts = self.backoff.get(key, (0, 0.0))[0] + 1
             delay = min(MAX_BACKOFF, INITIAL_BACKOFF * 2 ** (attempts - 1))
-            self.backoff[key] = (attempts, trio.current_time() + delay)
+            self.backoff[key] = (attempts, now + delay)
             if previous == message:
                 continue
+            kinds = frozenset(fit_error.reasons)
+            written = self._written.get(key)
+            if written is not None and written[0] == kinds and now - written[1] < STATUS_REFRESH:
+                # Only the node counts moved: not worth a store write per pending pod per
+                # attempt while a cluster is growing; the message is refreshed periodically.
+                continue
+            self._written[key] = (kinds, now)
             status = dict(pod.get("status") or {})
             conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
             old = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
@@ -266,3 +291,4 @@ class SchedulerService:
                     key = f"{ns}/{name}"
                     if key in self.unschedulable:
                         self.unschedulable[key] = ""  # rewrite on the next attempt
+                        self._written.pop(key, None)

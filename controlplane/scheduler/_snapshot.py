@@ -117,6 +117,26 @@ class PodInfo:
     owner_uid: str | None
     obj: dict = field(repr=False)
 
+    def equivalence_key(self) -> tuple | None:
+        """Pods with equal keys are feasible on exactly the same nodes of a snapshot.
+
+        None when feasibility depends on other pods in a way a new placement could *improve*
+        (required pod affinity): such a pod is always evaluated on its own.
+        """
+        if self.required_affinity:
+            return None
+        return (
+            self.namespace,
+            tuple(sorted(self.labels.items())),
+            self.cpu,
+            self.memory,
+            tuple(self.host_ports),
+            repr(self.tolerations),
+            tuple(sorted(self.node_selector.items())),
+            repr(self.required_node_terms),
+            repr(self.required_anti_affinity),
+        )
+
     @classmethod
     def from_pod(cls, pod: dict) -> PodInfo:
         meta = pod.get("metadata") or {}
