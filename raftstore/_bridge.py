@@ -39,6 +39,7 @@ from ._replica import FAIL_REASON, Replica, ReplicaConfig, check_address
 from ._types import (
     Compare,
     Event,
+    InvalidCommand,
     KeyValue,
     RangeResult,
     StoreError,
@@ -60,6 +61,10 @@ DEFAULT_MAX_IN_FLIGHT = 2
 # under a megabyte, so one batch never stalls the tick thread for long.
 MAX_BATCH_COMMANDS = 4096
 MAX_BATCH_BYTES = 512 * 1024
+# Largest command (or txn_many group) accepted: etcd's default request limit is 1.5 MiB, and
+# pysyncobj must never see a log entry near its 8 MiB frame setting (appendEntriesBatchSizeBytes),
+# above which it switches to a chunked transfer that can cut an entry short.
+MAX_COMMAND_BYTES = 4 * 1024 * 1024
 # Pause before retrying a proposal that certainly did not commit (no leader / wrong node).
 _RETRY_DELAY_S = 0.05
 # How often a Raft leader re-checks its lease for leadership() (a quarter of the lease).
@@ -369,6 +374,11 @@ class RaftStore:
     # --- writes ---------------------------------------------------------------------------------
 
     async def _write(self, command: Any, what: str, *, group: bool = False) -> Any:
+        size = sum(len(c) for c in command) if group else len(command)
+        if size > MAX_COMMAND_BYTES:
+            raise InvalidCommand(
+                f"{what}: {size} bytes exceeds the {MAX_COMMAND_BYTES} byte limit of one write"
+            )
         deadline = trio.current_time() + self._op_timeout
         while True:
             waiter = _AsyncWaiter()

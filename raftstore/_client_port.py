@@ -15,9 +15,9 @@ from typing import Any
 import msgpack
 import trio
 
-from ._bridge import _SAFE_RETRY, RaftStore, _unavailable
+from ._bridge import _SAFE_RETRY, MAX_COMMAND_BYTES, RaftStore, _unavailable
 from ._commands import encode_delete, encode_put
-from ._types import Compare, Op, StoreError
+from ._types import Compare, InvalidCommand, Op, StoreError
 from ._wire import client_token, error_to_wire, kv_to_wire
 
 __all__ = ["serve_client_port"]
@@ -79,6 +79,8 @@ class _Connection:
         try:
             if op == "put":
                 command = encode_put(args[0], args[1])
+                if len(command) > MAX_COMMAND_BYTES:
+                    raise InvalidCommand(f"put: value exceeds {MAX_COMMAND_BYTES} bytes")
                 store.submit(command, functools.partial(self.write_done, rid, op, args))
                 return
             if op == "del":

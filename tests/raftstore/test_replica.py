@@ -132,6 +132,8 @@ async def test_store_api_on_a_single_replica(store: RaftStore):
     assert await store.barrier() == 8 == store.revision
     with pytest.raises(InvalidCommand):
         await store.put("", b"empty key")
+    with pytest.raises(InvalidCommand, match="limit"):
+        await store.put("/too/big", bytes(5 * 1024 * 1024))
     status = store.status()
     assert status["is_leader"] and status["revision"] == 8
     assert status["members"][0]["address"] == store.config.self_address
