@@ -26,7 +26,7 @@ def test_dev_master_serves_writes_and_logs_one_line_per_event(tmp_path) -> None:
         stdout=log, stderr=subprocess.STDOUT)
     try:
         kubeconfig = str(data / "kubeconfig")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a busy CI host starts Python slowly
         while True:
             got = edgectl("get", "namespaces", "-o", "name", "--kubeconfig", kubeconfig)
             if got.returncode == 0 and "namespace/default" in got.stdout:
@@ -40,7 +40,7 @@ def test_dev_master_serves_writes_and_logs_one_line_per_event(tmp_path) -> None:
         assert "leader: m1" in status.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
+        assert proc.wait(timeout=60) == 0
         log.close()
     lines = (tmp_path / "m1.log").read_text().splitlines()
     one_line = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARNING|ERROR) master m1( \[[\w.]+\])?: ")
