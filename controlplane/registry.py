@@ -371,6 +371,8 @@ class Registry:
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
         if rtype.namespaced:
+            if namespace is None:  # in-process callers may leave the namespace to the object
+                namespace = meta.get("namespace") or None
             if meta.get("namespace") in (None, ""):
                 meta["namespace"] = namespace
             elif meta["namespace"] != namespace:
@@ -486,6 +488,13 @@ class Registry:
             self._validate(rtype, result, old)
             return result
         meta["name"] = old_meta["name"]
+        if meta.get("uid") not in (None, "", old_meta.get("uid")):
+            # the caller edited another incarnation of this name (deleted and re-created since)
+            raise errors.conflict(
+                rtype.plural, old_meta["name"],
+                f"Precondition failed: UID in precondition: {meta.get('uid')}, UID in object meta: {old_meta.get('uid')}",
+                rtype.group,
+            )
         for key in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
             if key in old_meta:
                 meta[key] = old_meta[key]
@@ -1027,6 +1036,7 @@ class Registry:
         label_selector: str | None = None,
         field_selector: str | None = None,
         on_progress: Callable[[int], None] | None = None,
+        send_initial_events: bool = False,
     ) -> AsyncIterator[builtins.list[WatchEvent]]:
         """Batches of watch events after ``resource_version`` (or the current state first, as
         ADDED events, when it is unset or "0").
@@ -1035,17 +1045,27 @@ class Registry:
         content at the new revision) and one that starts matching as ADDED, as in Kubernetes.
         ``on_progress(revision)`` is told every store revision this watch has fully seen.
         Raises ApiError 410 Expired when the revision is older than the store's history.
+        ``send_initial_events`` (Kubernetes' watch-list): the current state as ADDED events, then
+        a BOOKMARK annotated ``k8s.io/initial-events-end``, whatever ``resource_version`` says.
         """
         rtype = resolve_resource(resource)
         selection = _Selection(rtype, label_selector, field_selector)
         prefix = self.prefix(rtype, namespace)
-        if resource_version in (None, "", "0"):
-            rr = await self._store_call(self.store.range, prefix, linearizable=resource_version is None)
+        if send_initial_events or resource_version in (None, "", "0"):
+            if resource_version not in (None, "", "0"):
+                await self._read_mode(resource_version)  # "not older than": 400/504 as for a list
+            rr = await self._store_call(self.store.range, prefix, linearizable=resource_version != "0")
             initial = []
             for kv in rr.kvs:
                 obj = self._decode_shared(kv)
                 if selection.everything or selection.matches(obj):
                     initial.append(WatchEvent("ADDED", obj, kv.key, kv.mod_revision))
+            if send_initial_events:
+                initial.append(WatchEvent("BOOKMARK", {
+                    "kind": rtype.kind, "apiVersion": rtype.api_version,
+                    "metadata": {"resourceVersion": str(rr.revision),
+                                 "annotations": {"k8s.io/initial-events-end": "true"}},
+                }, prefix, rr.revision))
             if initial:
                 yield initial
             if on_progress is not None:

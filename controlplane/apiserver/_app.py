@@ -533,6 +533,10 @@ class ApiApp:
         self.registry.check_selectors(route.rtype, request.query.get("labelSelector"), request.query.get("fieldSelector"))
         timeout = request.integer("timeoutSeconds")
         bookmarks = request.flag("allowWatchBookmarks")
+        initial_events = request.flag("sendInitialEvents")
+        if initial_events and not bookmarks:
+            raise errors.invalid("ListOptions", "", [{"reason": "FieldValueForbidden", "field": "sendInitialEvents",
+                                                      "message": "Forbidden: sendInitialEvents requires setting allowWatchBookmarks=true"}], "meta.k8s.io")
         render = None
         if fmt == "table":
             def render(ev: WatchEvent) -> bytes:
@@ -549,7 +553,7 @@ class ApiApp:
                 field_selector=request.query.get("fieldSelector"),
                 timeout=float(timeout) if timeout and timeout > 0 else _DEFAULT_WATCH_SECONDS,
                 bookmark_interval=self.bookmark_interval if bookmarks else None,
-                encoder=self.encoder, render=render,
+                encoder=self.encoder, render=render, send_initial_events=initial_events,
                 headers=[(b"content-type", _JSON), (b"cache-control", b"no-cache, private")],
             )
         finally:

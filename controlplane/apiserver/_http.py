@@ -36,6 +36,10 @@ _KEEP_ALIVE_SECONDS = 75.0
 _HEAD_TIMEOUT_SECONDS = 30.0
 # TLS handshakes that take longer are abandoned.
 _HANDSHAKE_SECONDS = 10.0
+# When we close first: how long and how much unread input is drained so that the peer receives
+# our response instead of a connection reset.
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 8 * 1024 * 1024
 # Read size per receive call.
 _READ_SIZE = 65536
 
@@ -111,12 +115,33 @@ class _Connection:
         except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
             pass
         finally:
+            if not self.peer_closed:
+                await self._linger()
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 try:
                     await self.stream.aclose()
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
                     pass
+
+    async def _linger(self) -> None:
+        # Closing a socket with unread input makes the kernel send a reset, which can destroy
+        # the response we just sent (e.g. a 413 before the body was read). Half-close, then
+        # discard what the client still sends, for a bounded time and amount.
+        with trio.move_on_after(_LINGER_SECONDS) as scope:
+            scope.shield = True
+            try:
+                send_eof = getattr(self.stream, "send_eof", None)
+                if send_eof is not None:
+                    await send_eof()
+                drained = 0
+                while drained < _LINGER_BYTES:
+                    data = await self.stream.receive_some(_READ_SIZE)
+                    if not data:
+                        return
+                    drained += len(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
+                return
 
     async def _send_plain(self, status: int, message: str) -> None:
         body = message.encode() + b"\n"
@@ -278,7 +303,9 @@ class _Connection:
                     if name.lower() == b"content-length":
                         has_length = True
                     out.append(name + b": " + value + b"\r\n")
-                if not keep_alive:
+                if not keep_alive or not body_done:
+                    # an unread body means this connection closes after the response: say so,
+                    # or the client would send its next request into a closing socket
                     out.append(b"connection: close\r\n")
                 if has_length:
                     # a complete response follows: head and body go out in one write

@@ -61,6 +61,7 @@ async def stream_watch(
     encoder: EventEncoder,
     render: Callable[[WatchEvent], bytes] | None = None,
     headers: list[tuple[bytes, bytes]],
+    send_initial_events: bool = False,
 ) -> None:
     """Send the response start, then events until the timeout, the client leaves or an error.
 
@@ -82,10 +83,11 @@ async def stream_watch(
         events: Any = registry.watch(
             rtype, namespace, resource_version=resource_version,
             label_selector=label_selector, field_selector=field_selector, on_progress=progress,
+            send_initial_events=send_initial_events,
         )
         try:
             async for batch in events:
-                chunk = b"".join(render(ev) if render else encoder.line(ev) for ev in batch)
+                chunk = b"".join(render(ev) if render and ev.type != "BOOKMARK" else encoder.line(ev) for ev in batch)
                 async with send_lock:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     state["sent"] = max(state["sent"], batch[-1].revision)

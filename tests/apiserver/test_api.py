@@ -600,3 +600,45 @@ async def test_update_many_commits_in_one_store_round(api: Api) -> None:
     out = await reg.update_many(upd, subresource="status")
     assert getattr(out[0], "reason", None) == "Conflict"  # b0 changed by the binding
     assert getattr(out[1], "reason", None) == "Conflict"  # b2 was patched after the read
+
+
+async def test_watch_list_initial_events_end_with_a_bookmark(api: Api) -> None:
+    c = api.client
+    await c.post(PODS, json=pod("i1"))
+    events = await read_events(api, PODS, {"sendInitialEvents": "true", "allowWatchBookmarks": "true",
+                                           "resourceVersionMatch": "NotOlderThan"}, 2)
+    assert events[0]["type"] == "ADDED" and events[0]["object"]["metadata"]["name"] == "i1"
+    assert events[1]["type"] == "BOOKMARK"
+    assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    r = await c.get(PODS, params={"watch": "true", "sendInitialEvents": "true"})
+    assert r.status_code == 422
+
+
+async def test_local_reads_and_unavailable_store(api: Api) -> None:
+    c = api.client
+    await c.post(PODS, json=POD)
+    api.store.set_available(False)
+    try:
+        # resourceVersion=0: any version will do, the local replica answers
+        assert (await c.get(f"{PODS}/my-nginx", params={"resourceVersion": "0"})).status_code == 200
+        assert (await c.get(PODS, params={"resourceVersion": "0"})).json()["items"][0]["metadata"]["name"] == "my-nginx"
+        r = await c.get(f"{PODS}/my-nginx")  # linearizable by default: needs the quorum
+        assert r.status_code == 503 and r.json()["reason"] == "ServiceUnavailable"
+        r = await c.post(PODS, json=pod("other"))
+        assert r.status_code == 503
+    finally:
+        api.store.set_available(True)
+    far = str(api.store.revision + 1000)
+    r = await c.get(PODS, params={"resourceVersion": far})
+    assert r.status_code == 504 and "Too large resource version" in r.json()["message"]
+
+
+async def test_update_of_a_recreated_object_is_a_conflict(api: Api) -> None:
+    c = api.client
+    old = (await c.post(PODS, json=POD)).json()
+    await c.delete(f"{PODS}/my-nginx")
+    await c.post(PODS, json=POD)
+    old["metadata"].pop("resourceVersion")
+    old["metadata"]["labels"] = {"app": "changed"}
+    r = await c.put(f"{PODS}/my-nginx", json=old)
+    assert r.status_code == 409 and "UID in precondition" in r.json()["message"]
