@@ -28,6 +28,7 @@ from typing import Any
 import trio
 import yaml
 
+from cli._common import CommandError
 from cli._local import (
     LocalCluster,
     ProcessRecord,
@@ -160,6 +161,7 @@ class Site:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Site:
+        await _ensure_image()  # before any cluster: no Docker, no scenario
         try:
             await self._start()
         except BaseException:
@@ -174,7 +176,14 @@ class Site:
 
     async def _start(self) -> None:
         if self.existing:
-            self.cluster = await trio.to_thread.run_sync(LocalCluster.load, self.dir)
+            if not self.kubeconfig_path.is_file():
+                raise ScenarioError(f"{self.kubeconfig_path} does not exist")
+            try:
+                self.cluster = await trio.to_thread.run_sync(LocalCluster.load, self.dir)
+            except CommandError as exc:
+                raise ScenarioError(f"{exc.format_message().removeprefix('error: ')}; the harness "
+                                    "injects faults into the processes `edgectl up` recorded "
+                                    "there") from None
             self.say(f"using the existing cluster in {self.dir}")
         else:
             self.say(f"starting a local cluster in {self.dir}: {self.masters_wanted} masters, "
@@ -432,7 +441,6 @@ class Site:
     async def deploy(self, *, timeout: float = 90.0) -> None:
         """Create the demo app and wait until every replica answers through the VIP."""
         assert self.client is not None
-        await _ensure_image()
         for doc in self.manifest():
             plural = {"Deployment": "deployments", "Service": "services"}[doc["kind"]]
             try:
@@ -485,12 +493,20 @@ class Site:
 
     async def scale(self, replicas: int, *, timeout: float = 30.0) -> None:
         """Set the Deployment's replicas; retried through failovers (setting a value is idempotent)."""
-        assert self.client is not None
+        config = load_kubeconfig(str(self.kubeconfig_path))
         deadline = trio.current_time() + timeout
+        attempt = 0
         while True:
+            # Each attempt starts at the next master: ApiClient hands a non-idempotent request's
+            # 5xx back without failing over, and keeps using the master that sent it; a master
+            # cut off from the majority answers every write with a 504 after the store's timeout.
+            servers = config.servers[attempt % len(config.servers):] + config.servers[:attempt % len(config.servers)]
+            attempt += 1
             try:
-                await self.client.patch("deployments", self.app, {"spec": {"replicas": replicas}},
-                                        namespace=self.namespace)
+                async with ApiClient(dataclasses.replace(config, servers=servers),
+                                     retry_timeout=5.0, user_agent="edgeplane-scenario") as client:
+                    await client.patch("deployments", self.app, {"spec": {"replicas": replicas}},
+                                       namespace=self.namespace)
                 return
             except (ClusterUnreachable, ApiError) as exc:
                 # 5xx: the outcome of a write cut by the election is unknown; setting it again is safe.

@@ -71,6 +71,9 @@ async def body(run: Run) -> None:
     report.figure("api_writes", writer.total, "", "API writes attempted")
     report.figure("api_writes_failed", len(writer.failed), "", "API writes failed")
     report.figure("acked_writes_lost", len(lost), "", "acknowledged writes lost")
+    if traffic.failures:
+        report.note("until the node is judged lost, the VIP still sends some connections to its "
+                    "dead pods (refused at once); they stop when its pods leave the Endpoints")
     report.check("node marked NotReady", True, f"{victim} after {times['not_ready']:.2f}s")
     report.check("replacements Running and Ready on other nodes",
                  len(new_names - on_victim) >= len(on_victim),

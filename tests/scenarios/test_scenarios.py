@@ -1,0 +1,132 @@
+"""Every scenario, with its short CI settings, against real clusters (Docker pods, netproxy).
+
+Each runs as a user runs it (``python -m scenarios.<name> --ci --json``): stdout must be one
+JSON object, every check in it must pass, and the exit status must say so. Every scenario
+starts and tears down its own cluster, so they take 20-40 s each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from conftest_cluster import pid_alive, start_cluster  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+# One scenario with CI settings takes well under a minute; a loaded CI host may be slower.
+SCENARIO_TIMEOUT_S = 240
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.root]
+
+
+def run_scenario(module: str, *args: str) -> tuple[int, dict[str, Any], str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--ci", "--json", *args], capture_output=True, text=True,
+        timeout=SCENARIO_TIMEOUT_S, cwd=ROOT, env={**os.environ, "EDGEPLANE_SCENARIO_DEBUG": "1"},
+    )
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError:
+        pytest.fail(f"{module} stdout is not one JSON object:\n{proc.stdout[-2000:]}\n"
+                    f"stderr:\n{proc.stderr[-4000:]}")
+    return proc.returncode, report, proc.stderr
+
+
+def assert_passed(code: int, report: dict[str, Any], stderr: str) -> None:
+    failed = [c for c in report["checks"] if not c["passed"]]
+    assert not failed and report["passed"] and code == 0, (
+        f"exit {code}; failed checks: {json.dumps(failed, indent=1)}\n"
+        f"figures: {json.dumps(report['figures'], indent=1)}\nstderr:\n{stderr[-4000:]}")
+
+
+def test_leader_failover() -> None:
+    code, report, stderr = run_scenario("scenarios.leader_failover")
+    assert_passed(code, report, stderr)
+    figures = report["figures"]
+    assert figures["vip_requests_failed"] == 0
+    assert figures["acked_writes_lost"] == 0
+    assert figures["vip_requests"] > 0 and figures["api_writes"] > 0
+    assert 0 < figures["time_to_new_leader_s"] <= figures["time_to_controllers_act_s"]
+
+
+def test_node_loss() -> None:
+    code, report, stderr = run_scenario("scenarios.node_loss")
+    assert_passed(code, report, stderr)
+    figures = report["figures"]
+    assert 0 < figures["time_to_not_ready_s"] <= figures["time_to_replaced_s"]
+    assert figures["pods_on_lost_node"] >= 1
+
+
+def test_edge_autonomy() -> None:
+    code, report, stderr = run_scenario("scenarios.edge_autonomy")
+    assert_passed(code, report, stderr)
+    figures = report["figures"]
+    assert figures["vip_requests_during_outage"] > 0
+    assert figures["pods_recreated"] == 0 and figures["containers_replaced"] == 0
+
+
+def test_rolling_restart() -> None:
+    code, report, stderr = run_scenario("scenarios.rolling_restart")
+    assert_passed(code, report, stderr)
+    assert report["figures"]["vip_requests_failed"] == 0
+    assert report["figures"]["elections"] == 1  # only the leader's restart costs one
+
+
+def test_full_restart() -> None:
+    code, report, stderr = run_scenario("scenarios.full_restart")
+    assert_passed(code, report, stderr)
+    figures = report["figures"]
+    assert figures["objects_missing"] == 0 and figures["pods_recreated_or_moved"] == 0
+    assert figures["acked_writes"] > 0
+
+
+def test_membership() -> None:
+    code, report, stderr = run_scenario("scenarios.membership")
+    assert_passed(code, report, stderr)
+    assert report["figures"]["members_grown"] == 5 and report["figures"]["members_final"] == 3
+
+
+def test_partition() -> None:
+    code, report, stderr = run_scenario("scenarios.partition")
+    assert report["skipped"] is None  # root is required here (pytest's root marker)
+    assert_passed(code, report, stderr)
+    figures = report["figures"]
+    assert figures["writes_acked_while_partitioned"] > 0
+    assert figures["acked_writes_lost"] == 0
+    # Nothing of the test network is left behind.
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "hub" not in "".join(line for line in left.splitlines() if line.startswith("ep"))
+
+
+def test_existing_cluster_through_edgectl(tmp_path: Path) -> None:
+    """`edgectl scenario run NAME --kubeconfig` on a user's cluster: it gets its processes back."""
+    with start_cluster(tmp_path / "c", masters=3, nodes=2, node_prefix=f"sx{os.getpid() % 1000}n",
+                       node_net="127.0.7") as cluster:
+        proc = subprocess.run(
+            [sys.executable, "-m", "cli", "scenario", "run", "leader-failover", "--ci", "--json",
+             "--kubeconfig", str(cluster.kubeconfig)],
+            capture_output=True, text=True, timeout=SCENARIO_TIMEOUT_S, cwd=ROOT)
+        report = json.loads(proc.stdout)
+        assert_passed(proc.returncode, report, proc.stderr)
+        processes = cluster.processes()
+        assert all(pid_alive(p["pid"]) for p in processes if p["role"] in ("master", "node"))
+        # The scenario's workload and writes are gone again.
+        left = cluster.kubectl("get", "deployments,services,configmaps", "-l",
+                               "edgeplane.io/scenario", "-o", "name").stdout
+        assert left.strip() == ""
+
+
+def test_a_missing_kubeconfig_is_a_clear_error() -> None:
+    code, report, stderr = run_scenario("scenarios.node_loss", "--kubeconfig", "/nonexistent/kubeconfig")
+    assert code == 2
+    assert report["checks"] == [{"name": "scenario ran to the end", "passed": False,
+                                 "detail": "/nonexistent/kubeconfig does not exist"}]
+    assert "Traceback" not in stderr
