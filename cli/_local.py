@@ -487,8 +487,13 @@ def _reap(records: list[ProcessRecord]) -> None:
               help="Use ports from here up (default: free ports chosen by the kernel).")
 @click.option("--timeout", default=_UP_TIMEOUT_S, show_default=True, type=float,
               help="Seconds to wait for the API on every master.")
+@click.option("--node-grace-period", type=float, default=None,
+              help="Seconds without a Lease renewal before a node is NotReady (default 8).")
+@click.option("--node-toleration-seconds", type=float, default=None,
+              help="Seconds before pods of an unreachable node are evicted (default 4).")
 def up_command(directory: str, masters: int, nodes: int, hollow: bool, node_prefix: str,
-               node_net: str, base_port: int | None, timeout: float) -> None:
+               node_net: str, base_port: int | None, timeout: float,
+               node_grace_period: float | None, node_toleration_seconds: float | None) -> None:
     """Start a local cluster in the background on loopback addresses.
 
     Returns once the API answers on every master. In a directory whose cluster was stopped
@@ -504,9 +509,14 @@ def up_command(directory: str, masters: int, nodes: int, hollow: bool, node_pref
     parts = node_net.split(".")
     if len(parts) != 3 or parts[0] != "127" or not all(p.isdigit() and int(p) < 256 for p in parts):
         raise CommandError(f"error: --node-net {node_net!r} must look like 127.X.Y (loopback only)")
+    extra = []
+    if node_grace_period is not None:
+        extra += ["--node-grace-period", str(node_grace_period)]
+    if node_toleration_seconds is not None:
+        extra += ["--node-toleration-seconds", str(node_toleration_seconds)]
     cluster = start_local_cluster(directory, masters=masters, nodes=nodes, hollow=hollow,
                                   node_prefix=node_prefix, node_net=node_net,
-                                  base_port=base_port, timeout=timeout,
+                                  base_port=base_port, timeout=timeout, extra_master_args=extra,
                                   progress=lambda text: click.echo(text, err=True))
     node_count = sum(1 for p in cluster.processes if p.role == "node")
     click.echo(f"cluster is up in {cluster.dir} ({len(cluster.masters())} master(s), "

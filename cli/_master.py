@@ -59,6 +59,14 @@ def _run(config: MasterConfig) -> None:
         raise
 
 
+def _lifecycle_options(fn: Any) -> Any:
+    fn = click.option("--node-toleration-seconds", type=float, default=None,
+                      help="Seconds before pods of an unreachable node are evicted (default 4).")(fn)
+    fn = click.option("--node-grace-period", type=float, default=None,
+                      help="Seconds without a Lease renewal before a node is NotReady (default 8).")(fn)
+    return fn
+
+
 def _tls_options(fn: Any) -> Any:
     fn = click.option("--no-tls", is_flag=True,
                       help="Serve plain HTTP (kubectl will not send the token): testing only.")(fn)
@@ -96,7 +104,9 @@ def _setup_tls(layout: MasterLayout, spec: MasterSpec, ca_cert_file: str | None,
 
 
 def _spec(layout: MasterLayout, name: str | None, raft_addr: str | None, api_addr: str | None,
-          peers: tuple[str, ...], dev_memory_store: bool, no_tls: bool = False) -> MasterSpec:
+          peers: tuple[str, ...], dev_memory_store: bool, no_tls: bool = False,
+          node_grace_period: float | None = None,
+          node_toleration_seconds: float | None = None) -> MasterSpec:
     """Flags, falling back to D/master.json (so a restart needs only --data-dir)."""
     saved = layout.read_spec()
     spec = MasterSpec(
@@ -106,6 +116,10 @@ def _spec(layout: MasterLayout, name: str | None, raft_addr: str | None, api_add
         peers=list(peers) if peers else (list(saved.peers) if saved else []),
         dev_memory_store=dev_memory_store or (saved.dev_memory_store if saved else False),
         tls=not no_tls and (saved.tls if saved else True),
+        node_grace_period=node_grace_period if node_grace_period is not None else (
+            saved.node_grace_period if saved else None),
+        node_toleration_seconds=node_toleration_seconds if node_toleration_seconds is not None
+        else (saved.node_toleration_seconds if saved else None),
     )
     missing = [flag for flag, value in (("--name", spec.name), ("--raft-addr", spec.raft_addr),
                                         ("--api-addr", spec.api_addr)) if not value]
@@ -124,9 +138,11 @@ def _spec(layout: MasterLayout, name: str | None, raft_addr: str | None, api_add
 @click.option("--dev-memory-store", is_flag=True,
               help="Keep the store in memory (one master, nothing persisted): development only.")
 @_tls_options
+@_lifecycle_options
 def init_command(name: str | None, data_dir: str, raft_addr: str | None, api_addr: str | None,
                  dev_memory_store: bool, ca_cert_file: str | None, ca_key_file: str | None,
-                 no_tls: bool) -> None:
+                 no_tls: bool, node_grace_period: float | None,
+                 node_toleration_seconds: float | None) -> None:
     """Start the first master of a new cluster.
 
     Creates the cluster secret and the admin token, writes DATA_DIR/kubeconfig, and runs the
@@ -142,7 +158,8 @@ def init_command(name: str | None, data_dir: str, raft_addr: str | None, api_add
     if layout.spec.exists() or layout.has_state():
         raise CommandError(f"error: {data_dir} already holds a master; restart it with "
                            f"`edgectl master start --data-dir {data_dir}`")
-    spec = _spec(layout, name or "m1", raft_addr, api_addr, (), dev_memory_store, no_tls)
+    spec = _spec(layout, name or "m1", raft_addr, api_addr, (), dev_memory_store, no_tls,
+                 node_grace_period, node_toleration_seconds)
     layout.create()
     secret, token = new_secret(), new_token()
     write_private(layout.secret, secret)
@@ -169,10 +186,12 @@ def init_command(name: str | None, data_dir: str, raft_addr: str | None, api_add
               help="The admin token (default: DATA_DIR/admin-token).")
 @click.option("--dev-memory-store", is_flag=True, help="In-memory store (development only).")
 @_tls_options
+@_lifecycle_options
 def start_command(name: str | None, data_dir: str, raft_addr: str | None, api_addr: str | None,
                   peers: tuple[str, ...], secret_file: str | None, admin_token_file: str | None,
                   dev_memory_store: bool, ca_cert_file: str | None, ca_key_file: str | None,
-                  no_tls: bool) -> None:
+                  no_tls: bool, node_grace_period: float | None,
+                  node_toleration_seconds: float | None) -> None:
     """Start a master of a static group, or restart any master from its data directory.
 
     Every member of a static group is started with the others' Raft addresses as --peer and
@@ -187,7 +206,8 @@ def start_command(name: str | None, data_dir: str, raft_addr: str | None, api_ad
       edgectl master start --data-dir /var/lib/edgeplane      # restart
     """
     layout = MasterLayout(data_dir)
-    spec = _spec(layout, name, raft_addr, api_addr, peers, dev_memory_store, no_tls)
+    spec = _spec(layout, name, raft_addr, api_addr, peers, dev_memory_store, no_tls,
+                 node_grace_period, node_toleration_seconds)
     try:
         secret = read_private(secret_file or layout.secret, "--secret-file")
         token = read_private(admin_token_file or layout.admin_token, "--admin-token-file")

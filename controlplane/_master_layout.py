@@ -86,6 +86,10 @@ def read_private(path: pathlib.Path | str, what: str) -> str:
     return text
 
 
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 @dataclass
 class MasterSpec:
     """What identifies a master: its name, where it listens, and the other members' Raft addresses."""
@@ -98,6 +102,10 @@ class MasterSpec:
     dev_memory_store: bool = False
     # Serve HTTPS with a certificate from the cluster CA (kubectl sends tokens only over TLS).
     tls: bool = True
+    # Node lifecycle settings for the leader duties (None: the controller's defaults); every
+    # master of a cluster should be given the same values.
+    node_grace_period: float | None = None
+    node_toleration_seconds: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -113,6 +121,8 @@ class MasterSpec:
                 peers=[str(p) for p in data.get("peers", [])],
                 dev_memory_store=bool(data.get("dev_memory_store", False)),
                 tls=bool(data.get("tls", True)),
+                node_grace_period=_opt_float(data.get("node_grace_period")),
+                node_toleration_seconds=_opt_float(data.get("node_toleration_seconds")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise MasterError(f"{source} is not a valid master.json: {exc}") from None
@@ -128,6 +138,10 @@ class MasterSpec:
             raise MasterError(f"--peer {self.raft_addr} is this master's own --raft-addr")
         if self.raft_addr == self.api_addr:
             raise MasterError("--raft-addr and --api-addr must differ")
+        for flag, value in (("--node-grace-period", self.node_grace_period),
+                            ("--node-toleration-seconds", self.node_toleration_seconds)):
+            if value is not None and not 0 < value <= 3600:
+                raise MasterError(f"{flag} must be between 0 and 3600 seconds, got {value}")
 
 
 class MasterLayout:

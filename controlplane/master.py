@@ -237,7 +237,12 @@ class Master:
                     ) from None
                 log.info("API listening on %s (raft %s, peers %s)", self.config.api_url,
                          self.spec.raft_addr, ",".join(self.spec.peers) or "none")
-                leader_config = LeaderConfig(name=self.name, **self.config.leader_options)
+                leader_config = LeaderConfig(
+                    name=self.name,
+                    node_grace_period=self.spec.node_grace_period,
+                    pod_eviction_seconds=self.spec.node_toleration_seconds,
+                    **self.config.leader_options,
+                )
                 self.duties = await nursery.start(
                     lambda task_status: run_leader_duties(
                         self.registry, self.store, config=leader_config, task_status=task_status

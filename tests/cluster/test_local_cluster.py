@@ -152,3 +152,36 @@ def test_up_retries_on_new_ports_when_a_probed_port_was_taken(tmp_path, monkeypa
             local.stop_local_cluster(cluster, grace=5)
     finally:
         squatter.close()
+
+
+def test_node_lifecycle_flags_reach_the_leader_duties(tmp_path) -> None:
+    """`up --node-grace-period` is passed to every master: a dead agent's node turns NotReady
+    after that grace, well before the default 8 s."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest_cluster import UP_TIMEOUT_S
+
+    directory = tmp_path / "g"
+    subprocess.run([sys.executable, "-m", "cli", "up", "--dir", str(directory), "--masters", "1",
+                    "--nodes", "1", "--hollow", "--node-grace-period", "3",
+                    "--timeout", str(UP_TIMEOUT_S)], check=True, capture_output=True,
+                   timeout=UP_TIMEOUT_S + 30)
+    from conftest_cluster import LocalClusterHandle
+
+    cluster = LocalClusterHandle(directory)
+    try:
+        assert json.loads((directory / "m1" / "master.json").read_text())["node_grace_period"] == 3.0
+        cluster.wait_for_leader()
+        deadline = time.monotonic() + 30
+        while cluster.status()["nodes"]["ready"] != 1:
+            assert time.monotonic() < deadline, "the node never became Ready"
+            time.sleep(0.2)
+        cluster.kill("n1")
+        killed = time.monotonic()
+        while cluster.status()["nodes"]["notReady"] != 1:
+            assert time.monotonic() - killed < 7.0, "NotReady took longer than the default grace"
+            time.sleep(0.2)
+    finally:
+        cluster.down()
