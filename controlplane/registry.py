@@ -383,6 +383,17 @@ class Registry:
             meta.pop("namespace", None)
         return meta
 
+    def _default(self, rtype: Any, obj: dict[str, Any]) -> None:
+        try:
+            rtype.default(obj)
+        except (TypeError, AttributeError, ValueError, KeyError) as exc:
+            # defaulting assumes the right shapes; a malformed object gets validation's verdict
+            problems = rtype.validate(obj, None)
+            if problems:
+                name = (obj.get("metadata") or {}).get("name") or ""
+                raise errors.invalid(rtype.kind, name, _causes(problems), rtype.group) from None
+            raise errors.bad_request(f"the {rtype.kind} could not be defaulted: {exc}") from None
+
     def _validate(self, rtype: Any, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         problems = rtype.validate(obj, old)
         if problems:
@@ -438,11 +449,10 @@ class Registry:
             obj["status"] = {}
         if generate:
             meta["name"] = self._generate_name(generate)
-        rtype.default(obj)
+        self._default(rtype, obj)
         if rtype.plural == "pods":
             obj.setdefault("status", {}).setdefault("phase", "Pending")
         elif rtype.plural == "namespaces":
-            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
         self._validate(rtype, obj, None)
         if dry_run:
@@ -507,7 +517,7 @@ class Registry:
                 new["status"] = old["status"]
             else:
                 new.pop("status", None)
-        rtype.default(new)
+        self._default(rtype, new)
         generation = old_meta.get("generation") or 1
         if _spec_part(new) != _spec_part(old):
             generation += 1

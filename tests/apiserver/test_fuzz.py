@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 
 from .conftest import Api
@@ -62,7 +63,7 @@ def random_object(rng: random.Random) -> dict:
 
 
 async def test_random_requests_never_500(api: Api) -> None:
-    rng = random.Random(20241126)
+    rng = random.Random(int(os.environ.get("API_FUZZ_SEED", "20241126")))
     c = api.client
     # some real objects so that updates, patches and deletes reach deep code paths
     await c.post("/api/v1/namespaces/default/pods", json={
@@ -103,3 +104,89 @@ async def test_random_requests_never_500(api: Api) -> None:
         else:
             assert "Traceback" not in r.text
     assert not failures, failures[:5]
+
+
+TEMPLATES = {
+    "/api/v1/namespaces/default/pods": {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "m", "labels": {"a": "b"}},
+        "spec": {"containers": [{"name": "c", "image": "nginx", "ports": [{"containerPort": 80}],
+                                 "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}],
+                 "nodeSelector": {"x": "y"}, "tolerations": [{"key": "k", "operator": "Exists"}]},
+    },
+    "/apis/apps/v1/namespaces/default/deployments": {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "m"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"a": "b"}},
+                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 1}},
+                 "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+    },
+    "/api/v1/namespaces/default/services": {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "m"},
+        "spec": {"selector": {"a": "b"}, "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}], "type": "NodePort"},
+    },
+    "/api/v1/nodes": {
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "m"},
+        "status": {"capacity": {"cpu": "2", "memory": "1Gi", "pods": "110"},
+                   "conditions": [{"type": "Ready", "status": "True"}]},
+    },
+    "/apis/coordination.k8s.io/v1/namespaces/default/leases": {
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "m"},
+        "spec": {"holderIdentity": "h", "leaseDurationSeconds": 40, "renewTime": "2024-01-01T00:00:00.000000Z"},
+    },
+    "/api/v1/namespaces/default/endpoints": {
+        "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "m"},
+        "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": 80}]}],
+    },
+}
+
+
+def _mutate(rng: random.Random, obj: object) -> object:
+    """Replace, delete or retype one random node of a JSON tree."""
+    paths: list[list] = []
+
+    def walk(node: object, path: list) -> None:
+        paths.append(path)
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, [*path, k])
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, [*path, i])
+
+    walk(obj, [])
+    path = rng.choice(paths[1:])
+    parent = obj
+    for part in path[:-1]:
+        parent = parent[part]  # type: ignore[index]
+    if rng.random() < 0.2 and isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = random_value(rng)  # type: ignore[index]
+    return obj
+
+
+async def test_mutated_valid_objects_never_500(api: Api) -> None:
+    rng = random.Random(int(os.environ.get("API_FUZZ_SEED", "7")))
+    c = api.client
+    failures = []
+    for i in range(300):
+        path, template = rng.choice(list(TEMPLATES.items()))
+        body = json.loads(json.dumps(template))
+        body["metadata"]["name"] = f"m{i}"
+        for _ in range(rng.randrange(1, 4)):
+            _mutate(rng, body)
+        r = await c.post(path, json=body)
+        if r.status_code >= 500:
+            failures.append(("POST", path, body, r.status_code, r.text[:200]))
+            continue
+        if r.status_code == 201:
+            name = r.json()["metadata"]["name"]
+            update = _mutate(rng, r.json())
+            r = await c.put(f"{path}/{name}", json=update)
+            if r.status_code >= 500:
+                failures.append(("PUT", path, update, r.status_code, r.text[:200]))
+            patch = _mutate(rng, json.loads(json.dumps(template)))
+            kind = rng.choice(["application/merge-patch+json", "application/strategic-merge-patch+json"])
+            r = await c.patch(f"{path}/{name}", content=json.dumps(patch), headers={"Content-Type": kind})
+            if r.status_code >= 500:
+                failures.append(("PATCH", path, patch, r.status_code, r.text[:200]))
+    assert not failures, failures[:3]
