@@ -208,7 +208,8 @@ class _Connection:
         body_done = not chunked and body_left == 0
         continue_sent = False
         body_delivered = False
-        chunk_state = {"left": 0, "done": False}
+        chunk_state: dict[str, Any] = {"left": 0, "done": False}
+        pending_head: tuple[bytes, bool] | None = None
         response_started = False
         response_done = False
         streaming = False
@@ -340,17 +341,16 @@ class _Connection:
                 return
             if not streaming:
                 return
-            out = b""
+            payload = b""
             if body:
-                out = body if http10 else b"%x\r\n%s\r\n" % (len(body), body)
+                payload = body if http10 else b"%x\r\n%s\r\n" % (len(body), body)
             if not more:
                 response_done = True
                 if not http10:
-                    out += b"0\r\n\r\n"
-            if out:
-                await self.stream.send_all(out)
+                    payload += b"0\r\n\r\n"
+            if payload:
+                await self.stream.send_all(payload)
 
-        pending_head: tuple[bytes, bool] | None = None
         try:
             await self.app(scope, receive, send)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError, _Closed):
