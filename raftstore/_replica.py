@@ -68,7 +68,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj import tcp_connection as _tcp_connection
 from pysyncobj.config import FAIL_REASON
-from pysyncobj.journal import FileJournal
+from pysyncobj.journal import FileJournal, ResizableFile
 from pysyncobj.syncobj import _RAFT_STATE, SyncObjException
 from pysyncobj.transport import TCPTransport, TransportNotReadyError
 
@@ -264,12 +264,20 @@ class _StateHolder(SyncObjConsumer):
         self.kv = KVState(history_limit)
 
 
-class _SyncedJournal(FileJournal):
-    """The file journal, msync'ed / fsync'ed before the replica acts on it (``fsync=True``)."""
+class _Journal(FileJournal):
+    """pysyncobj's file journal with a crash-safe compaction and an optional sync mode.
 
-    def __init__(self, path: str) -> None:
+    pysyncobj compacts by rewriting the journal in place from its first byte, so a crash in the
+    middle leaves a journal that ends early: entries this replica had acknowledged are gone.
+    Here the kept entries are written to a new file that atomically replaces the old one.
+    With ``fsync`` the mapping is msync'ed by :meth:`sync` (called before the replica sends
+    or counts anything that depends on it) and term/vote changes are fsync'ed.
+    """
+
+    def __init__(self, path: str, *, fsync: bool) -> None:
         super().__init__(path)
         self._path = path
+        self._fsync = fsync
         self.dirty = False
 
     def add(self, command: bytes, idx: int, term: int) -> None:
@@ -280,10 +288,31 @@ class _SyncedJournal(FileJournal):
         super().deleteEntriesFrom(entryFrom)
         self.dirty = True
 
+    def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802 - pysyncobj's name
+        keep = self._FileJournal__journal[entryTo:]  # type: ignore[has-type]
+        tmp = self._path + ".compacting"
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        fresh = FileJournal(tmp)
+        for entry in keep:
+            fresh.add(*entry)
+        offset = fresh._FileJournal__currentOffset
+        fresh._destroy()  # flushes and closes the new file
+        if self._fsync:
+            _fsync_path(tmp)
+        os.replace(tmp, self._path)
+        if self._fsync:
+            _fsync_path(os.path.dirname(os.path.abspath(self._path)))
+        self._FileJournal__journalFile._destroy()  # type: ignore[has-type]
+        self._FileJournal__journalFile = ResizableFile(self._path)
+        self._FileJournal__journal = list(keep)
+        self._FileJournal__currentOffset = offset
+
     def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:  # noqa: N802, N803
         super().setCurrentTerm(term, votedForNodeId)
-        _fsync_path(self._path + ".meta")
-        _fsync_path(os.path.dirname(os.path.abspath(self._path)))
+        if self._fsync:
+            _fsync_path(self._path + ".meta")
+            _fsync_path(os.path.dirname(os.path.abspath(self._path)))
 
     def sync(self) -> None:
         if self.dirty:
@@ -365,7 +394,8 @@ class Replica(SyncObj):
         self.votes_refused = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._synced_journal: _SyncedJournal | None = None
+        self._synced_journal: _Journal | None = None
+        self._journal: _Journal | None = None
         journal = os.path.join(config.data_dir, "raft.journal")
         conf = SyncObjConf(
             password=config.secret,
@@ -414,11 +444,12 @@ class Replica(SyncObj):
             self._SyncObj__encryptor = cipher
             for conn in self._SyncObj__transport._connections.values():
                 conn.encryptor = cipher
+        # No tick has run yet, so the journal can be reopened as our kind.
+        self._SyncObj__raftLog._destroy()  # type: ignore[has-type]
+        self._journal = _Journal(journal, fsync=config.fsync)
+        self._SyncObj__raftLog = self._journal
         if config.fsync:
-            # No tick has run yet, so the journal can be reopened as the syncing kind.
-            self._SyncObj__raftLog._destroy()  # type: ignore[has-type]
-            self._synced_journal = _SyncedJournal(journal)
-            self._SyncObj__raftLog = self._synced_journal
+            self._synced_journal = self._journal
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -493,10 +524,35 @@ class Replica(SyncObj):
 
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802, N803
         # A snapshot (at start or sent by the leader) replaces the state: wake the watchers.
+        if not clearJournal:
+            self._align_journal_to_snapshot()
         with self.state_lock:
             _base_load_dump(self, clearJournal)
         if self._on_applied is not None:
             self._on_applied()
+
+    def _align_journal_to_snapshot(self) -> None:
+        """pysyncobj keeps the journal at start only if it begins with the snapshot's last two
+        entries, and otherwise clears it to them, dropping every entry after the snapshot. A
+        crash between writing a snapshot and compacting the journal leaves exactly that: a
+        journal starting earlier. Drop only its prefix, so the tail survives."""
+        try:
+            data = self._SyncObj__serializer.deserialize()
+        except Exception:
+            return  # no usable snapshot: pysyncobj logs it and keeps the journal
+        log = self._SyncObj__raftLog
+        first_kept = data[2]
+        if len(log) < 2 or log[0] == first_kept:
+            return
+        k = first_kept[1] - log[0][1]
+        if 0 < k < len(log) - 1 and log[k] == first_kept and log[k + 1] == data[1]:
+            logger.warning(
+                "journal starts before the snapshot (crash during compaction?): dropping %d "
+                "entries already in the snapshot, keeping %d after it",
+                k,
+                len(log) - k - 2,
+            )
+            log.deleteEntriesTo(k)
 
     def propose(self, command: bytes, callback: Callable[[Any, int], None]) -> None:
         """Queue a command for the log (forwarded to the leader if this is a follower)."""
