@@ -47,7 +47,12 @@ answers or sends anything that depends on them (votes, acknowledgements, append-
 acknowledged write also survives power loss, at a latency cost.
 
 Snapshots (log compaction) are written by a forked child that pickles the KVState held by
-:class:`_StateHolder`, so the tick thread only pays for the fork.
+:class:`_StateHolder`, so the tick thread only pays for the fork. Two crash windows of
+pysyncobj's compaction are closed here: the journal is compacted by writing a new file that
+atomically replaces the old one (pysyncobj rewrites it in place), and a journal that still
+starts before the snapshot (crash after the snapshot, before the compaction) keeps its tail at
+start instead of being cleared to the snapshot's last entries (:class:`_Journal`,
+:meth:`Replica._align_journal_to_snapshot`).
 """
 
 from __future__ import annotations
