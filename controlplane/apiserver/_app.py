@@ -53,7 +53,7 @@ _FALSE = frozenset({"false", "0", ""})
 
 
 class _Request:
-    __slots__ = ("method", "path", "query", "headers", "receive", "user", "warnings")
+    __slots__ = ("method", "path", "query", "headers", "receive", "user", "warnings", "client_certs")
 
     def __init__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         self.method: str = scope["method"]
@@ -62,6 +62,8 @@ class _Request:
         self.query = {k: v[0] for k, v in parse_qs(raw_query.decode("latin-1"), keep_blank_values=True).items()} if raw_query else {}
         self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         self.receive = receive
+        tls = (scope.get("extensions") or {}).get("tls") or {}
+        self.client_certs: list[str] = list(tls.get("client_cert_chain") or [])
         self.user: User | None = None
         self.warnings: list[str] = []
 
@@ -268,6 +270,15 @@ class ApiApp:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            # a verified client certificate (when the authenticator understands them)
+            by_cert = getattr(self.authenticator, "authenticate_certificate", None)
+            if request.client_certs and by_cert is not None:
+                user = by_cert(request.client_certs[0])
+                if inspect.isawaitable(user):
+                    user = await user
+                if user is not None:
+                    request.user = user
+                    return
             raise errors.unauthorized()
         user = self.authenticator.authenticate(token.strip())
         if inspect.isawaitable(user):

@@ -24,6 +24,10 @@ class User:
 
 
 class Authenticator(Protocol):
+    """Bearer tokens; an implementation may also define
+    ``authenticate_certificate(pem: str) -> User | None`` for TLS client certificates (the
+    server passes the verified peer certificate when there is no bearer token)."""
+
     def authenticate(self, token: str) -> User | None:
         """The user a bearer token belongs to, or None (-> 401)."""
 

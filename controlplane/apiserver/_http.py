@@ -65,7 +65,8 @@ class _Closed(Exception):
 
 class _Connection:
     def __init__(self, stream: Any, app: Any, scheme: str, client: tuple[str, int] | None,
-                 server: tuple[str, int] | None) -> None:
+                 server: tuple[str, int] | None, extensions: dict[str, Any] | None = None) -> None:
+        self.extensions = extensions or {}
         self.stream = stream
         self.app = app
         self.scheme = scheme
@@ -203,6 +204,7 @@ class _Connection:
             "http_version": "1.0" if http10 else "1.1", "method": method, "scheme": self.scheme,
             "path": path, "raw_path": raw_path, "query_string": query, "root_path": "",
             "headers": headers, "client": self.client, "server": self.server,
+            "extensions": self.extensions,
         }
         body_left = content_length or 0
         body_done = not chunked and body_left == 0
@@ -406,8 +408,14 @@ async def serve_http(
                     cleanup.shield = True
                     await stream.aclose()
                 return
+        extensions: dict[str, Any] = {}
+        if ssl_context is not None:
+            # ASGI's TLS extension: the verified client certificate (node credentials) for the app
+            der = conn_stream.getpeercert(binary_form=True)
+            extensions["tls"] = {"client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+                                 "tls_version": None, "cipher_suite": None}
         try:
-            await _Connection(conn_stream, app, scheme, client, server_addr).serve()
+            await _Connection(conn_stream, app, scheme, client, server_addr, extensions).serve()
         except Exception:  # one connection's failure must never stop the listener
             log.exception("connection from %s failed", client)
 

@@ -109,3 +109,45 @@ async def test_hypercorn_engine_still_serves(nursery: trio.Nursery) -> None:
         assert r.status_code == 201
         assert (await c.get("/api/v1/namespaces/default/configmaps/h")).json()["metadata"]["name"] == "h"
     nursery.cancel_scope.cancel()
+
+
+async def test_tls_client_certificate_reaches_the_authenticator(nursery: trio.Nursery, tmp_path) -> None:
+    import ssl
+
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from ._tls import make_client_cert, make_tls
+
+    ca, cert, key = make_tls(tmp_path)
+    client_cert, client_key = make_client_cert(tmp_path, "node-7")
+
+    class CertAuthenticator(StaticTokenAuthenticator):
+        def authenticate_certificate(self, pem: str) -> User | None:
+            subject = x509.load_pem_x509_certificate(pem.encode()).subject
+            cn = subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+            return User(f"system:node:{cn}", ("system:nodes",), "node")
+
+    store = MemoryStore()
+    registry = Registry(store)
+    await registry.ensure_namespaces()
+    seen: list[str] = []
+
+    def authorize(user: User, *args: object) -> bool:
+        seen.append(user.name)
+        return True
+
+    app = create_app(registry, store=store, info={}, authenticator=CertAuthenticator({}), authorize=authorize)
+    port = free_port()
+    await nursery.start(lambda task_status: serve_api(
+        app, host="127.0.0.1", port=port, ssl_certfile=str(cert), ssl_keyfile=str(key), ssl_ca_certs=str(ca),
+        task_status=task_status))
+    context = ssl.create_default_context(cafile=str(ca))
+    async with httpx.AsyncClient(base_url=f"https://127.0.0.1:{port}", verify=context) as anon:
+        assert (await anon.get("/api/v1/nodes")).status_code == 401  # no token, no certificate
+    context.load_cert_chain(str(client_cert), str(client_key))
+    async with httpx.AsyncClient(base_url=f"https://127.0.0.1:{port}", verify=context) as node:
+        r = await node.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "from-node"}})
+        assert r.status_code == 201
+    assert seen == ["system:node:node-7"]
+    nursery.cancel_scope.cancel()
