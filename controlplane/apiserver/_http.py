@@ -40,6 +40,10 @@ _HANDSHAKE_SECONDS = 10.0
 # our response instead of a connection reset.
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 8 * 1024 * 1024
+# A request body that makes no progress for this long is abandoned.
+_BODY_IDLE_SECONDS = 30.0
+# Open connections per server; more are closed at once (bounds file descriptors and memory).
+_MAX_CONNECTIONS = 4096
 # Read size per receive call.
 _READ_SIZE = 65536
 
@@ -81,6 +85,14 @@ class _Connection:
             self.peer_closed = True
             raise _Closed()
         self.buffer += data
+
+    async def _fill_body(self) -> None:
+        # A body that stops arriving is a client gone (or a slowloris): give up on it.
+        with trio.move_on_after(_BODY_IDLE_SECONDS):
+            await self._fill()
+            return
+        self.peer_closed = True
+        raise _Closed()
 
     async def _read_head(self) -> bytes | None:
         """The next request head, or None if the client closed an idle connection."""
@@ -225,7 +237,7 @@ class _Connection:
                     while b"\r\n" not in self.buffer:
                         if len(self.buffer) > 1024:
                             raise _BadRequest(400, "malformed chunked body")
-                        await self._fill()
+                        await self._fill_body()
                     line, _, _rest = bytes(self.buffer).partition(b"\r\n")
                     del self.buffer[: len(line) + 2]
                     try:
@@ -234,7 +246,7 @@ class _Connection:
                         raise _BadRequest(400, "malformed chunk size") from None
                     if size == 0:
                         while b"\r\n" not in self.buffer:
-                            await self._fill()
+                            await self._fill_body()
                         # trailers are not supported: expect the empty line that ends the body
                         line, _, _rest = bytes(self.buffer).partition(b"\r\n")
                         del self.buffer[: len(line) + 2]
@@ -242,14 +254,14 @@ class _Connection:
                         return b""
                     chunk_state["left"] = size
                 if not self.buffer:
-                    await self._fill()
+                    await self._fill_body()
                 take = min(chunk_state["left"], len(self.buffer))
                 data = bytes(self.buffer[:take])
                 del self.buffer[:take]
                 chunk_state["left"] -= take
                 if chunk_state["left"] == 0:
                     while len(self.buffer) < 2:
-                        await self._fill()
+                        await self._fill_body()
                     del self.buffer[:2]
                 if data:
                     return data
@@ -269,7 +281,7 @@ class _Connection:
                         body_done = chunk_state["done"]
                     else:
                         if not self.buffer:
-                            await self._fill()
+                            await self._fill_body()
                         take = min(body_left, len(self.buffer))
                         data = bytes(self.buffer[:take])
                         del self.buffer[:take]
@@ -392,7 +404,21 @@ async def serve_http(
     scheme = "https" if ssl_context else "http"
     server_addr = listeners[0].socket.getsockname()[:2]
 
+    open_connections = 0
+
     async def handle(stream: trio.SocketStream) -> None:
+        nonlocal open_connections
+        if open_connections >= _MAX_CONNECTIONS:
+            log.warning("refusing a connection: %d are open already", open_connections)
+            await trio.aclose_forcefully(stream)
+            return
+        open_connections += 1
+        try:
+            await _serve_connection(stream)
+        finally:
+            open_connections -= 1
+
+    async def _serve_connection(stream: trio.SocketStream) -> None:
         try:
             client = stream.socket.getpeername()[:2]
         except OSError:
