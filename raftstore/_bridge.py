@@ -66,7 +66,7 @@ MAX_BATCH_BYTES = 512 * 1024
 # above which it switches to a chunked transfer that can cut an entry short.
 MAX_COMMAND_BYTES = 4 * 1024 * 1024
 # Pause before retrying a proposal that certainly did not commit (no leader / wrong node).
-_RETRY_DELAY_S = 0.05
+_RETRY_DELAY_S = 0.02
 # How often a Raft leader re-checks its lease for leadership() (a quarter of the lease).
 _LEASE_POLL_FRACTION = 0.25
 # The tick thread must get the GIL promptly when a peer's reply arrives while trio is busy:

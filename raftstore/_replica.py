@@ -427,6 +427,10 @@ class Replica(SyncObj):
             useFork=True,
             onStateChanged=self._state_changed,
             commandsQueueSize=0,
+            # Without a known leader, fail at once (RaftStore retries until its deadline)
+            # instead of queueing: a queued command could commit long after its caller was
+            # told it timed out.
+            commandsWaitLeader=False,
             # pysyncobj recv()s this many bytes per call: a large value costs a large
             # allocation per read, so keep its default (64 KiB).
         )
