@@ -196,6 +196,13 @@ class Registry:
         return f"/registry/{rtype.plural}/"
 
     @staticmethod
+    def decode(kv: KeyValue) -> dict[str, Any]:
+        """A fresh object (``metadata.resourceVersion`` filled in) from a stored key-value."""
+        obj = decode_object(kv.value)
+        obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
+        return obj
+
+    @staticmethod
     def _decode(kv: KeyValue) -> dict[str, Any]:
         obj = decode_object(kv.value)
         obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
@@ -254,12 +261,18 @@ class Registry:
     async def get(
         self, resource: Any, namespace: str | None, name: str, *, resource_version: str | None = None
     ) -> dict[str, Any]:
+        return self._decode(await self.get_kv(resource, namespace, name, resource_version=resource_version))
+
+    async def get_kv(
+        self, resource: Any, namespace: str | None, name: str, *, resource_version: str | None = None
+    ) -> KeyValue:
+        """:meth:`get` as the stored key-value (decode with :meth:`decode`)."""
         rtype = resolve_resource(resource)
         linearizable = await self._read_mode(resource_version)
         kv = await self._store_call(self.store.get, self.key(rtype, namespace, name), linearizable=linearizable)
         if kv is None:
             raise errors.not_found(rtype.plural, name, rtype.group)
-        return self._decode(kv)
+        return kv
 
     async def list(
         self,
@@ -278,6 +291,30 @@ class Registry:
         Pages after the first read the current state (the store keeps no old snapshots), and the
         list's resourceVersion stays the first page's, so a watch from it sees every later change.
         """
+        header, kvs = await self.list_kvs(
+            resource, namespace, label_selector=label_selector, field_selector=field_selector,
+            limit=limit, continue_token=continue_token, resource_version=resource_version,
+            resource_version_match=resource_version_match,
+        )
+        header["items"] = [self._decode(kv) for kv in kvs]
+        return header
+
+    async def list_kvs(
+        self,
+        resource: Any,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int = 0,
+        continue_token: str | None = None,
+        resource_version: str | None = None,
+        resource_version_match: str | None = None,
+    ) -> tuple[dict[str, Any], builtins.list[KeyValue]]:
+        """:meth:`list` as (the list without ``items``, the stored key-values of the items).
+
+        For callers that encode items themselves (the API server caches each item's JSON).
+        """
         rtype = resolve_resource(resource)
         selection = _Selection(rtype, label_selector, field_selector)
         if limit < 0:
@@ -291,7 +328,7 @@ class Registry:
             linearizable = True
         else:
             linearizable = await self._read_mode(resource_version, resource_version_match)
-        items: list[dict[str, Any]] = []
+        items: builtins.list[KeyValue] = []
         more = False
         chunk = 0 if not limit else (limit if selection.everything else max(limit, _FILTER_CHUNK))
         last_key: str | None = None
@@ -304,10 +341,9 @@ class Registry:
                 list_rv = rr.revision
             kvs = rr.kvs
             for i, kv in enumerate(kvs):
-                obj = self._decode(kv)
                 last_key = kv.key
-                if selection.everything or selection.matches(obj):
-                    items.append(obj)
+                if selection.everything or selection.matches(self._decode_shared(kv)):
+                    items.append(kv)
                     if limit and len(items) >= limit:
                         more = i + 1 < len(kvs) or rr.more
                         break
@@ -319,12 +355,12 @@ class Registry:
         meta: dict[str, Any] = {"resourceVersion": str(list_rv)}
         if more and last_key is not None:
             meta["continue"] = self._encode_continue(list_rv, last_key)
-        return {
+        header = {
             "kind": rtype.list_kind,
             "apiVersion": f"{rtype.group}/{rtype.version}" if rtype.group else rtype.version,
             "metadata": meta,
-            "items": items,
         }
+        return header, items
 
     @staticmethod
     def _encode_continue(revision: int, last_key: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -38,6 +39,8 @@ LogProxy = Callable[[str, str, dict[str, str]], AsyncIterator[bytes]]
 _DEFAULT_WATCH_SECONDS = 1800.0
 # How often a watch with allowWatchBookmarks=true gets a BOOKMARK (Kubernetes: about a minute).
 _DEFAULT_BOOKMARK_SECONDS = 60.0
+# Encoded objects kept for GET and LIST responses (~1-2 KiB each: tens of MiB at most).
+_JSON_CACHE_SIZE = 16384
 # Paths anyone may read: the same as Kubernetes' system:public-info-viewer role.
 _PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
 
@@ -183,6 +186,7 @@ class ApiApp:
         self.encoder = EventEncoder()
         self._static = self._build_static(info)
         self._openapi_cache: dict[str, bytes] = {}
+        self._json_cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
 
     # ------------------------------------------------------------------ ASGI entry
 
@@ -358,8 +362,22 @@ class ApiApp:
 
     def _respond(self, request: _Request, status: int, obj: Any, fmt: str = "json") -> _Response:
         body, content_type = _encode(fmt, obj)
-        headers = [(b"warning", f'299 - "{w}"'.replace('\\"', "'").encode("utf-8", "replace")) for w in request.warnings]
-        return _Response(status, body, content_type, headers)
+        return _Response(status, body, content_type, self._warning_headers(request))
+
+    @staticmethod
+    def _warning_headers(request: _Request) -> list[tuple[bytes, bytes]]:
+        return [(b"warning", f'299 - "{w}"'.replace('\\"', "'").encode("utf-8", "replace")) for w in request.warnings]
+
+    def _item_json(self, kv: Any) -> bytes:
+        """An object's JSON, encoded once per stored version (reads and lists share it)."""
+        cache_key = (kv.key, kv.mod_revision)
+        body = self._json_cache.get(cache_key)
+        if body is None:
+            body = dumps(self.registry.decode(kv))
+            self._json_cache[cache_key] = body
+            if len(self._json_cache) > _JSON_CACHE_SIZE:
+                self._json_cache.popitem(last=False)
+        return body
 
     # ------------------------------------------------------------------ resources
 
@@ -394,6 +412,18 @@ class ApiApp:
                 await self._watch(request, route, send, fmt)
                 return None
             if route.name is None:
+                if fmt == "json":
+                    header, kvs = await reg.list_kvs(
+                        rtype, route.namespace,
+                        label_selector=request.query.get("labelSelector"),
+                        field_selector=request.query.get("fieldSelector"),
+                        limit=request.integer("limit") or 0,
+                        continue_token=request.query.get("continue") or None,
+                        resource_version=request.query.get("resourceVersion"),
+                        resource_version_match=request.query.get("resourceVersionMatch"),
+                    )
+                    body = dumps(header)[:-1] + b',"items":[' + b",".join(map(self._item_json, kvs)) + b"]}"
+                    return _Response(200, body, _JSON, self._warning_headers(request))
                 listed = await reg.list(
                     rtype, route.namespace,
                     label_selector=request.query.get("labelSelector"),
@@ -409,7 +439,10 @@ class ApiApp:
             if sub == "scale":
                 obj = await reg.get_scale(rtype, route.namespace, route.name)
                 return self._respond(request, 200, obj, "json" if fmt == "table" else fmt)
-            obj = await reg.get(rtype, route.namespace, route.name, resource_version=request.query.get("resourceVersion"))
+            kv = await reg.get_kv(rtype, route.namespace, route.name, resource_version=request.query.get("resourceVersion"))
+            if fmt == "json":
+                return _Response(200, self._item_json(kv), _JSON, self._warning_headers(request))
+            obj = reg.decode(kv)
             if fmt == "table" and sub is None:
                 return self._respond(request, 200, self._table(request, rtype, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]}))
             return self._respond(request, 200, obj, "json" if fmt == "table" else fmt)
