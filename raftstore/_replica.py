@@ -67,6 +67,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from queue import Empty
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -518,7 +519,14 @@ class Replica(SyncObj):
         return result
 
     def _checkCommandsToApply(self) -> None:  # noqa: N802 - pysyncobj's name
-        super()._checkCommandsToApply()
+        leader = self._SyncObj__raftLeader
+        if leader is not None and leader != self.selfNode and not self.isNodeConnected(leader):
+            # pysyncobj would "forward" to a leader it has no connection to (after a crash,
+            # until the election timeout): the message is dropped and the caller waits for a
+            # leader change. Refuse instead; nothing was sent, so the caller may retry.
+            self._refuse_queued_commands()
+        else:
+            super()._checkCommandsToApply()
         if self._synced_journal is not None:
             # The leader counts its own log toward the commit majority: durable first.
             self._synced_journal.sync()
@@ -530,6 +538,15 @@ class Replica(SyncObj):
             and self._SyncObj__raftCommitIndex < self._SyncObj__raftLog[-1][1]
         ):
             self._pipe_wake()
+
+    def _refuse_queued_commands(self) -> None:
+        queue = self._SyncObj__commandsQueue
+        while True:
+            try:
+                _, callback = queue.get_nowait()
+            except Empty:
+                return
+            self._SyncObj__callErrCallback(FAIL_REASON.MISSING_LEADER, callback)
 
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802, N803
         # A snapshot (at start or sent by the leader) replaces the state: wake the watchers.
