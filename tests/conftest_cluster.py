@@ -21,6 +21,7 @@ import os
 import pathlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -108,11 +109,23 @@ class LocalClusterHandle:
         raise AssertionError(f"no leader (other than {exclude}) within {timeout}s; last status {last}")
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
-        pid = int(self.process(name)["pid"])
+        """Signal a process and wait until it is gone, sockets included."""
+        record = self.process(name)
+        pid = int(record["pid"])
         os.kill(pid, sig)
         deadline = time.monotonic() + 10
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
+        # A multi-threaded process's leader turns zombie before its other threads have exited
+        # and its sockets are closed; a master is gone once its API port refuses connections.
+        if record.get("apiAddress"):
+            host, port = record["apiAddress"].split("//", 1)[1].rsplit(":", 1)
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection((host, int(port)), timeout=1).close()
+                except OSError:
+                    break
+                time.sleep(0.05)
         return pid
 
     def down(self) -> None:

@@ -8,9 +8,28 @@ import pytest
 import trio
 from conftest_cluster import pid_alive, start_cluster
 
-from controlplane.client import ApiClient
+from controlplane.client import ApiClient, ApiError, ClusterUnreachable
 
 pytestmark = [pytest.mark.slow, pytest.mark.kubectl]
+
+async def create_retrying(client: ApiClient, resource: str, obj: dict) -> None:
+    """Create, retrying writes whose outcome a failover left unknown (a 504, or a connection
+    that broke mid-request): an AlreadyExists on a retry means the first try was applied."""
+    for _ in range(20):
+        try:
+            await client.create(resource, obj)
+            return
+        except ClusterUnreachable as exc:
+            if not exc.maybe_committed:
+                raise
+        except ApiError as exc:
+            if exc.code == 409 and exc.reason == "AlreadyExists":
+                return
+            if exc.code != 504:
+                raise
+        await trio.sleep(0.1)
+    raise AssertionError(f"could not create {obj['metadata']['name']}")
+
 
 CONFIGMAP = """
 apiVersion: v1
@@ -50,10 +69,9 @@ def test_up_serves_every_master_survives_leader_kill_and_down_stops_all(tmp_path
 
         async def use_client() -> None:
             async with ApiClient.from_kubeconfig(str(cluster.kubeconfig)) as client:
-                created = await client.create("configmaps", {
+                await create_retrying(client, "configmaps", {
                     "apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": "after-failover"}, "data": {"k": "v"}})
-                assert created["metadata"]["resourceVersion"]
                 names = {i["metadata"]["name"] for i in (await client.list("configmaps"))["items"]}
                 assert {"settings", "after-failover"} <= names
 
@@ -92,7 +110,7 @@ def test_watch_resumes_on_another_master_when_its_master_dies(tmp_path) -> None:
                         victim = next(m["name"] for m in cluster.masters()
                                       if m["apiAddress"] == watched_server)
                         await trio.to_thread.run_sync(cluster.kill, victim)
-                        await writer.create("configmaps", cm("after"))
+                        await create_retrying(writer, "configmaps", cm("after"))
                     if len(seen) == 2:
                         break
                 await events.aclose()
