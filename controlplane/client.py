@@ -340,7 +340,9 @@ class ApiClient:
                     response = await self._http.request(
                         method, server + path, params=params, content=content, headers=headers
                     )
-                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
+                        httpx.WriteError, httpx.WriteTimeout) as exc:
+                    # The request was never (fully) sent: no server can have acted on it.
                     attempts[server] = _describe(exc)
                     continue
                 except (httpx.TransportError, httpx.TimeoutException) as exc:
