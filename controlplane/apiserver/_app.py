@@ -649,8 +649,10 @@ class ApiApp:
         }
         version.update({k: v for k, v in info.items() if k in version and isinstance(v, str)})
         docs: dict[str, bytes] = {"/version": dumps(version)}
+        address = str(info.get("address", ""))
+        address = address.split("://", 1)[-1].rstrip("/")  # Kubernetes advertises host:port
         docs["/api"] = dumps({"kind": "APIVersions", "versions": ["v1"],
-                              "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": str(info.get("address", ""))}]})
+                              "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}]})
         groups = kinds.api_groups()
         # policy/v1 is listed (without resources of its own) so `kubectl drain` finds pods/eviction
         if not any(g["name"] == "policy" for g in groups):
