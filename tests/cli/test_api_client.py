@@ -182,3 +182,29 @@ async def test_watch_relists_when_the_revision_is_compacted(nursery: trio.Nurser
         await events.aclose()
     assert seen == ["RELISTED", "ADDED"]
     assert server.requests[-1][2]["resourceVersion"] == "40"
+
+
+async def test_a_write_cut_off_mid_request_is_reported_as_maybe_applied(nursery: trio.Nursery) -> None:
+    """A master that reads the request and dies before answering: the POST may have been
+    applied, so it is not silently repeated elsewhere; a GET simply goes to the next master."""
+    port = _free_port()
+
+    async def hang_up(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)  # the request arrives...
+        await stream.aclose()  # ...and no answer ever leaves
+
+    listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+    nursery.start_soon(trio.serve_listeners, hang_up, listeners)
+
+    async def ok(method, path, query):
+        return 200, pod("web", "3")
+
+    good = await start(nursery, Server(ok))
+    async with ApiClient.for_servers([f"http://127.0.0.1:{port}", good.url]) as client:
+        with pytest.raises(ClusterUnreachable) as info:
+            await client.create(PODS, pod("web", ""))
+        assert info.value.maybe_committed
+        assert "may or may not have been applied" in str(info.value)
+        assert good.requests == []
+        got = await client.get(PODS, "web")
+        assert got["metadata"]["name"] == "web"
