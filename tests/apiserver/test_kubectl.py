@@ -213,3 +213,27 @@ async def test_official_python_client(tls_api: Api) -> None:
 def test_kubectl_present_or_skipped() -> None:
     # documents the prerequisite of the kubectl tests above
     assert shutil.which("kubectl") is not None or not os.environ.get("CI")
+
+
+@pytest.mark.kubectl
+async def test_kubectl_drain_evicts_and_logs_stream(nursery: trio.Nursery, tmp_path: Path) -> None:
+    async def log_proxy(namespace: str, pod: str, params: dict):
+        yield f"log of {namespace}/{pod} container={params.get('container', '')}\n".encode()
+
+    api = await start_api(nursery, tls_dir=tmp_path, log_proxy=log_proxy)
+    k = Kubectl(api, tmp_path)
+    await api.registry.create("nodes", None, {"metadata": {"name": "edge-1"},
+                                              "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+    for name in ("a", "b"):
+        await api.registry.create("pods", "default", {
+            "metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}})
+        await api.registry.bind("default", name, {"target": {"name": "edge-1"}})
+    logs = await k.out("logs", "a", "-c", "c")
+    assert logs == "log of default/a container=c\n"
+    out = await k.out("drain", "edge-1", "--force", "--grace-period=0", "--timeout=30s")
+    assert "node/edge-1 cordoned" in out and "node/edge-1 drained" in out
+    assert "pod/a evicted" in out and "pod/b evicted" in out
+    node = await api.registry.get("nodes", None, "edge-1")
+    assert node["spec"]["unschedulable"] is True
+    assert (await api.registry.list("pods", "default"))["items"] == []
+    await api.client.aclose()
