@@ -19,7 +19,7 @@ import click
 import trio
 import yaml
 
-from controlplane.client import ApiClient, ApiError, Resource, status_of
+from controlplane.client import ApiClient, ApiError, ClusterUnreachable, Resource, status_of
 
 from ._common import CommandError, client_options, format_api_error, make_client, run_async
 from ._output import print_table, render_object, resource_name
@@ -327,6 +327,28 @@ async def _apply_one(client: ApiClient, obj: dict[str, Any], namespace: str | No
     return f"{label} configured"
 
 
+# An apply whose outcome a failover left unknown is simply applied again: it is declarative.
+_APPLY_ATTEMPTS = 5
+
+
+async def _apply_retrying(client: ApiClient, obj: dict[str, Any], namespace: str | None,
+                          source: str) -> str:
+    for attempt in range(1, _APPLY_ATTEMPTS + 1):
+        try:
+            return await _apply_one(client, obj, namespace, source)
+        except ClusterUnreachable as exc:
+            if not exc.maybe_committed or attempt == _APPLY_ATTEMPTS:
+                raise
+        except ApiError as exc:
+            # 504: maybe applied; AlreadyExists: our own earlier attempt (or a racing creator)
+            # got there first; Conflict: the object changed between our read and our write.
+            retry = exc.code == 504 or exc.code == 409
+            if not retry or attempt == _APPLY_ATTEMPTS:
+                raise
+        await trio.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
 @click.command("apply")
 @click.option("-f", "--filename", "filenames", multiple=True, required=True,
               help="A file, a folder of .yaml/.yml/.json files, or '-' for stdin (repeatable).")
@@ -353,7 +375,7 @@ async def apply_command(filenames: tuple[str, ...], recursive: bool, namespace: 
     async with make_client(kubeconfig, context_name) as client:
         for source, obj in docs:
             try:
-                click.echo(await _apply_one(client, obj, namespace, source))
+                click.echo(await _apply_retrying(client, obj, namespace, source))
             except ApiError as exc:
                 failed += 1
                 click.echo(f"{source}: {format_api_error(exc)}", err=True)
