@@ -653,11 +653,9 @@ class ApiApp:
         address = address.split("://", 1)[-1].rstrip("/")  # Kubernetes advertises host:port
         docs["/api"] = dumps({"kind": "APIVersions", "versions": ["v1"],
                               "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}]})
+        # (no empty policy/v1 group: kubectl finds pods/eviction in /api/v1, and an empty group
+        # makes `kubectl api-resources` fail)
         groups = kinds.api_groups()
-        # policy/v1 is listed (without resources of its own) so `kubectl drain` finds pods/eviction
-        if not any(g["name"] == "policy" for g in groups):
-            gv = {"groupVersion": "policy/v1", "version": "v1"}
-            groups.append({"name": "policy", "versions": [gv], "preferredVersion": gv})
         docs["/apis"] = dumps({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         for group in groups:
             docs[f"/apis/{group['name']}"] = dumps({"kind": "APIGroup", "apiVersion": "v1", **group})

@@ -135,6 +135,8 @@ async def test_kubectl_apply_twice_scale_and_explain(tls_api: Api, tmp_path: Pat
     assert (await tls_api.registry.get("deployments", "default", "web"))["spec"]["replicas"] == 5
     deploys = await k.out("get", "deployments")
     assert deploys.split()[:4] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE"]
+    resources = await k.out("api-resources")
+    assert {"pods", "deployments", "leases", "nodes"} <= {line.split()[0] for line in resources.splitlines()[1:]}
     explained = await k.out("explain", "pod.spec.containers")
     assert "FIELD: containers" in explained or "RESOURCE: containers" in explained
     assert "image" in explained
