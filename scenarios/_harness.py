@@ -464,9 +464,10 @@ class Site:
         self.proxy = self.spawn("proxy", f"netproxy-{self.tag}", argv,
                                 data_dir=str(self.dir))
 
-    async def pods(self) -> list[PodView]:
-        assert self.client is not None
-        body = await self.client.list("pods", namespace=self.namespace, label_selector=f"app={self.app}")
+    async def pods(self, client: ApiClient | None = None) -> list[PodView]:
+        client = client or self.client
+        assert client is not None
+        body = await client.list("pods", namespace=self.namespace, label_selector=f"app={self.app}")
         return [pod_view(p) for p in body.get("items", [])
                 if not (p.get("metadata") or {}).get("deletionTimestamp")]
 

@@ -27,10 +27,12 @@ SCENARIO_TIMEOUT_S = 240
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.root]
 
 
-def run_scenario(module: str, *args: str) -> tuple[int, dict[str, Any], str]:
+def run_scenario(module: str, *args: str, debug: bool = True) -> tuple[int, dict[str, Any], str]:
+    # Debug: a harness error comes with its traceback on stderr, for the failure message.
+    env = {**os.environ, "EDGEPLANE_SCENARIO_DEBUG": "1" if debug else ""}
     proc = subprocess.run(
         [sys.executable, "-m", module, "--ci", "--json", *args], capture_output=True, text=True,
-        timeout=SCENARIO_TIMEOUT_S, cwd=ROOT, env={**os.environ, "EDGEPLANE_SCENARIO_DEBUG": "1"},
+        timeout=SCENARIO_TIMEOUT_S, cwd=ROOT, env=env,
     )
     try:
         report = json.loads(proc.stdout)
@@ -125,7 +127,8 @@ def test_existing_cluster_through_edgectl(tmp_path: Path) -> None:
 
 
 def test_a_missing_kubeconfig_is_a_clear_error() -> None:
-    code, report, stderr = run_scenario("scenarios.node_loss", "--kubeconfig", "/nonexistent/kubeconfig")
+    code, report, stderr = run_scenario("scenarios.node_loss", "--kubeconfig", "/nonexistent/kubeconfig",
+                                        debug=False)
     assert code == 2
     assert report["checks"] == [{"name": "scenario ran to the end", "passed": False,
                                  "detail": "/nonexistent/kubeconfig does not exist"}]
