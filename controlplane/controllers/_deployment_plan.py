@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from controlplane.objects import pod_template_hash as template_hash
 
-from ._pods import meta, name_of, set_condition, uid_of
+from ._pods import meta, name_of, parse_time, set_condition, uid_of
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 DESIRED_REPLICAS_ANNOTATION = "deployment.kubernetes.io/desired-replicas"
@@ -21,6 +21,8 @@ MAX_REPLICAS_ANNOTATION = "deployment.kubernetes.io/max-replicas"
 HASH_LABEL = "pod-template-hash"
 # Kubernetes' default revisionHistoryLimit: old ReplicaSets kept for `rollout undo`.
 DEFAULT_REVISION_HISTORY_LIMIT = 10
+# Kubernetes' default progressDeadlineSeconds: a rollout without progress this long has failed.
+DEFAULT_PROGRESS_DEADLINE = 600
 
 
 def _normalized(template: dict) -> dict:
@@ -101,6 +103,8 @@ class DeploymentPlan:
     delete: list[str] = field(default_factory=list)
     deployment_revision: str | None = None
     status: dict = field(default_factory=dict)
+    # Seconds after which to sync again although nothing changed (the progress deadline).
+    recheck_after: float | None = None
 
 
 def owned_replicasets(deployment: dict, replicasets: list[dict]) -> list[dict]:
@@ -290,6 +294,13 @@ def _history_to_delete(deployment: dict, olds: list[dict], plan: DeploymentPlan)
     return [name_of(rs) for rs in idle[:excess]]
 
 
+def _seconds_between(earlier: str | None, later: str) -> float:
+    a, b = parse_time(earlier), parse_time(later)
+    if a is None or b is None:
+        return 0.0
+    return (b - a).total_seconds()
+
+
 def _kept_update_time(conditions: list[dict], cond: dict, now: str) -> str:
     # An unchanged condition keeps its timestamp: otherwise every sync would rewrite the status,
     # and the write would trigger the next sync.
@@ -327,14 +338,32 @@ def deployment_status(
         and not plan.create
         and not plan.scale
     )
+    progressed = bool(plan.create or plan.scale) or (
+        updated != old.get("updatedReplicas") or available != old.get("availableReplicas")
+    )
+    previous = next((c for c in conditions if c.get("type") == "Progressing"), None)
+    deadline = int((deployment.get("spec") or {}).get("progressDeadlineSeconds", DEFAULT_PROGRESS_DEADLINE))
     if complete:
-        prog = {"reason": "NewReplicaSetAvailable", "message": f'ReplicaSet "{new_name}" has successfully progressed.'}
+        prog = {"status": "True", "reason": "NewReplicaSetAvailable",
+                "message": f'ReplicaSet "{new_name}" has successfully progressed.'}
     elif plan.create is not None:
-        prog = {"reason": "NewReplicaSetCreated", "message": f'Created new replica set "{new_name}"'}
+        prog = {"status": "True", "reason": "NewReplicaSetCreated", "message": f'Created new replica set "{new_name}"'}
+    elif not progressed and previous is not None and _seconds_between(previous.get("lastUpdateTime"), now) > deadline:
+        # kubectl rollout status gives up on this reason (Kubernetes' progressDeadlineSeconds).
+        prog = {"status": "False", "reason": "ProgressDeadlineExceeded",
+                "message": f'ReplicaSet "{new_name}" has timed out progressing.'}
     else:
-        prog = {"reason": "ReplicaSetUpdated", "message": f'ReplicaSet "{new_name}" is progressing.'}
-    prog = {"type": "Progressing", "status": "True", **prog}
-    conditions = set_condition(conditions, {**prog, "lastUpdateTime": _kept_update_time(conditions, prog, now)}, now)
+        prog = {"status": "True", "reason": "ReplicaSetUpdated", "message": f'ReplicaSet "{new_name}" is progressing.'}
+    prog = {"type": "Progressing", **prog}
+    if progressed and prog["reason"] == "ReplicaSetUpdated":
+        update_time = now  # progress moves the deadline
+    elif previous is not None and prog["reason"] == "ProgressDeadlineExceeded" and previous.get("reason") != prog["reason"]:
+        update_time = now
+    else:
+        update_time = _kept_update_time(conditions, prog, now)
+    conditions = set_condition(conditions, {**prog, "lastUpdateTime": update_time}, now)
+    if not complete and prog["reason"] != "ProgressDeadlineExceeded":
+        plan.recheck_after = max(1.0, deadline - _seconds_between(update_time, now) + 1.0)
     status = {
         "observedGeneration": meta(deployment).get("generation", 0),
         "replicas": replicas,

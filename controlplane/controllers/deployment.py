@@ -54,6 +54,8 @@ class DeploymentController(QueueController):
         ns, _ = split_key(key)
         plan = plan_deployment(d, self.replicasets.list(ns), now_rfc3339())
         await self.commit(d, plan)
+        if plan.recheck_after is not None:
+            self.queue.add_after(key, plan.recheck_after)
 
     async def commit(self, d: dict, plan: DeploymentPlan) -> None:
         ns = namespace_of(d)

@@ -197,6 +197,29 @@ def test_rollback_template_with_null_creation_timestamp_matches_old_replicaset()
     assert plan.set_revision == {v1["metadata"]["name"]: 3}
 
 
+def test_rollout_without_progress_past_the_deadline_fails():
+    """progressDeadlineSeconds: kubectl rollout status stops waiting on ProgressDeadlineExceeded."""
+    d = deployment(2)
+    d["spec"]["progressDeadlineSeconds"] = 60
+    r = materialize(plan_deployment(d, [], NOW).create)
+    r["status"] = {"replicas": 2, "availableReplicas": 0}
+    first = plan_deployment(d, [r], "2026-01-01T00:00:10Z")
+    assert first.recheck_after is not None and 50 <= first.recheck_after <= 62
+    d["status"] = first.status
+    stuck = plan_deployment(d, [r], "2026-01-01T00:00:50Z")
+    assert stuck.status == first.status  # nothing changed: no write
+    d["status"] = stuck.status
+    late = plan_deployment(d, [r], "2026-01-01T00:01:30Z")
+    prog = next(c for c in late.status["conditions"] if c["type"] == "Progressing")
+    assert (prog["status"], prog["reason"]) == ("False", "ProgressDeadlineExceeded")
+    # Progress again (a pod became available) resumes the rollout.
+    d["status"] = late.status
+    r["status"] = {"replicas": 2, "availableReplicas": 1}
+    prog = next(c for c in plan_deployment(d, [r], "2026-01-01T00:01:40Z").status["conditions"]
+                if c["type"] == "Progressing")
+    assert (prog["status"], prog["reason"]) == ("True", "ReplicaSetUpdated")
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     replicas=st.integers(1, 12),
