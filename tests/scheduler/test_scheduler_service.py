@@ -136,3 +136,35 @@ async def test_unschedulable_pod_is_retried_with_backoff_not_on_every_event(auto
                     if c["type"] == "PodScheduled")
         assert cond["reason"] == "Unschedulable" and "Insufficient cpu" in cond["message"]
         nursery.cancel_scope.cancel()
+
+
+async def test_required_anti_affinity_replicas_one_per_node_rest_unschedulable():
+    """Five replicas that refuse to share a node, three nodes: three bound on distinct nodes,
+    two Pending with the anti-affinity reason (and identical pods are not re-evaluated wrongly)."""
+    registry = Registry(MemoryStore())
+    await registry.ensure_namespaces()
+    for i in range(3):
+        await registry.create("nodes", None, make_node(f"n{i}"))
+    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    for i in range(5):
+        await registry.create("pods", "default", _strip(make_pod(f"db-{i}", labels={"app": "db"}, affinity=anti)))
+    async with trio.open_nursery() as nursery:
+        await _setup(nursery, registry)
+
+        async def settled():
+            items = (await registry.list("pods", "default"))["items"]
+            pending = [p for p in items if any(c["type"] == "PodScheduled" and c["status"] == "False"
+                                               for c in p["status"].get("conditions") or [])]
+            return sum(1 for p in items if p["spec"].get("nodeName")) == 3 and len(pending) == 2
+
+        await _until(settled)
+        items = (await registry.list("pods", "default"))["items"]
+        assert sorted(p["spec"]["nodeName"] for p in items if p["spec"].get("nodeName")) == ["n0", "n1", "n2"]
+        for p in items:
+            if not p["spec"].get("nodeName"):
+                cond = next(c for c in p["status"]["conditions"] if c["type"] == "PodScheduled")
+                assert cond["message"] == (
+                    "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules."
+                )
+        nursery.cancel_scope.cancel()
