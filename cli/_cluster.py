@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -28,12 +29,8 @@ async def fetch_status(client: ApiClient) -> dict[str, Any]:
     leader_url = status.get("leaderApiAddress")
     if not status.get("isLeader") and leader_url and leader_url != client.current_server:
         try:
-            async with ApiClient(
-                type(client.config)(servers=(leader_url,), token=client.config.token,
-                                    ca_data=client.config.ca_data,
-                                    insecure_skip_tls_verify=client.config.insecure_skip_tls_verify),
-                retry_timeout=1.0,
-            ) as leader_client:
+            leader_config = dataclasses.replace(client.config, servers=(leader_url,))
+            async with ApiClient(leader_config, retry_timeout=1.0) as leader_client:
                 status = await leader_client.request_json("GET", "/edgeplane/v1/cluster/status")
         except ClusterUnreachable:
             status["note"] = f"the leader's API ({leader_url}) did not answer; this is {status['self']}'s view"
@@ -109,10 +106,12 @@ def node_group() -> None:
               help="Verify the masters against this CA certificate.")
 @click.option("--hollow", is_flag=True, help="Simulate pods instead of running containers.")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="A node label.")
+@click.option("--log-port", type=click.IntRange(0, 65535), default=10250, show_default=True,
+              help="Port of the log endpoint the masters proxy `logs` to (0: any free port).")
 @client_options
 def join_command(name: str, data_dir: str, address: str, servers: tuple[str, ...],
                  token: str | None, token_file: str | None, ca_cert_file: str | None,
-                 hollow: bool, labels: tuple[str, ...], kubeconfig: str | None,
+                 hollow: bool, labels: tuple[str, ...], log_port: int, kubeconfig: str | None,
                  context_name: str | None) -> None:
     """Run an edge agent for this node in the foreground.
 
@@ -145,7 +144,7 @@ def join_command(name: str, data_dir: str, address: str, servers: tuple[str, ...
         parsed[key] = value
     agent_config = AgentConfig(node_name=name, data_dir=data_dir, address=address,
                                servers=list(servers), token=token, labels=parsed,
-                               verify=ca_cert_file or True,
+                               verify=ca_cert_file or True, log_port=log_port,
                                runtime="hollow" if hollow else "docker")
     configure_logging("node", name)
 

@@ -363,7 +363,10 @@ def _start_nodes(cluster: LocalCluster, count: int, *, hollow: bool, token_file:
         data_dir = cluster.dir / name
         argv = [sys.executable, "-m", "cli", "node", "join", "--name", name,
                 "--data-dir", str(data_dir), "--address", address,
-                "--token-file", str(token_file), "--ca-cert-file", str(ca_cert)]
+                "--token-file", str(token_file), "--ca-cert-file", str(ca_cert),
+                # Any free port: clusters side by side must not fight over 10250; the node
+                # reports the port it got, and the masters proxy logs there.
+                "--log-port", "0"]
         for url in urls:
             argv += ["--server", url]
         if hollow:

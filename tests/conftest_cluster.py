@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import pathlib
+import random
 import shutil
 import signal
 import socket
@@ -146,8 +147,9 @@ def start_cluster(directory: pathlib.Path, *, masters: int = 3, nodes: int = 0,
         args += ["--nodes", str(nodes)]
     if node_prefix:
         args += ["--node-prefix", node_prefix]
-    if node_net:
-        args += ["--node-net", node_net]
+    # Other test runs on this machine start clusters too: a random /24 for this one's nodes
+    # keeps their host ports apart.
+    args += ["--node-net", node_net or f"127.{random.randint(100, 199)}.{random.randint(1, 254)}"]
     if hollow:
         args.append("--hollow")
     handle = LocalClusterHandle(pathlib.Path(directory).absolute())

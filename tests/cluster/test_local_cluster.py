@@ -175,18 +175,16 @@ def test_up_retries_on_new_ports_when_a_probed_port_was_taken(tmp_path, monkeypa
 def test_node_lifecycle_flags_reach_the_leader_duties(tmp_path) -> None:
     """`up --node-grace-period` is passed to every master: a dead agent's node turns NotReady
     after that grace, well before the default 8 s."""
-    import subprocess
-    import sys
     import time
 
     from conftest_cluster import UP_TIMEOUT_S
 
     directory = tmp_path / "g"
-    subprocess.run([sys.executable, "-m", "cli", "up", "--dir", str(directory), "--masters", "1",
-                    "--nodes", "1", "--hollow", "--node-grace-period", "3",
-                    "--timeout", str(UP_TIMEOUT_S)], check=True, capture_output=True,
-                   timeout=UP_TIMEOUT_S + 30)
-    from conftest_cluster import LocalClusterHandle
+    from conftest_cluster import LocalClusterHandle, edgectl
+
+    edgectl("up", "--dir", str(directory), "--masters", "1", "--nodes", "1", "--hollow",
+            "--node-grace-period", "3", "--node-net", "127.201.7", "--timeout", str(UP_TIMEOUT_S),
+            timeout=UP_TIMEOUT_S + 30)
 
     cluster = LocalClusterHandle(directory)
     try:
