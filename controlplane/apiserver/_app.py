@@ -26,6 +26,8 @@ from ..registry import Registry, WatchEvent
 from ._auth import Authenticator, User, default_authorize
 from ._limits import MAX_BODY_BYTES, ClientGone, read_body
 from ._metrics import ApiMetrics
+from ._protobuf import MEDIA_TYPE as PROTOBUF
+from ._protobuf import decode_protobuf
 from ._routes import ResourceRoute, parse_resource_path, split_group_version
 from ._watch import EventEncoder, stream_watch
 
@@ -45,7 +47,7 @@ _JSON_CACHE_SIZE = 16384
 _PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
 
 _JSON = b"application/json"
-_BODY_TYPES = ["application/json", "application/yaml"]
+_BODY_TYPES = ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"]
 _PATCH_TYPES = {
     "application/merge-patch+json": "merge",
     "application/json-patch+json": "json",
@@ -318,7 +320,7 @@ class ApiApp:
             kind = _PATCH_TYPES.get(content_type)
             if kind is None:
                 raise errors.unsupported_media_type(content_type, list(_PATCH_TYPES))
-        elif content_type not in ("", "application/json", "application/yaml", "application/x-yaml", "text/yaml"):
+        elif content_type not in ("", "application/json", "application/yaml", "application/x-yaml", "text/yaml", PROTOBUF):
             raise errors.unsupported_media_type(content_type, _BODY_TYPES)
         else:
             kind = None
@@ -327,6 +329,8 @@ class ApiApp:
             raise errors.bad_request("the request body is empty")
         if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
             return parse_yaml(raw), kind
+        if content_type == PROTOBUF:
+            return decode_protobuf(raw), kind
         return parse_json(raw), kind
 
     async def _drain(self, request: _Request) -> bytes:
@@ -512,7 +516,10 @@ class ApiApp:
             raw = await self._drain(request)
             if raw.strip():
                 content_type, _ = _media_type(request.headers.get("content-type", "") or "application/json")
-                parsed = parse_yaml(raw) if "yaml" in content_type else parse_json(raw)
+                if content_type == PROTOBUF:
+                    parsed = decode_protobuf(raw)
+                else:
+                    parsed = parse_yaml(raw) if "yaml" in content_type else parse_json(raw)
                 if not isinstance(parsed, dict):
                     raise errors.bad_request("the body of a DELETE must be a DeleteOptions object")
                 options = parsed

@@ -25,6 +25,7 @@ PATHS = [
 CONTENT_TYPES = [
     "application/json", "application/yaml", "application/merge-patch+json", "application/json-patch+json",
     "application/strategic-merge-patch+json", "application/apply-patch+yaml", "text/plain", "", "application/json; charset=utf-8",
+    "application/vnd.kubernetes.protobuf",
 ]
 PARAMS = ["watch", "limit", "continue", "labelSelector", "fieldSelector", "resourceVersion", "resourceVersionMatch",
           "timeoutSeconds", "gracePeriodSeconds", "propagationPolicy", "dryRun", "fieldValidation", "includeObject",
@@ -92,6 +93,8 @@ async def test_random_requests_never_500(api: Api) -> None:
             content = json.dumps(random_value(rng)).encode()
         elif kind == 2:
             content = bytes(rng.randrange(256) for _ in range(rng.randrange(50)))
+            if rng.random() < 0.5:  # a protobuf envelope around random bytes
+                content = b"k8s\x00" + content
         elif kind == 3:
             content = json.dumps([{"op": rng.choice(["add", "remove", "replace", "move", "copy", "test", "bogus"]),
                                    "path": rng.choice(["/metadata/labels/x", "/spec", "", "/a/b/c", "/metadata/name", "~"]),

@@ -231,3 +231,25 @@ async def test_kubectl_drain_evicts_and_logs_stream(nursery: trio.Nursery, tmp_p
     assert node["spec"]["unschedulable"] is True
     assert (await api.registry.list("pods", "default"))["items"] == []
     await api.client.aclose()
+
+
+@pytest.mark.kubectl
+async def test_kubectl_generators_send_protobuf(tls_api: Api, tmp_path: Path) -> None:
+    """kubectl's typed clients send built-in kinds as application/vnd.kubernetes.protobuf."""
+    k = Kubectl(tls_api, tmp_path)
+    assert "namespace/team created" in await k.out("create", "namespace", "team")
+    assert "configmap/settings created" in await k.out("create", "configmap", "settings", "--from-literal=a=b", "-n", "team")
+    assert "deployment.apps/web created" in await k.out(
+        "create", "deployment", "web", "--image=nginx:1.25", "--replicas=0", "--port=8080", "-n", "team")
+    assert "service/web exposed" in await k.out("expose", "deployment", "web", "--port=80", "--target-port=8080", "-n", "team")
+    reg = tls_api.registry
+    assert (await reg.get("configmaps", "team", "settings"))["data"] == {"a": "b"}
+    web = await reg.get("deployments", "team", "web")
+    assert web["spec"]["replicas"] == 0  # an explicit 0 of a pointer field survives
+    container = web["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "nginx:1.25" and container["ports"][0]["containerPort"] == 8080
+    assert "hostPort" not in container["ports"][0] and "stdin" not in container  # Go zero values dropped
+    assert web["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+    svc = await reg.get("services", "team", "web")
+    assert svc["spec"]["ports"][0]["port"] == 80 and svc["spec"]["ports"][0]["targetPort"] == 8080
+    assert svc["spec"]["selector"] == {"app": "web"}
