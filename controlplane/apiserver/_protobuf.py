@@ -48,6 +48,7 @@ def _fields(data: bytes) -> list[tuple[int, int, Any]]:
     while pos < end:
         key, pos = _varint(data, pos)
         number, wire = key >> 3, key & 7
+        value: Any
         if number == 0:
             raise _Malformed("field number 0")
         if wire == 0:
