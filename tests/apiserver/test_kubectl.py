@@ -109,6 +109,19 @@ async def test_kubectl_operator_workflow(tls_api: Api, tmp_path: Path) -> None:
     patched = await k.out("patch", "pod", "my-nginx", "-p", '{"metadata":{"annotations":{"note":"edited"}}}')
     assert "patched" in patched
     assert (await tls_api.registry.get("pods", "default", "my-nginx"))["metadata"]["annotations"] == {"note": "edited"}
+    # `kubectl edit` with a scripted editor: the change goes back as a patch
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nsed -i 's/note: edited/note: edited-again/' \"$1\"\n")
+    editor.chmod(0o755)
+    k.env["KUBE_EDITOR"] = str(editor)
+    assert "pod/my-nginx edited" in await k.out("edit", "pod", "my-nginx")
+    assert (await tls_api.registry.get("pods", "default", "my-nginx"))["metadata"]["annotations"] == {"note": "edited-again"}
+    # `kubectl diff` asks the server for a dry-run patch: nothing is written
+    rv = (await tls_api.registry.get("pods", "default", "my-nginx"))["metadata"]["resourceVersion"]
+    changed = SEED.replace("app: nginx", "app: nginx2")
+    diff = await k.run("diff", "-f", "-", stdin=changed, ok=False)
+    assert diff.returncode == 1 and "+    app: nginx2" in diff.stdout.decode(), diff.stderr.decode()
+    assert (await tls_api.registry.get("pods", "default", "my-nginx"))["metadata"]["resourceVersion"] == rv
     # a malformed manifest is rejected with the server's message
     bad = await k.run("create", "-f", "-", stdin=SEED.replace("name: nginx\n", "name: Bad_Name\n"), ok=False)
     assert bad.returncode != 0 and "Invalid value" in bad.stderr.decode()
