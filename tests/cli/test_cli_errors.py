@@ -52,3 +52,14 @@ def test_every_command_has_help_with_an_example() -> None:
         if "edgectl" not in (command.help or ""):
             missing.append(" ".join(path))
     assert not missing, f"commands without an example in --help: {missing}"
+
+
+def test_shell_completion_completes_commands() -> None:
+    import os
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "_EDGECTL_COMPLETE": "bash_complete", "COMP_WORDS": "edgectl clu",
+             "COMP_CWORD": "1"},
+    )
+    assert "plain,cluster" in proc.stdout.splitlines()  # click's bash protocol: type,value
