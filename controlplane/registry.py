@@ -162,6 +162,13 @@ class _Selection:
 class Registry:
     """Kubernetes object semantics over a :class:`raftstore.Store`.
 
+    Reads: ``get``, ``list`` (selectors, limit/continue, resourceVersion rules), ``watch``
+    (batches of :class:`WatchEvent`), ``get_kv``/``list_kvs`` (stored form). Writes: ``create``,
+    ``update`` / ``update_status``, ``patch`` (merge/json/strategic; ``subresource="status"`` or
+    ``"scale"``), ``get_scale``/``update_scale``, ``delete`` (preconditions, grace, propagation),
+    ``deletecollection``, ``bind``/``bind_many`` and ``update_many`` (one store round for many
+    objects), ``finalize_namespace``, ``ensure_namespaces``.
+
     ``resource`` arguments accept a ResourceType or a name (``"pods"``, ``"deployments.apps"``).
     Every method raises :class:`controlplane.errors.ApiError` for failures a client can act on;
     a store that has no quorum surfaces as 503 ServiceUnavailable (504 Timeout if the write may
