@@ -8,9 +8,10 @@ Usage from any test module::
         with start_cluster(tmp_path, masters=3) as cluster:
             cluster.kubectl("get", "namespaces")
 
-or the ``cluster3`` fixture defined in tests/cluster/conftest.py. Every process is started
-through the real CLI (``python -m cli up``) and stopped with ``edgectl down``; a cluster is
-always torn down, even when the test fails.
+Every process is started through the real CLI (``python -m cli up``) and stopped with
+``edgectl down``; a cluster is always torn down, even when the test fails. The ``tmp_path`` and
+``module_tmp_path`` fixtures here give directories pytest never rotates away (import them into
+a conftest.py, as tests/cluster/conftest.py does).
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 # `edgectl up` returns once every master answers; on a loaded CI host that can take a while.
 UP_TIMEOUT_S = 90
@@ -159,3 +163,28 @@ def start_cluster(directory: pathlib.Path, *, masters: int = 3, nodes: int = 0,
     finally:
         if (handle.dir / "cluster.json").exists():
             handle.down()
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[pathlib.Path]:
+    """A private temporary directory for real processes (replaces pytest's ``tmp_path``).
+
+    pytest removes all but the newest few ``pytest-of-<user>/pytest-N`` directories whenever a
+    session starts; with several test sessions on one machine, a cluster's data directory could
+    vanish under its running masters. This one is removed only by this fixture.
+    """
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="edgeplane-test-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def module_tmp_path() -> Iterator[pathlib.Path]:
+    """:func:`tmp_path` for module-scoped fixtures."""
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="edgeplane-test-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

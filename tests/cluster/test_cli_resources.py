@@ -31,8 +31,8 @@ data: {greeting: hello}
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
-    with start_cluster(tmp_path_factory.mktemp("cli"), masters=3, nodes=2, hollow=True) as c:
+def cluster(module_tmp_path):
+    with start_cluster(module_tmp_path / "cli", masters=3, nodes=2, hollow=True) as c:
         yield c
 
 
