@@ -59,8 +59,11 @@ def _render(status: dict[str, Any]) -> None:
     click.echo(f"leader duties: {duties.get('holder') or 'not running'}"
                + (f" (renewed {duties['renewTime']})" if duties.get("renewTime") else ""))
     nodes = status.get("nodes") or {}
+    not_ready = [n["name"] for n in nodes.get("items") or [] if not n.get("ready")]
     click.echo(f"nodes: {nodes.get('total', 0)} total, {nodes.get('ready', 0)} Ready, "
-               f"{nodes.get('notReady', 0)} NotReady")
+               f"{nodes.get('notReady', 0)} NotReady"
+               + (f" ({', '.join(not_ready[:10])}{', ...' if len(not_ready) > 10 else ''})"
+                  if not_ready else ""))
     if status.get("note"):
         click.echo(f"note: {status['note']}")
 
