@@ -9,6 +9,7 @@ JSON; a datetime would not round-trip).
 from __future__ import annotations
 
 import json
+import math
 import re
 from itertools import accumulate
 from typing import Any
@@ -36,8 +37,11 @@ _unpackb = msgpack.unpackb
 
 
 def encode_object(obj: dict[str, Any]) -> bytes:
-    """The stored form of an API object."""
-    return _packb(obj)
+    """The stored form of an API object; 400 for values it cannot hold (huge ints, lone surrogates)."""
+    try:
+        return _packb(obj)
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise bad_request(f"the object cannot be stored: {exc}") from None
 
 
 def decode_object(data: bytes) -> dict[str, Any]:
@@ -49,8 +53,23 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_cir
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact JSON bytes (what the API server sends)."""
-    return _encoder.encode(obj).encode()
+    """Compact JSON bytes (what the API server sends).
+
+    A lone surrogate (from a ``\\ud800`` escape a client sent) goes back out as the same JSON
+    escape rather than failing the response.
+    """
+    return _encoder.encode(obj).encode("utf-8", "backslashreplace")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
 
 
 # JSON strings (with escapes) are removed before counting brackets, so "[[[" inside a value
@@ -77,7 +96,7 @@ def parse_json(body: bytes) -> Any:
     if _json_depth(body) > MAX_DEPTH:
         raise bad_request(f"the JSON body is nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:  # pragma: no cover - the depth check comes first
         raise bad_request(f"the JSON body is nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -126,6 +145,8 @@ def _check_json_shaped(node: Any, path: str = "") -> None:
                 stack.append((item, f"{where}.{key}" if where else key))
         elif isinstance(value, list):
             stack.extend((item, f"{where}[{i}]") for i, item in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise bad_request(f"YAML value at {where or '<root>'} is {value}, which JSON cannot hold")
         elif value is not None and not isinstance(value, str | int | float | bool):
             raise bad_request(
                 f"YAML value at {where or '<root>'} has type {type(value).__name__}, which JSON cannot hold"

@@ -645,3 +645,25 @@ async def test_update_of_a_recreated_object_is_a_conflict(api: Api) -> None:
     old["metadata"]["labels"] = {"app": "changed"}
     r = await c.put(f"{PODS}/my-nginx", json=old)
     assert r.status_code == 409 and "UID in precondition" in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "fragment"),
+    [
+        (b'{"metadata":{"name":"x"},"extra":123456789012345678901234567890}', "application/json", "cannot be stored"),
+        (b'{"metadata":{"name":"x"},"data":{"k":"\\ud800"}}', "application/json", "cannot be stored"),
+        (b'{"metadata":{"name":"x"},"extra":1e400}', "application/json", "out of range"),
+        (b'{"metadata":{"name":"x"},"extra":NaN}', "application/json", "not a JSON number"),
+        (b"metadata: {name: x}\nextra: .inf\n", "application/yaml", "JSON cannot hold"),
+    ],
+)
+async def test_values_json_or_the_store_cannot_hold_are_400(api: Api, body: bytes, content_type: str, fragment: str) -> None:
+    r = await api.client.post("/api/v1/namespaces/default/configmaps", content=body,
+                              headers={"Content-Type": content_type}, params={"fieldValidation": "Ignore"})
+    assert r.status_code == 400 and fragment in r.json()["message"], r.text
+
+
+async def test_lone_surrogate_in_an_invalid_name_is_reported_not_500(api: Api) -> None:
+    r = await api.client.post("/api/v1/namespaces/default/configmaps", content=b'{"metadata":{"name":"\\ud800"}}',
+                              headers={"Content-Type": "application/json"})
+    assert r.status_code in (400, 422), r.text
