@@ -391,6 +391,61 @@ def _describe_block(data: Any, indent: int = 2) -> str:
     return "\n".join(" " * indent + line for line in text.splitlines())
 
 
+def _conditions(status: dict[str, Any]) -> None:
+    conditions = status.get("conditions") or []
+    if conditions:
+        click.echo("Conditions:")
+        print_table(["  TYPE", "STATUS", "REASON", "MESSAGE"],
+                    [["  " + str(c.get("type", "")), str(c.get("status", "")),
+                      str(c.get("reason", "")), str(c.get("message", ""))] for c in conditions])
+
+
+def _describe_pod(pod: dict[str, Any]) -> None:
+    """The parts of ``kubectl describe pod`` an operator reads first."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    click.echo(f"Node:         {spec.get('nodeName') or '<none>'}")
+    click.echo(f"Status:       {status.get('phase', 'Unknown')}")
+    click.echo(f"IP:           {status.get('podIP') or '<none>'}")
+    states = {c.get("name"): c for c in status.get("containerStatuses") or []}
+    click.echo("Containers:")
+    for container in spec.get("containers") or []:
+        st = states.get(container.get("name"), {})
+        state = st.get("state") or {}
+        current = next(iter(state), "waiting")
+        detail = (state.get(current) or {}).get("reason", "")
+        click.echo(f"  {container.get('name')}:")
+        click.echo(f"    Image:          {container.get('image')}")
+        ports = ", ".join(f"{p.get('containerPort')}/{p.get('protocol', 'TCP')}"
+                          for p in container.get("ports") or [])
+        click.echo(f"    Ports:          {ports or '<none>'}")
+        click.echo(f"    State:          {current.capitalize()}" + (f" ({detail})" if detail else ""))
+        click.echo(f"    Ready:          {st.get('ready', False)}")
+        click.echo(f"    Restart Count:  {st.get('restartCount', 0)}")
+    _conditions(status)
+    tolerations = spec.get("tolerations") or []
+    if tolerations:
+        click.echo("Tolerations:  " + ", ".join(
+            f"{t.get('key', '')}:{t.get('effect', '')}"
+            + (f" for {t['tolerationSeconds']}s" if t.get("tolerationSeconds") is not None else "")
+            for t in tolerations))
+
+
+def _describe_node(node: dict[str, Any]) -> None:
+    spec, status = node.get("spec") or {}, node.get("status") or {}
+    addresses = ", ".join(f"{a.get('type')}={a.get('address')}" for a in status.get("addresses") or [])
+    click.echo(f"Addresses:    {addresses or '<none>'}")
+    taints = ", ".join(f"{t.get('key')}:{t.get('effect')}" for t in spec.get("taints") or [])
+    click.echo(f"Taints:       {taints or '<none>'}")
+    click.echo(f"Unschedulable: {bool(spec.get('unschedulable'))}")
+    for title, key in (("Capacity", "capacity"), ("Allocatable", "allocatable")):
+        values = status.get(key) or {}
+        if values:
+            click.echo(f"{title}:")
+            for name, value in values.items():
+                click.echo(f"  {name}: {value}")
+    _conditions(status)
+
+
 async def _events_for(client: ApiClient, obj: dict[str, Any]) -> list[list[str]]:
     meta = obj["metadata"]
     try:
@@ -445,16 +500,23 @@ async def describe_command(targets: tuple[str, ...], namespace: str | None,
                 labels = meta.get("labels") or {}
                 click.echo("Labels:       " + (", ".join(f"{k}={v}" for k, v in labels.items())
                                                or "<none>"))
-                annotations = meta.get("annotations") or {}
+                # kubectl leaves out its own bookkeeping annotation too.
+                annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                               if k != LAST_APPLIED}
                 click.echo("Annotations:  " + (", ".join(f"{k}={v}" for k, v in
                                                         annotations.items()) or "<none>"))
                 click.echo(f"Created:      {meta.get('creationTimestamp', '')}")
                 for owner in meta.get("ownerReferences") or []:
                     click.echo(f"Controlled By: {owner.get('kind')}/{owner.get('name')}")
-                for section in ("spec", "data", "status"):
-                    if obj.get(section):
-                        click.echo(f"{section.capitalize()}:")
-                        click.echo(_describe_block(obj[section]))
+                if res.kind == "Pod" and not res.group:
+                    _describe_pod(obj)
+                elif res.kind == "Node" and not res.group:
+                    _describe_node(obj)
+                else:
+                    for section in ("spec", "data", "status"):
+                        if obj.get(section):
+                            click.echo(f"{section.capitalize()}:")
+                            click.echo(_describe_block(obj[section]))
                 rows = await _events_for(client, obj)
                 click.echo("Events:" + ("  <none>" if not rows else ""))
                 if rows:
