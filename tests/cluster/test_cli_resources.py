@@ -188,6 +188,8 @@ def test_get_watch_prints_changes_and_logs_come_from_the_agent(cluster: LocalClu
     cluster.edgectl("apply", "-f", "-", stdin=bare)
     wait_for(lambda: pods(cluster, "--field-selector", "metadata.name=talker")[0]
              .get("status", {}).get("phase") == "Running", "talker running")
+    described = cluster.edgectl("describe", "pod", "talker").stdout
+    assert "State:          Running" in described and "Ready             True" in described
     logs = cluster.edgectl("logs", "talker")
     assert "hollow container" in logs.stdout  # the simulated runtime's log line, via the agent
     cluster.edgectl("delete", "pod", "talker", "--grace-period", "0")
