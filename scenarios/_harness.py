@@ -156,6 +156,8 @@ class Site:
         self._probes: dict[str, ApiClient] = {}
         self._created: list[tuple[str, str]] = []
         self._stopped: set[str] = set()  # SIGSTOPped process names (resumed at teardown)
+        self._hurt: set[str] = set()  # processes of the cluster this run stopped or killed
+        self._spawned: set[str] = set()  # processes this run added (a joined master, netproxy)
         self.proxy: ProcessRecord | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -189,10 +191,13 @@ class Site:
             self.say(f"starting a local cluster in {self.dir}: {self.masters_wanted} masters, "
                      f"{self.nodes_wanted} nodes ({self.node_net}.N)")
             started = time.monotonic()
-            self.cluster = await trio.to_thread.run_sync(lambda: start_local_cluster(
-                self.dir, masters=self.masters_wanted, nodes=self.nodes_wanted,
-                node_prefix=self.node_prefix, node_net=self.node_net,
-                progress=lambda text: self.say("  " + text)))
+            try:
+                self.cluster = await trio.to_thread.run_sync(lambda: start_local_cluster(
+                    self.dir, masters=self.masters_wanted, nodes=self.nodes_wanted,
+                    node_prefix=self.node_prefix, node_net=self.node_net,
+                    progress=lambda text: self.say("  " + text)))
+            except CommandError as exc:
+                raise ScenarioError(exc.format_message().removeprefix("error: ")) from None
             self.say(f"cluster up in {time.monotonic() - started:.1f}s")
         self.client = ApiClient(load_kubeconfig(str(self.kubeconfig_path)), retry_timeout=30.0,
                                 user_agent="edgeplane-scenario")
@@ -230,9 +235,13 @@ class Site:
         """An existing cluster is the user's: restart what we killed, delete what we made."""
         if self.cluster is not None:
             for record in self.cluster.processes:
-                if record.role in ("master", "node") and not is_running(record):
+                if record.name in self._hurt - self._spawned and not is_running(record):
                     self.restart(record.name)
                     notes.append(f"restarted {record.name}")
+            # What this run added and stopped again is no part of the user's cluster.
+            self.cluster.processes = [p for p in self.cluster.processes
+                                      if p.name not in self._spawned or is_running(p)]
+            self.cluster.save()
         if self.client is not None:
             for plural, name in reversed(self._created):
                 with contextlib.suppress(ApiError, ClusterUnreachable):
@@ -279,6 +288,8 @@ class Site:
             pass
         except PermissionError:
             os.kill(record.pid, sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGSTOP):
+            self._hurt.add(name)
         if sig == signal.SIGSTOP:
             self._stopped.add(name)
         elif sig == signal.SIGCONT:
@@ -344,6 +355,7 @@ class Site:
         pid = self._spawn(argv, log)
         record = ProcessRecord(role, name, pid, str(log), argv, fields.pop("data_dir", ""), **fields)
         self.add_process(record)
+        self._spawned.add(name)
         return record
 
     # ------------------------------------------------------------------ masters

@@ -93,7 +93,8 @@ def prerequisites() -> None:
 def show_get(kubeconfig: pathlib.Path) -> None:
     env = {"KUBECONFIG": str(kubeconfig)}
     kubectl = shutil.which("kubectl")
-    for args in (["get", "nodes", "-o", "wide"], ["get", "pods", "-o", "wide"], ["get", "svc,endpoints"]):
+    for args in (["get", "nodes", "-o", "wide"], ["get", "pods", "-o", "wide"], ["get", "services"],
+                 ["get", "endpoints"]):
         if kubectl:
             run([kubectl, *args], env=env)
         else:

@@ -9,6 +9,7 @@ answering through the Service VIP (the data plane never needs a master).
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import trio
 
@@ -97,7 +98,7 @@ async def body(run: Run) -> None:
     report.check("no acknowledged write lost", not lost,
                  f"{len(lost)} of {len(writer.acked)} acknowledged writes missing"
                  + (f" (e.g. {lost[:3]})" if lost else ""))
-    member = next((m for m in (after[1].get("members", []) if after else []) if m.get("name") == old), {})
+    member: dict[str, Any] = next((m for m in (after[1].get("members", []) if after else []) if m.get("name") == old), {})
     report.check("old leader rejoined and caught up", member.get("lag") is not None and member["lag"] <= 5,
                  f"leader now {after[0] if after else 'none'}; {old} lag {member.get('lag')}, "
                  f"caught up {times['rejoin']:.2f}s after its restart")
