@@ -89,6 +89,46 @@ async def status_command(kubeconfig: str | None, context_name: str | None, outpu
         _render(status)
 
 
+@cluster_group.command("kubeconfig")
+@client_options
+@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), default=None,
+              help="Where to write it (default: print to stdout).")
+@run_async
+async def kubeconfig_command(kubeconfig: str | None, context_name: str | None,
+                             output_path: str | None) -> None:
+    """A kubeconfig listing every current master (after joins and removals), leader first.
+
+    kubectl uses the first master; edgectl and the other edgeplane clients fail over to all.
+
+    \b
+    Examples:
+      edgectl cluster kubeconfig -o ~/.kube/edgeplane
+      KUBECONFIG=~/.kube/edgeplane kubectl get nodes
+    """
+    from controlplane.kubeconfig import render_kubeconfig, write_kubeconfig
+
+    async with make_client(kubeconfig, context_name) as client:
+        members = (await client.request_json("GET", "/edgeplane/v1/members"))["members"]
+        status = await fetch_status(client)
+        config = client.config
+    leader = status.get("leader")
+    members.sort(key=lambda m: (m["name"] != leader, m["name"]))
+    if not members:
+        raise CommandError("error: the cluster reports no members")
+    servers = [m["apiAddress"] for m in members]
+    names = [m["name"] for m in members]
+    options = dict(token=config.token, ca_data=config.ca_data, names=names,
+                   client_cert_data=config.client_cert_data,
+                   client_key_data=config.client_key_data, namespace=config.namespace)
+    if output_path:
+        write_kubeconfig(output_path, servers, **options)
+        click.echo(f"wrote {output_path}: {', '.join(names)}", err=True)
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(render_kubeconfig(servers, **options), sort_keys=False), nl=False)
+
+
 @click.group("node", help="Edge nodes: run an agent, list nodes.")
 def node_group() -> None:
     pass

@@ -113,6 +113,13 @@ def test_init_join_and_remove_change_the_membership(tmp_path: Path, masters: Mas
     status = wait_status(kubeconfig, lambda s: len(s["members"]) == 3, "3 members")
     assert status["leader"] == "m1" and status["leaderDuties"]["holder"] == "m1"
 
+    # The admin's kubeconfig from init knows only m1; a fresh one lists every member.
+    fresh = tmp_path / "all.kubeconfig"
+    edgectl("cluster", "kubeconfig", "-o", str(fresh), "--kubeconfig", str(kubeconfig))
+    from controlplane.kubeconfig import load_kubeconfig
+
+    assert load_kubeconfig(fresh).servers == tuple(f"https://{a}" for a in addr[1::2])
+
     # The leader cannot remove itself; removing m3 shrinks the group to two.
     refused = edgectl("master", "remove", "m1", "--kubeconfig", str(kubeconfig), check=False)
     assert refused.returncode != 0 and "current leader" in refused.stderr
