@@ -72,6 +72,8 @@ _LOG_PARAMS = frozenset({"container", "follow", "tailLines", "previous", "timest
 # The agent is on the same site; a log that does not start within this long is not coming.
 _LOG_CONNECT_S = 3.0
 _LOG_READ_TIMEOUT_S = 30.0
+# How often a master checks who leads, for its log (cheap: a local status read).
+_LEADER_POLL_S = 0.25
 # A joining master keeps asking the cluster to add it for this long (several elections).
 _JOIN_TIMEOUT_S = 60.0
 
@@ -249,6 +251,7 @@ class Master:
                     )
                 )
                 nursery.start_soon(self._follow_leadership)
+                nursery.start_soon(self._log_leader_changes)
                 if self.config.join_servers:
                     await self._ask_to_join()
                 nursery.start_soon(self._register_self)
@@ -265,8 +268,25 @@ class Master:
                 log.info("became leader term=%s", term)
                 await self._bootstrap()
             else:
-                leader = self.store.status().get("leader")
-                log.info("follower term=%s leader=%s", term, leader or "unknown")
+                log.info("not the leader term=%s", term)
+
+    async def _log_leader_changes(self) -> None:
+        """One line whenever the cluster's leader changes, as this replica sees it."""
+        seen: tuple[Any, Any] = (None, None)
+        while True:
+            raw = self.store.status()
+            leader, address = raw.get("leader"), raw.get("leader_address")
+            if (leader, address) != seen:
+                seen = (leader, address)
+                name = leader
+                if address:
+                    try:
+                        records = {m.raft_address: m.name for m in await self.members()}
+                        name = records.get(address, leader)
+                    except Exception:  # noqa: BLE001 - a name is a nicety; the address will do
+                        pass
+                log.info("leader is %s term=%s", name or "unknown (election)", raw.get("term"))
+            await trio.sleep(_LEADER_POLL_S)
 
     async def _bootstrap(self) -> None:
         """A new cluster's standard namespaces (idempotent; every new leader checks)."""
