@@ -93,7 +93,10 @@ def _signed(value: int) -> int:
 def _rfc3339(seconds: int, nanos: int, micro: bool) -> str | None:
     if seconds == 0 and nanos == 0:
         return None  # Go's zero time: JSON null
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    try:
+        base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        raise _Malformed(f"time {seconds}s is out of range") from None
     return f"{base}.{nanos // 1000:06d}Z" if micro else base + "Z"
 
 

@@ -31,7 +31,9 @@ PARAMS = ["watch", "limit", "continue", "labelSelector", "fieldSelector", "resou
           "timeoutSeconds", "gracePeriodSeconds", "propagationPolicy", "dryRun", "fieldValidation", "includeObject",
           "allowWatchBookmarks", "orphanDependents"]
 VALUES = ["", "0", "1", "-1", "true", "false", "All", "Strict", "Warn", "x", "app=a", "app in (", "metadata.name=p",
-          "spec.nodeName!=n", "99999999999999999999", "Exact", "NotOlderThan", "Orphan", "Foreground", "eyJ2Ijo1fQ", "None"]
+          "spec.nodeName!=n", "99999999999999999999", "Exact", "NotOlderThan", "Orphan", "Foreground", "eyJ2Ijo1fQ", "None",
+          "!", "a,,b", "x=y=z", "a notin ()", "=", "a in (b,", "a>", "a<b", "status.phase==Running", "\\", "a=\u00e9",
+          "metadata.name", "a!=", "(", "eyJydiI6MSwic3RhcnQiOjV9"]
 
 
 def random_value(rng: random.Random, depth: int = 0):
@@ -41,11 +43,12 @@ def random_value(rng: random.Random, depth: int = 0):
     if choice == 1:
         return rng.choice([True, False])
     if choice == 2:
-        return rng.randint(-(2**40), 2**40)
+        return rng.choice([rng.randint(-(2**40), 2**40), 2**70, -(2**65), 2**63])
     if choice == 3:
-        return rng.random() * 1e6
+        return rng.choice([rng.random() * 1e6, float("inf"), 1e308])
     if choice in (4, 5):
-        return rng.choice(["", "p", "Bad_Name", "nginx", "500m", "128Mi", "a" * 300, "x/y", "ü", "$patch", "Node"])
+        return rng.choice(["", "p", "Bad_Name", "nginx", "500m", "128Mi", "a" * 300, "x/y", "ü", "$patch", "Node",
+                           "\ud800", "1e400", "\x00"])
     if choice == 6:
         return [random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
     keys = ["metadata", "spec", "status", "name", "namespace", "labels", "containers", "image", "replicas", "kind",
@@ -177,14 +180,15 @@ async def test_mutated_valid_objects_never_500(api: Api) -> None:
         body["metadata"]["name"] = f"m{i}"
         for _ in range(rng.randrange(1, 4)):
             _mutate(rng, body)
-        r = await c.post(path, json=body)
+        r = await c.post(path, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
         if r.status_code >= 500:
             failures.append(("POST", path, body, r.status_code, r.text[:200]))
             continue
         if r.status_code == 201:
             name = r.json()["metadata"]["name"]
             update = _mutate(rng, r.json())
-            r = await c.put(f"{path}/{name}", json=update)
+            r = await c.put(f"{path}/{name}", content=json.dumps(update).encode(),
+                            headers={"Content-Type": "application/json"})
             if r.status_code >= 500:
                 failures.append(("PUT", path, update, r.status_code, r.text[:200]))
             patch = _mutate(rng, json.loads(json.dumps(template)))
