@@ -864,14 +864,9 @@ async def drain_command(node: str, force: bool, grace_period: int | None, timeou
                                f"would be lost (use --force): {names}")
         for pod in pods:
             meta = pod["metadata"]
-            body: dict[str, Any] = {"apiVersion": "policy/v1", "kind": "Eviction",
-                                    "metadata": {"name": meta["name"], "namespace": meta["namespace"]}}
-            if grace_period is not None:
-                body["deleteOptions"] = {"gracePeriodSeconds": grace_period}
-            res = await client.resource("pods")
             try:
-                await client.request_json("POST", res.path(meta["namespace"], meta["name"], "eviction"),
-                                          json_body=body)
+                await client.evict(meta["name"], namespace=meta["namespace"],
+                                   grace_period_seconds=grace_period)
             except ApiError as exc:
                 if exc.code != 404:
                     raise

@@ -580,6 +580,33 @@ class ApiClient:
             "DELETE", res.path(self._ns(res, namespace), name), json_body=body
         )
 
+    async def delete_collection(
+        self,
+        resource: str | Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> dict[str, Any]:
+        """DELETE on the collection: every object matching the selectors (deletecollection)."""
+        res = await self.resource(resource)
+        return await self.request_json(
+            "DELETE", res.path(self._ns(res, namespace)),
+            params={"labelSelector": label_selector, "fieldSelector": field_selector},
+        )
+
+    async def evict(
+        self, pod: str, *, namespace: str | None = None, grace_period_seconds: int | None = None
+    ) -> dict[str, Any]:
+        """POST pods/<pod>/eviction (what ``drain`` does for each pod)."""
+        res = await self.resource("pods")
+        ns = self._ns(res, namespace)
+        body: dict[str, Any] = {"apiVersion": "policy/v1", "kind": "Eviction",
+                                "metadata": {"name": pod, "namespace": ns}}
+        if grace_period_seconds is not None:
+            body["deleteOptions"] = {"gracePeriodSeconds": grace_period_seconds}
+        return await self.request_json("POST", res.path(ns, pod, "eviction"), json_body=body)
+
     async def watch(
         self,
         resource: str | Resource,

@@ -74,6 +74,12 @@ def test_up_serves_every_master_survives_leader_kill_and_down_stops_all(tmp_path
                     "metadata": {"name": "after-failover"}, "data": {"k": "v"}})
                 names = {i["metadata"]["name"] for i in (await client.list("configmaps"))["items"]}
                 assert {"settings", "after-failover"} <= names
+                for name in ("tmp-a", "tmp-b"):
+                    await create_retrying(client, "configmaps", {
+                        "metadata": {"name": name, "labels": {"scratch": "yes"}}})
+                await client.delete_collection("configmaps", label_selector="scratch=yes")
+                left = await client.list("configmaps", label_selector="scratch=yes")
+                assert left["items"] == []
 
         trio.run(use_client)
         # kubectl's context for the dead master fails; the others answer.
