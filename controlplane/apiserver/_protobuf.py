@@ -123,6 +123,11 @@ def _scalar(typ: str, wire: int, value: Any, where: str) -> Any:
 
 def _special(typ: str, data: bytes, where: str) -> Any:
     values: dict[int, Any] = {n: v for n, _w, v in _fields(data)}
+    wants_bytes = {"@quantity": (1,), "@intorstring": (3,), "@raw": (1,)}.get(typ, ())
+    if any(not isinstance(values.get(n, b""), bytes) for n in wants_bytes) or any(
+        isinstance(values.get(n, 0), bytes) for n in ((1, 2) if typ in ("@time", "@microtime") else (1, 2) if typ == "@intorstring" else ())
+    ):
+        raise _Malformed(f"{where}: malformed {typ[1:]}")
     if typ in ("@time", "@microtime"):
         return _rfc3339(_signed(values.get(1, 0)), _signed(values.get(2, 0)), typ == "@microtime")
     if typ == "@quantity":
@@ -185,6 +190,8 @@ def _message(name: str, data: bytes, where: str, depth: int) -> dict[str, Any]:
         field, typ, repeated, map_key = spec
         path = f"{where}.{field}" if where else field
         if map_key is not None:
+            if wire != 2:
+                raise _Malformed(f"{path}: expected a map entry")
             entry = {n: (w, v) for n, w, v in _fields(raw)}
             key = _scalar(map_key, *entry.get(1, (2, b"")), path)
             value = _value(typ, *entry[2], f"{path}[{key}]", depth) if 2 in entry else ("" if typ == "string" else None)
@@ -212,8 +219,8 @@ def decode_protobuf(body: bytes) -> dict[str, Any]:
     if not body.startswith(_MAGIC):
         raise errors.bad_request("the protobuf body does not start with the Kubernetes magic prefix k8s\\x00")
     try:
-        envelope = {n: v for n, _w, v in _fields(body[len(_MAGIC):])}
-        type_meta = {n: v for n, _w, v in _fields(envelope.get(1, b""))}
+        envelope = {n: v for n, w, v in _fields(body[len(_MAGIC):]) if w == 2}
+        type_meta = {n: v for n, w, v in _fields(envelope.get(1, b"")) if w == 2}
         api_version = type_meta.get(1, b"").decode("utf-8", "replace")
         kind = type_meta.get(2, b"").decode("utf-8", "replace")
         if envelope.get(3) or envelope.get(4, b"") not in (b"", b"application/vnd.kubernetes.protobuf"):
