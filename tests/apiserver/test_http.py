@@ -151,3 +151,20 @@ async def test_tls_client_certificate_reaches_the_authenticator(nursery: trio.Nu
         assert r.status_code == 201
     assert seen == ["system:node:node-7"]
     nursery.cancel_scope.cancel()
+
+
+async def test_garbage_on_the_wire_never_stops_the_server(api: Api) -> None:
+    import random
+
+    rng = random.Random(5)
+    pieces = [b"GET ", b"POST ", b"/api/v1/pods", b" HTTP/1.1\r\n", b"Content-Length: ", b"9999", b"\r\n",
+              b"Transfer-Encoding: chunked\r\n", b"\r\n\r\n", b"zz\r\n", b"0\r\n\r\n", b"\x00\xff", b"Expect: 100-continue\r\n"]
+    for _ in range(150):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randrange(1, 12)))
+        stream = await trio.open_tcp_stream("127.0.0.1", api.port)
+        async with stream:
+            await stream.send_all(data)
+            with trio.move_on_after(0.05):
+                await stream.receive_some(65536)
+    out = await exchange(api, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(b"ok")
