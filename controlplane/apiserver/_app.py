@@ -370,7 +370,11 @@ class ApiApp:
 
     @staticmethod
     def _warning_headers(request: _Request) -> list[tuple[bytes, bytes]]:
-        return [(b"warning", f'299 - "{w}"'.replace('\\"', "'").encode("utf-8", "replace")) for w in request.warnings]
+        # RFC 7234 warn-text is a quoted-string: escape backslashes and quotes (Kubernetes does)
+        return [
+            (b"warning", ('299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"').encode("utf-8", "replace"))
+            for w in request.warnings
+        ]
 
     def _item_json(self, kv: Any) -> bytes:
         """An object's JSON, encoded once per stored version (reads and lists share it)."""

@@ -122,6 +122,12 @@ async def test_kubectl_operator_workflow(tls_api: Api, tmp_path: Path) -> None:
     diff = await k.run("diff", "-f", "-", stdin=changed, ok=False)
     assert diff.returncode == 1 and "+    app: nginx2" in diff.stdout.decode(), diff.stderr.decode()
     assert (await tls_api.registry.get("pods", "default", "my-nginx"))["metadata"]["resourceVersion"] == rv
+    # unknown fields: kubectl's default (Strict) is a 400, --validate=warn a Warning line
+    bogus = SEED.replace("    ports:", "    bogus: 1\n    ports:").replace("my-nginx", "other")
+    strict = await k.run("create", "-f", "-", stdin=bogus, ok=False)
+    assert 'strict decoding error: unknown field "spec.containers[0].bogus"' in strict.stderr.decode()
+    warned = await k.run("create", "-f", "-", "--validate=warn", stdin=bogus)
+    assert 'Warning: unknown field "spec.containers[0].bogus"' in warned.stderr.decode()
     # a malformed manifest is rejected with the server's message
     bad = await k.run("create", "-f", "-", stdin=SEED.replace("name: nginx\n", "name: Bad_Name\n"), ok=False)
     assert bad.returncode != 0 and "Invalid value" in bad.stderr.decode()
