@@ -59,8 +59,9 @@ _RETRIES = 8
 _GENERATE_RETRIES = 5
 _GENERATE_ALPHABET = string.ascii_lowercase + string.digits
 # Decoded objects shared by all watchers of the same event (an event is decoded once, not once
-# per watcher); large enough to hold a burst of events spread over many watch streams.
-_SHARED_CACHE_SIZE = 8192
+# per watcher). Watchers normally consume an event within one scheduling round, so a few
+# thousand recent versions suffice; a decoded pod is ~15 KiB of Python objects (~30 MiB here).
+_SHARED_CACHE_SIZE = 2048
 # Kinds whose status is owned by a controller or agent: a create starts from an empty status.
 _RESET_STATUS_ON_CREATE = frozenset({"pods", "deployments", "replicasets"})
 # Kinds that may be created by a PUT (Kubernetes: AllowCreateOnUpdate), used by heartbeats.

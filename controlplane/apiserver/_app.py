@@ -41,8 +41,8 @@ LogProxy = Callable[[str, str, dict[str, str]], AsyncIterator[bytes]]
 _DEFAULT_WATCH_SECONDS = 1800.0
 # How often a watch with allowWatchBookmarks=true gets a BOOKMARK (Kubernetes: about a minute).
 _DEFAULT_BOOKMARK_SECONDS = 60.0
-# Encoded objects kept for GET and LIST responses (~1-2 KiB each: tens of MiB at most).
-_JSON_CACHE_SIZE = 16384
+# Encoded objects kept for GET and LIST responses (~1-2 KiB each: ~16 MiB at most).
+_JSON_CACHE_SIZE = 8192
 # Paths anyone may read: the same as Kubernetes' system:public-info-viewer role.
 _PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
 

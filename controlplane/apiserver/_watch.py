@@ -25,8 +25,8 @@ __all__ = ["EventEncoder", "stream_watch"]
 
 log = logging.getLogger("controlplane.apiserver")
 
-# Encoded event lines kept for sharing between streams (one entry per recent event).
-_LINE_CACHE_SIZE = 8192
+# Encoded event lines kept for sharing between streams (one entry per recent event, ~2 KiB).
+_LINE_CACHE_SIZE = 4096
 
 
 class EventEncoder:
