@@ -41,6 +41,7 @@ __all__ = [
     "down_command",
     "free_ports",
     "is_running",
+    "process_start_time",
     "remove_node_containers",
     "restart_local_cluster",
     "start_local_cluster",
@@ -75,6 +76,7 @@ class ProcessRecord:
     api_address: str | None = None
     address: str | None = None  # a node's IP
     runtime: str | None = None  # a node's container runtime: "docker" or "hollow"
+    start_time: int | None = None  # /proc start time: tells our process from a reused pid
 
     def as_json(self) -> dict[str, Any]:
         out = {"role": self.role, "name": self.name, "pid": self.pid, "log": self.log,
@@ -87,6 +89,8 @@ class ProcessRecord:
             out["address"] = self.address
         if self.runtime:
             out["runtime"] = self.runtime
+        if self.start_time is not None:
+            out["startTime"] = self.start_time
         return out
 
     @classmethod
@@ -94,7 +98,8 @@ class ProcessRecord:
         return cls(role=data["role"], name=data["name"], pid=int(data["pid"]), log=data["log"],
                    argv=list(data.get("argv", [])), data_dir=data.get("dataDir", ""),
                    raft_address=data.get("raftAddress"), api_address=data.get("apiAddress"),
-                   address=data.get("address"), runtime=data.get("runtime"))
+                   address=data.get("address"), runtime=data.get("runtime"),
+                   start_time=data.get("startTime"))
 
 
 @dataclass
@@ -147,21 +152,42 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields if fields else None
+
+
+def process_start_time(pid: int) -> int | None:
+    """When the process started (clock ticks since boot): with the pid, a unique identity."""
+    fields = _proc_stat(pid)
+    try:
+        return int(fields[19]) if fields else None  # field 22 of stat; fields start at 3
+    except (IndexError, ValueError):
+        return None
+
+
 def is_running(record: ProcessRecord) -> bool:
-    """True if ``record.pid`` is alive and still runs the command we started (not a reused pid)."""
+    """True if ``record.pid`` is alive and is still the process we started (not a reused pid)."""
+    fields = _proc_stat(record.pid)
+    if fields is None or fields[0] == "Z":
+        return False  # gone, or a zombie: exited, only waiting to be reaped
+    if record.start_time is not None:
+        return process_start_time(record.pid) == record.start_time
     try:
         raw = pathlib.Path(f"/proc/{record.pid}/cmdline").read_bytes()
     except OSError:
         return False
-    try:
-        stat = pathlib.Path(f"/proc/{record.pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False  # a zombie: exited, only waiting to be reaped
-    except (OSError, IndexError):
-        return False
     args = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    if not args:
+        # Right after fork/exec the command line reads empty for a moment: alive, unknown.
+        return True
     # Compare without the interpreter path, which /proc may show resolved differently.
-    return args[1:] == record.argv[1:] if record.argv else bool(args)
+    return args[1:] == record.argv[1:] if record.argv else True
 
 
 def _spawn(argv: list[str], log_path: pathlib.Path) -> int:
@@ -291,7 +317,8 @@ def _start_fresh(root: pathlib.Path, *, masters: int, nodes: int, hollow: bool, 
             log_path = root / f"{name}.log"
             pid = _spawn(argv, log_path)
             cluster.processes.append(ProcessRecord("master", name, pid, str(log_path), argv,
-                                                   str(data_dir), raft_addrs[i], urls[i]))
+                                                   str(data_dir), raft_addrs[i], urls[i],
+                                                   start_time=process_start_time(pid)))
             cluster.save()
         say(f"started {masters} master(s): " + ", ".join(
             f"{p.name} (pid {p.pid}, api {p.api_address})" for p in cluster.masters()))
@@ -320,6 +347,7 @@ def restart_local_cluster(cluster: LocalCluster, *, timeout: float = _UP_TIMEOUT
                 record.argv = [sys.executable, "-m", "cli", "master", "start",
                                "--data-dir", record.data_dir]
             record.pid = _spawn(record.argv, pathlib.Path(record.log))
+            record.start_time = process_start_time(record.pid)
             cluster.save()
         say(f"restarted {len(cluster.processes)} process(es) of {cluster.dir}")
         _wait_for_masters(cluster, token, verify, timeout, say)
@@ -375,7 +403,8 @@ def _start_nodes(cluster: LocalCluster, count: int, *, hollow: bool, token_file:
         pid = _spawn(argv, log_path)
         cluster.processes.append(ProcessRecord("node", name, pid, str(log_path), argv,
                                                str(data_dir), address=address,
-                                               runtime="hollow" if hollow else "docker"))
+                                               runtime="hollow" if hollow else "docker",
+                                               start_time=process_start_time(pid)))
         cluster.save()
     say(f"started {count} node agent(s); waiting for them to register")
     deadline = time.monotonic() + timeout
