@@ -176,8 +176,10 @@ def is_running(record: ProcessRecord) -> bool:
     fields = _proc_stat(record.pid)
     if fields is None or fields[0] == "Z":
         return False  # gone, or a zombie: exited, only waiting to be reaped
-    if record.start_time is not None:
-        return process_start_time(record.pid) == record.start_time
+    if record.start_time is not None and process_start_time(record.pid) == record.start_time:
+        return True
+    # No start time recorded, or the record's pid was replaced by whoever restarted it:
+    # compare the command line instead.
     try:
         raw = pathlib.Path(f"/proc/{record.pid}/cmdline").read_bytes()
     except OSError:
