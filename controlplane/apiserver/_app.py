@@ -644,9 +644,9 @@ class ApiApp:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     nursery.cancel_scope.cancel()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        except Exception:
+        except* (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away
+        except* Exception:
             log.exception("log stream of pod %s/%s failed", route.namespace, route.name)
         return None
 

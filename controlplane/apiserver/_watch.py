@@ -25,6 +25,8 @@ __all__ = ["EventEncoder", "stream_watch"]
 
 log = logging.getLogger("controlplane.apiserver")
 
+# A watch whose client accepts no data for this long is closed (it would pin events in memory).
+_STALL_SECONDS = 60.0
 # Encoded event lines kept for sharing between streams (one entry per recent event, ~2 KiB).
 _LINE_CACHE_SIZE = 4096
 
@@ -68,13 +70,18 @@ async def stream_watch(
     ``render`` replaces the shared JSON encoding (Table output). Never raises for stream
     errors: they become an ERROR event (ApiError) or a logged, closed stream.
     """
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    async def out(message: dict[str, Any]) -> None:
+        # A client that stops reading must not pin events (and memory) here forever.
+        with trio.fail_after(_STALL_SECONDS):
+            await send(message)
+
+    await out({"type": "http.response.start", "status": 200, "headers": headers})
     send_lock = trio.Lock()
     state = {"sent": 0, "seen": 0}
 
     async def emit(chunk: bytes) -> None:
         async with send_lock:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await out({"type": "http.response.body", "body": chunk, "more_body": True})
 
     def progress(revision: int) -> None:
         state["seen"] = max(state["seen"], revision)
@@ -89,7 +96,7 @@ async def stream_watch(
             async for batch in events:
                 chunk = b"".join(render(ev) if render and ev.type != "BOOKMARK" else encoder.line(ev) for ev in batch)
                 async with send_lock:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await out({"type": "http.response.body", "body": chunk, "more_body": True})
                     state["sent"] = max(state["sent"], batch[-1].revision)
         except ApiError as exc:
             await emit(dumps({"type": "ERROR", "object": exc.status()}) + b"\n")
@@ -113,7 +120,7 @@ async def stream_watch(
                     "kind": rtype.kind, "apiVersion": rtype.api_version,
                     "metadata": {"resourceVersion": str(revision), "creationTimestamp": None},
                 }}
-                await send({"type": "http.response.body", "body": dumps(body) + b"\n", "more_body": True})
+                await out({"type": "http.response.body", "body": dumps(body) + b"\n", "more_body": True})
                 state["sent"] = revision
 
     async def until_disconnect(cancel: trio.CancelScope) -> None:
@@ -130,8 +137,10 @@ async def stream_watch(
                 await pump()
                 nursery.cancel_scope.cancel()
         del scope
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+        await out({"type": "http.response.body", "body": b"", "more_body": False})
+    except* (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client went away mid-send
-    except Exception:
+    except* trio.TooSlowError:
+        log.info("closing a %s watch: the client read nothing for %.0f s", rtype.plural, _STALL_SECONDS)
+    except* Exception:
         log.exception("watch stream of %s failed", rtype.plural)
