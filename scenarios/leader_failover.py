@@ -1,4 +1,4 @@
-"""leader-failover: kill -9 the Raft leader while clients use the site.
+"""leader-failover: kill -9 (or freeze, --freeze 1) the Raft leader while clients use the site.
 
 Purpose: a master dying without warning costs the site one election. The new leader is elected
 and takes over the scheduler and controllers (a Deployment scaled in the gap gets its pod), API
@@ -8,6 +8,7 @@ answering through the Service VIP (the data plane never needs a master).
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -26,9 +27,10 @@ async def body(run: Run) -> None:
         await trio.sleep(run["warmup"])
         replicas = site.replicas
         before = {p.name for p in await site.pods()}
-        run.step(f"kill -9 {old}")
+        freeze = bool(run["freeze"])
+        run.step(f"{'SIGSTOP' if freeze else 'kill -9'} {old}")
         t0 = trio.current_time()
-        site.kill(old)
+        site.signal(old, signal.SIGSTOP if freeze else signal.SIGKILL)
         survivors = [m for m in site.master_names() if m != old]
         scaled = trio.Event()
         times: dict[str, float] = {}
@@ -54,15 +56,19 @@ async def body(run: Run) -> None:
             await wait_until("the ReplicaSet controller to create the new pod", new_pod,
                              run["timeout"], poll=0.05)
             times["controllers"] = trio.current_time() - t0
-            run.step(f"controllers acted (new pod) {times['controllers']:.2f}s after the kill")
+            run.step(f"controllers acted (new pod) {times['controllers']:.2f}s after the fault")
             await site.wait_ready(replicas + 1, timeout=run["timeout"])
             times["ready"] = trio.current_time() - t0
         run.step(f"observing for {run['observe']}s more")
         await trio.sleep(run["observe"])
         gap_end = t0 + times["leader"]
-        run.step(f"restarting {old}")
+        run.step(f"{'resuming (SIGCONT)' if freeze else 'restarting'} {old}")
         restart_at = trio.current_time()
-        site.restart(old)
+        if freeze:
+            # It wakes up believing it leads: it must learn the new term and follow.
+            site.signal(old, signal.SIGCONT)
+        else:
+            site.restart(old)
         await site.wait_caught_up(old, timeout=run["timeout"])
         times["rejoin"] = trio.current_time() - restart_at
         await trio.sleep(0.5)
@@ -86,12 +92,13 @@ async def body(run: Run) -> None:
     report.figure("vip_requests", traffic.total, "", "VIP requests")
     report.figure("vip_requests_failed", len(traffic.failures), "", "VIP requests failed")
     report.figure("vip_pods_answering", len(traffic.by_pod), "", "pods that answered via the VIP")
-    report.figure("old_leader_rejoin_s", times["rejoin"], "s", "old leader caught up after restart")
+    report.figure("old_leader_rejoin_s", times["rejoin"], "s",
+                  f"old leader caught up after {'resuming' if freeze else 'restart'}")
 
     report.check("new leader elected", times["leader"] <= run["timeout"],
                  f"{old} -> {new} in {times['leader']:.2f}s")
     report.check("controllers acted after failover", "controllers" in times,
-                 f"new pod {times['controllers']:.2f}s after the kill")
+                 f"new pod {times['controllers']:.2f}s after the fault")
     report.check("no failed VIP requests", not traffic.failures,
                  f"{len(traffic.failures)} of {traffic.total} failed"
                  + (f" (first: {traffic.failures[0][1]})" if traffic.failures else ""))
@@ -101,7 +108,14 @@ async def body(run: Run) -> None:
     member: dict[str, Any] = next((m for m in (after[1].get("members", []) if after else []) if m.get("name") == old), {})
     report.check("old leader rejoined and caught up", member.get("lag") is not None and member["lag"] <= 5,
                  f"leader now {after[0] if after else 'none'}; {old} lag {member.get('lag')}, "
-                 f"caught up {times['rejoin']:.2f}s after its restart")
+                 f"caught up {times['rejoin']:.2f}s after its {'resume' if freeze else 'restart'}")
+    if freeze:
+        old_status = await site.master_status(old) or {}
+        report.check("resumed old leader neither leads nor runs the duties",
+                     not old_status.get("isLeader")
+                     and not (old_status.get("leaderDuties") or {}).get("runningHere"),
+                     f"{old}: isLeader={old_status.get('isLeader')}, duties here="
+                     f"{(old_status.get('leaderDuties') or {}).get('runningHere')}")
 
 
 SCENARIO = Scenario(
@@ -113,6 +127,8 @@ SCENARIO = Scenario(
         Param("warmup", 5.0, 2.0, "Seconds of traffic before the kill."),
         Param("observe", 5.0, 2.0, "Seconds of traffic after the workload recovered."),
         Param("timeout", 30.0, 30.0, "Seconds to wait for each recovery step before failing."),
+        Param("freeze", 0, 0, "1: freeze the leader (SIGSTOP, later SIGCONT) instead of kill -9; "
+              "it must come back as a follower."),
     ],
 )
 

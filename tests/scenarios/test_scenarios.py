@@ -133,3 +133,11 @@ def test_a_missing_kubeconfig_is_a_clear_error() -> None:
     assert report["checks"] == [{"name": "scenario ran to the end", "passed": False,
                                  "detail": "/nonexistent/kubeconfig does not exist"}]
     assert "Traceback" not in stderr
+
+
+def test_leader_frozen_then_resumed() -> None:
+    # SIGSTOP: the old leader wakes up believing it leads; it must follow the new term.
+    code, report, stderr = run_scenario("scenarios.leader_failover", "--freeze", "1")
+    assert_passed(code, report, stderr)
+    assert any(c["name"].startswith("resumed old leader") for c in report["checks"])
+    assert report["figures"]["vip_requests_failed"] == 0
