@@ -157,9 +157,13 @@ class Scenario:
                              context_settings={"help_option_names": ["-h", "--help"]})
 
     def main(self, argv: list[str] | None = None) -> int:
+        main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if main_spec is not None and main_spec.name.startswith("scenarios."):
+            prog = f"python -m scenarios.{self.name.replace('-', '_')}"
+        else:
+            prog = f"edgectl scenario run {self.name}"  # dispatched by the edgectl CLI
         try:
-            self.command().main(args=argv, prog_name=f"python -m scenarios.{self.name.replace('-', '_')}",
-                                standalone_mode=True)
+            self.command().main(args=argv, prog_name=prog, standalone_mode=True)
         except SystemExit as exc:
             return int(exc.code or 0) if not isinstance(exc.code, str) else 1
         return 0
