@@ -171,8 +171,9 @@ def init_command(name: str | None, data_dir: str, raft_addr: str | None, api_add
     write_kubeconfig(layout.kubeconfig, [config.api_url], token=token, names=[spec.name],
                      ca_data=ca_pem)
     click.echo(f"cluster initialised; admin kubeconfig: {layout.kubeconfig}", err=True)
+    ca_flag = f" --ca-cert-file {layout.ca_cert}" if spec.tls else ""
     click.echo(f"add masters with: edgectl master join --server {config.api_url} "
-               f"--token \"$(cat {layout.admin_token})\" --name m2 ...", err=True)
+               f"--token \"$(cat {layout.admin_token})\"{ca_flag} --name m2 ...", err=True)
     _run(config)
 
 
@@ -301,7 +302,8 @@ def join_command(name: str | None, data_dir: str, raft_addr: str | None, api_add
     names = [m["name"] for m in members if m.get("apiAddress")] + [spec.name]
     write_kubeconfig(layout.kubeconfig, [*api_servers, config.api_url], token=token, names=names,
                      ca_data=ca_pem)
-    click.echo(f"joining {len(members)} master(s) as {spec.name}", err=True)
+    click.echo(f"joining {len(members)} master(s) as {spec.name}; afterwards, "
+               "`edgectl cluster kubeconfig -o FILE` writes a kubeconfig with every master", err=True)
     _run(config)
 
 
