@@ -17,6 +17,7 @@ import click
 from ._cluster import cluster_group, node_group
 from ._local import down_command, up_command
 from ._master import master_group
+from ._resources import register as register_resources
 
 __all__ = ["cli", "main"]
 
@@ -49,16 +50,11 @@ cli.add_command(up_command)
 cli.add_command(down_command)
 cli.add_command(cluster_group)
 cli.add_command(node_group)
+register_resources(cli)
 
 
 def _register_optional() -> None:
     """Commands from modules that may not exist yet (kept out of the import of this module)."""
-    try:
-        from ._resources import register as register_resources
-    except ImportError:
-        pass
-    else:
-        register_resources(cli)
     try:
         from ._image import image_group
     except ImportError:
