@@ -589,7 +589,13 @@ class Registry:
         )
 
     async def _read_current(self, rtype: Any, key: str, linearizable: bool) -> KeyValue | None:
-        return await self._store_call(self.store.get, key, linearizable=linearizable)
+        """The stored version a write starts from. A local read is enough when the txn compares
+        its mod_revision (a stale one just fails the compare), but "absent" must be confirmed
+        linearizably: the object may have been created through another master a moment ago."""
+        kv = await self._store_call(self.store.get, key, linearizable=linearizable)
+        if kv is None and not linearizable:
+            kv = await self._store_call(self.store.get, key, linearizable=True)
+        return kv
 
     async def _update_with(
         self,
@@ -610,6 +616,7 @@ class Registry:
         key = self.key(rtype, namespace, name)
         linearizable = False
         for _attempt in range(_RETRIES):
+            was_linearizable = linearizable
             kv = await self._read_current(rtype, key, linearizable)
             linearizable = True  # a lost race means our local view was stale
             if kv is None:
@@ -623,6 +630,8 @@ class Registry:
             wanted_rv = (desired.get("metadata") or {}).get("resourceVersion") if isinstance(desired.get("metadata"), dict) else None
             if wanted_rv not in (None, ""):
                 if _parse_rv(wanted_rv, "metadata.resourceVersion") != kv.mod_revision:
+                    if not was_linearizable:
+                        continue  # the local replica may be behind the caller: look again
                     raise errors.conflict(rtype.plural, name, errors.MODIFIED, rtype.group)
             result = self._prepare_update(rtype, current, desired, subresource)
             result["metadata"].pop("resourceVersion", None)
@@ -796,6 +805,10 @@ class Registry:
                     raise errors.not_found(rtype.plural, name, rtype.group)
                 wanted = (obj.get("metadata") or {}).get("resourceVersion") if isinstance(obj, dict) else None
                 expected = _parse_rv(wanted) if wanted not in (None, "") else kv.mod_revision
+                if expected > kv.mod_revision:  # the local replica is behind the caller
+                    kv = await self._read_current(rtype, key, True)
+                    if kv is None:
+                        raise errors.not_found(rtype.plural, name, rtype.group)
                 if expected != kv.mod_revision:
                     raise errors.conflict(rtype.plural, name, errors.MODIFIED, rtype.group)
                 result = self._prepare_update(rtype, self._decode(kv), decode_object(encode_object(obj)), subresource)
@@ -902,8 +915,11 @@ class Registry:
         if grace_period_seconds is not None and grace_period_seconds < 0:
             grace_period_seconds = 0
         key = self.key(rtype, namespace, name)
+        # preconditions are checked against what we read, which must then be current
+        linearizable = bool(preconditions)
         for _attempt in range(_RETRIES):
-            kv = await self._read_current(rtype, key, True)
+            kv = await self._read_current(rtype, key, linearizable)
+            linearizable = True  # a lost race means our local view was stale
             if kv is None:
                 raise errors.not_found(rtype.plural, name, rtype.group)
             obj = self._decode(kv)

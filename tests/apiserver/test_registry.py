@@ -101,3 +101,44 @@ async def test_status_update_ignores_spec_and_main_update_ignores_status(registr
     after["metadata"]["labels"] = {"x": "y"}
     main = await registry.update("pods", "default", "s", after)
     assert main["status"]["phase"] == "Running" and main["metadata"]["labels"] == {"x": "y"}
+
+
+class LaggingReplica:
+    """A MemoryStore whose local (non-linearizable) reads see an older state, like a follower
+    that has not applied the latest entries yet; everything else is the real store."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self.stale: dict[str, object] = {}
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def get(self, key: str, *, linearizable: bool = True):
+        if not linearizable and key in self.stale:
+            return self.stale[key]
+        return await self._store.get(key, linearizable=linearizable)
+
+
+async def test_writes_through_a_lagging_replica_see_the_latest_version() -> None:
+    store = MemoryStore()
+    reg = Registry(store)
+    await reg.ensure_namespaces()
+    created = await reg.create("configmaps", "default", {"metadata": {"name": "c"}, "data": {"n": "1"}})
+    lagging = LaggingReplica(store)
+    follower = Registry(lagging)
+    key = "/registry/configmaps/default/c"
+    # the follower has not applied the create yet: update/patch/delete must not answer 404
+    lagging.stale[key] = None
+    patched = await follower.patch("configmaps", "default", "c", "merge", {"data": {"n": "2"}})
+    assert patched["data"] == {"n": "2"}
+    # nor 409 for a resourceVersion newer than its local copy
+    lagging.stale[key] = await store.get(key)
+    lagging.stale[key] = type(lagging.stale[key])(key, lagging.stale[key].value, lagging.stale[key].create_revision,
+                                                  int(created["metadata"]["resourceVersion"]), 1)
+    patched["data"] = {"n": "3"}
+    updated = await follower.update("configmaps", "default", "c", patched)
+    assert updated["data"] == {"n": "3"}
+    lagging.stale[key] = None
+    deleted = await follower.delete("configmaps", "default", "c", preconditions={"uid": created["metadata"]["uid"]})
+    assert deleted["data"] == {"n": "3"}
