@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,9 @@ class EdgeAgent:
         self._last_node_status = 0.0
         self._rv: str | None = None
         self._runtime_version: str | None = None
+        # Called with (event type, pod) for every pod watch event this node receives, before
+        # the agent acts on it: the scale benchmark times watch delivery with it.
+        self.event_observer: Callable[[str, dict[str, Any]], None] | None = None
 
     # ---- top level ---------------------------------------------------------------------------
 
@@ -215,6 +218,8 @@ class EdgeAgent:
 
     async def _on_event(self, etype: str, obj: dict[str, Any]) -> None:
         log.debug("watch: %s %s", etype, pod_key(obj))
+        if self.event_observer is not None:
+            self.event_observer(etype, obj)
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         if rv:
             self._rv = str(rv)
@@ -434,13 +439,15 @@ def hollow_address(index: int) -> str:
 async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
                            data_dir: str, verify: bool | str = True, name_prefix: str = "hollow",
                            labels: dict[str, str] | None = None, cpu: str = "4",
-                           memory: str = "8Gi", max_pods: int = 110,
+                           memory: str = "8Gi", max_pods: int = 110, first_index: int = 0,
+                           event_observer: Callable[[str, str, dict[str, Any]], None] | None = None,
                            task_status: trio.TaskStatus[list[EdgeAgent]] = trio.TASK_STATUS_IGNORED
                            ) -> None:
     """Run `count` SIMULATED nodes (HollowRuntime: no containers) in this process, for scale
     tests: each registers its Node, renews its Lease, watches its pods and reports them Running.
     They share one HTTP connection pool. Never returns unless cancelled; started with the
-    agents."""
+    agents. Nodes are numbered from `first_index` (several runner processes side by side);
+    `event_observer(node name, event type, pod)` sees every pod watch event."""
     import httpx
 
     if count < 1:
@@ -452,7 +459,7 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
     agents: list[EdgeAgent] = []
     try:
         async with trio.open_nursery() as nursery:
-            for i in range(count):
+            for i in range(first_index, first_index + count):
                 name = f"{name_prefix}-{i:04d}"
                 config = AgentConfig(
                     node_name=name, data_dir=str(Path(data_dir) / name),
@@ -462,6 +469,9 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
                     max_pods=max_pods, resync_interval=HOLLOW_RESYNC_INTERVAL)
                 session = HttpApiSession(servers, token, verify=verify, client=client)
                 agent = EdgeAgent(config, session=session)
+                if event_observer is not None:
+                    agent.event_observer = (
+                        lambda etype, obj, _name=name: event_observer(_name, etype, obj))
                 await nursery.start(agent.serve)
                 agents.append(agent)
             task_status.started(agents)
