@@ -12,6 +12,19 @@ reached a server (connection refused), 503 answers (nothing was proposed) and id
 mid-request raises :class:`ClusterUnreachable` with ``maybe_committed=True``, so the caller can
 check, rather than silently creating an object twice.
 
+What a master's 5xx answer says about a write:
+
+* 503 ServiceUnavailable: **not applied**. The master had no leader or no quorum and proposed
+  nothing (the store raised ``StoreUnavailable`` with ``maybe_committed=False``). Any verb is
+  retried on the next master at once.
+* 504 Timeout, 500, 502: **unknown**. A 504 comes after the store proposed the write and gave up
+  waiting (``maybe_committed=True``): it may still commit. Idempotent verbs are retried on the
+  next master; a POST or PATCH is returned to the caller (``ApiError`` with that code).
+
+Either way the master that answered 5xx is left: the next request (this one's retry or the
+caller's next one) goes to the next master, since a master cut off from the majority keeps
+answering that way until it is reconnected.
+
 Watches resume on another master from the last resourceVersion seen (every replica applies
 the same log, so revisions agree), and re-list when the server answers 410 Gone.
 """
@@ -59,6 +72,8 @@ BACKOFF_CAP_S = 1.0
 WATCH_TIMEOUT_S = 50
 # Status codes after which another master may succeed where this one did not.
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
+# Of those, the ones that mean "nothing was proposed" (safe to send any verb elsewhere).
+_NOT_APPLIED_STATUSES = frozenset({503})
 # Verbs whose repetition cannot apply a change twice (PUT carries a resourceVersion).
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
@@ -351,12 +366,16 @@ class ApiClient:
                         self._current = (index + 1) % len(self.servers)
                         raise ClusterUnreachable(attempts, maybe_committed=True) from exc
                     continue
-                if response.status_code in _RETRY_STATUSES and (
-                    response.status_code == 503 or method in _IDEMPOTENT
-                ):
-                    status = status_of(response)
-                    attempts[server] = f"{response.status_code} {status.get('message', '')}".strip()
-                    continue
+                if response.status_code in _RETRY_STATUSES:
+                    # This master could not get the request through (cut off from the majority,
+                    # no leader, a store timeout): whatever happens next, the next attempt (this
+                    # request's or the caller's next) goes to another master.
+                    self._current = (index + 1) % len(self.servers)
+                    if response.status_code in _NOT_APPLIED_STATUSES or method in _IDEMPOTENT:
+                        status = status_of(response)
+                        attempts[server] = f"{response.status_code} {status.get('message', '')}".strip()
+                        continue
+                    return response  # outcome unknown: the caller decides (ApiError 504)
                 self._current = index
                 return response
             round_no += 1
