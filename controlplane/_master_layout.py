@@ -106,6 +106,9 @@ class MasterSpec:
     # master of a cluster should be given the same values.
     node_grace_period: float | None = None
     node_toleration_seconds: float | None = None
+    # Service VIP range (--service-cidr); the first leader stores it for the whole cluster, so
+    # only the first master's value matters (None: Kubernetes' default 10.96.0.0/12).
+    service_cidr: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -123,6 +126,7 @@ class MasterSpec:
                 tls=bool(data.get("tls", True)),
                 node_grace_period=_opt_float(data.get("node_grace_period")),
                 node_toleration_seconds=_opt_float(data.get("node_toleration_seconds")),
+                service_cidr=data.get("service_cidr") or None,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise MasterError(f"{source} is not a valid master.json: {exc}") from None
@@ -142,6 +146,13 @@ class MasterSpec:
                             ("--node-toleration-seconds", self.node_toleration_seconds)):
             if value is not None and not 0 < value <= 3600:
                 raise MasterError(f"{flag} must be between 0 and 3600 seconds, got {value}")
+        if self.service_cidr is not None:
+            from ._allocators import ServiceNetwork
+
+            try:
+                ServiceNetwork.parse(self.service_cidr)
+            except ValueError as exc:
+                raise MasterError(str(exc)) from None
 
 
 class MasterLayout:

@@ -169,6 +169,7 @@ class Master:
         self.store: Any = None
         self.registry: Any = None
         self.duties: Any = None
+        self.network: Any = None
         self.started_at = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -210,7 +211,10 @@ class Master:
             raise MasterError(f"cannot open the store (--raft-addr {self.spec.raft_addr}, "
                               f"{self.layout.raft}): {exc}") from exc
         try:
-            self.registry = Registry(self.store)
+            from ._allocators import ServiceNetwork
+
+            self.network = ServiceNetwork.parse(self.spec.service_cidr)
+            self.registry = Registry(self.store, service_network=self.network)
             app = create_app(
                 self.registry,
                 store=self.store,
@@ -294,11 +298,29 @@ class Master:
 
         while self.store.is_leader():
             try:
+                await self._store_service_network()
                 await self.registry.ensure_namespaces()
                 return
             except (errors.ApiError, StoreUnavailable) as exc:
                 log.warning("bootstrap namespaces: %s; retrying", exc)
                 await trio.sleep(_RETRY_PAUSE_S)
+
+    async def _store_service_network(self) -> None:
+        """The first leader records the service range; later masters' flags cannot change it
+        (VIPs already handed out come from it)."""
+        from raftstore import Compare, Op
+
+        from ._allocators import NETWORK_KEY, ServiceNetwork
+
+        result = await self.store.txn([Compare.absent(NETWORK_KEY)], [Op.put(NETWORK_KEY, self.network.encode())],
+                                      [Op.get(NETWORK_KEY)])
+        if result.succeeded:
+            log.info("service range %s", self.network.cidr)
+        elif result.results and result.results[0] is not None:
+            stored = ServiceNetwork.decode(result.results[0].value)
+            if self.spec.service_cidr and stored.cidr != self.network.cidr:
+                log.warning("--service-cidr %s ignored: the cluster's service range is %s",
+                            self.network.cidr, stored.cidr)
 
     async def _register_self(self) -> None:
         """Write this master's member record once a leader accepts writes."""

@@ -44,7 +44,7 @@ from typing import Any
 
 from raftstore import Compacted, Compare, InvalidCommand, KeyValue, Op, StoreUnavailable
 
-from . import errors, kinds
+from . import _allocators, errors, kinds
 from .codec import decode_object, encode_object
 from .errors import ApiError
 from .selectors import FieldSelector, LabelSelector, SelectorError
@@ -182,8 +182,12 @@ class Registry:
         *,
         clock: Callable[[], float] = time.time,
         commit_observer: Callable[[float], None] | None = None,
+        service_network: _allocators.ServiceNetwork | None = None,
     ) -> None:
         self.store = store
+        # the range used until the cluster's own setting (written by the first leader) is seen
+        self._network_default = service_network or _allocators.ServiceNetwork.parse(None)
+        self._network_stored: _allocators.ServiceNetwork | None = None
         self._clock = clock
         #: called with the duration of every store write (the API server's commit histogram)
         self.commit_observer = commit_observer
@@ -465,6 +469,26 @@ class Registry:
             )
         return Compare.mod_revision(ns_key, "==", kv.mod_revision)
 
+    async def service_network(self) -> _allocators.ServiceNetwork:
+        """The cluster's service range: the stored setting (read once: it never changes), else
+        this registry's default (a store nobody bootstrapped, e.g. in-process tests)."""
+        if self._network_stored is None:
+            kv = await self._store_call(self.store.get, _allocators.NETWORK_KEY)
+            if kv is None:
+                return self._network_default
+            self._network_stored = _allocators.ServiceNetwork.decode(kv.value)
+        return self._network_stored
+
+    async def _taken_keys(self, prefix: str) -> set[str]:
+        rr = await self._store_call(self.store.range, prefix, linearizable=False)
+        return {kv.key for kv in rr.kvs}
+
+    async def _allocation_plan(
+        self, old: dict[str, Any] | None, new: dict[str, Any], avoid: set[str]
+    ) -> _allocators.AllocationPlan:
+        return await _allocators.plan_allocations(
+            await self.service_network(), old, new, self._taken_keys, avoid)
+
     def _generate_name(self, base: str) -> str:
         return base + "".join(secrets.choice(_GENERATE_ALPHABET) for _ in range(5))
 
@@ -502,12 +526,21 @@ class Registry:
         if dry_run:
             await self._namespace_guard(rtype, meta.get("namespace"))
             return obj
+        services = rtype.plural == "services" and not rtype.group
+        requested_spec = encode_object(obj.get("spec") or {})  # what each allocation starts from
+        avoid: set[str] = set()
         for attempt in range(_GENERATE_RETRIES + _RETRIES):
             ns_compare = await self._namespace_guard(rtype, meta.get("namespace"))
             key = self.key(rtype, meta.get("namespace"), meta["name"])
             compares = [Compare.absent(key)] + ([ns_compare] if ns_compare else [])
+            plan = None
+            if services:  # the VIP and node ports are taken in the same transaction
+                obj["spec"] = decode_object(requested_spec)
+                plan = await self._allocation_plan(None, obj, avoid)
+                compares += plan.compares
             result = await self._store_call(
-                self.store.txn, compares, [Op.put(key, encode_object(obj))], [Op.get(key)], write=True
+                self.store.txn, compares, [Op.put(key, encode_object(obj))] + (plan.ops if plan else []),
+                [Op.get(key)] + (plan.failure_gets() if plan else []), write=True
             )
             if result.succeeded:
                 meta["resourceVersion"] = str(result.revision)
@@ -517,7 +550,12 @@ class Registry:
                     meta["name"] = self._generate_name(generate)
                     continue
                 raise errors.already_exists(rtype.plural, meta["name"], rtype.group)
-            # otherwise the namespace changed under us: check it again
+            if plan is not None:
+                taken = plan.error_for(meta["name"], result.results[1:])
+                if taken is not None:
+                    raise taken
+                avoid.update(k for k, kv in zip(plan.claimed, result.results[1:], strict=False) if kv is not None)
+            # otherwise the namespace changed under us (or a picked value was just taken): again
         raise errors.conflict(rtype.plural, meta["name"], errors.MODIFIED, rtype.group)
 
     # ---------------------------------------------------------------- update and patch
@@ -562,6 +600,8 @@ class Registry:
             else:
                 new.pop("status", None)
         self._default(rtype, new)
+        if rtype.plural == "services" and not rtype.group:
+            _allocators.carry_allocated(old, new)
         generation = old_meta.get("generation") or 1
         if _spec_part(new) != _spec_part(old):
             generation += 1
@@ -615,6 +655,8 @@ class Registry:
         """
         key = self.key(rtype, namespace, name)
         linearizable = False
+        services = rtype.plural == "services" and not rtype.group and subresource is None
+        avoid: set[str] = set()
         for _attempt in range(_RETRIES):
             was_linearizable = linearizable
             kv = await self._read_current(rtype, key, linearizable)
@@ -641,13 +683,27 @@ class Registry:
             if dry_run:
                 result["metadata"]["resourceVersion"] = str(kv.mod_revision)
                 return result
+            compares = [Compare.mod_revision(key, "==", kv.mod_revision)]
+            ops: builtins.list[tuple] = []
+            plan = None
+            if services and deleting:
+                ops = _allocators.release_ops(current)
+            elif services:
+                plan = await self._allocation_plan(current, result, avoid)
+                compares += plan.compares
+                ops = plan.ops
             op = Op.delete(key) if deleting else Op.put(key, encode_object(result))
             txn = await self._store_call(
-                self.store.txn, [Compare.mod_revision(key, "==", kv.mod_revision)], [op], [], write=True
+                self.store.txn, compares, [op, *ops], plan.failure_gets() if plan else [], write=True
             )
             if txn.succeeded:
                 result["metadata"]["resourceVersion"] = str(txn.revision)
                 return result
+            if plan is not None:
+                taken = plan.error_for(name, txn.results)
+                if taken is not None:
+                    raise taken
+                avoid.update(k for k, got in zip(plan.claimed, txn.results, strict=False) if got is not None)
         raise errors.conflict(rtype.plural, name, errors.MODIFIED, rtype.group)
 
     async def update(
@@ -935,8 +991,9 @@ class Registry:
                 op: tuple = Op.put(key, encode_object(obj))
             else:
                 op = Op.delete(key)
+            release = _allocators.release_ops(obj) if marked is None and rtype.plural == "services" and not rtype.group else []
             txn = await self._store_call(
-                self.store.txn, [Compare.mod_revision(key, "==", kv.mod_revision)], [op], [], write=True
+                self.store.txn, [Compare.mod_revision(key, "==", kv.mod_revision)], [op, *release], [], write=True
             )
             if txn.succeeded:
                 if marked is None:
