@@ -666,19 +666,26 @@ class Registry:
                     return await self.create(rtype, namespace, create_body, dry_run=dry_run)
                 raise errors.not_found(rtype.plural, name, rtype.group)
             current = self._decode(kv)
-            desired = mutate(self._decode(kv))
-            if not isinstance(desired, dict):
-                raise errors.bad_request(f"the body must be a {rtype.kind} object")
-            wanted_rv = (desired.get("metadata") or {}).get("resourceVersion") if isinstance(desired.get("metadata"), dict) else None
-            if wanted_rv not in (None, ""):
-                if _parse_rv(wanted_rv, "metadata.resourceVersion") != kv.mod_revision:
-                    if not was_linearizable:
-                        continue  # the local replica may be behind the caller: look again
-                    raise errors.conflict(rtype.plural, name, errors.MODIFIED, rtype.group)
-            result = self._prepare_update(rtype, current, desired, subresource)
+            try:
+                desired = mutate(self._decode(kv))
+                if not isinstance(desired, dict):
+                    raise errors.bad_request(f"the body must be a {rtype.kind} object")
+                wanted_rv = (desired.get("metadata") or {}).get("resourceVersion") if isinstance(desired.get("metadata"), dict) else None
+                if wanted_rv not in (None, ""):
+                    if _parse_rv(wanted_rv, "metadata.resourceVersion") != kv.mod_revision:
+                        raise errors.conflict(rtype.plural, name, errors.MODIFIED, rtype.group)
+                result = self._prepare_update(rtype, current, desired, subresource)
+            except ApiError:
+                if not was_linearizable:
+                    continue  # decided on a possibly stale local copy: decide on the latest
+                raise
             result["metadata"].pop("resourceVersion", None)
             deleting = self._deleted_by_update(result)
             if not deleting and result == _without_rv(current):
+                if not was_linearizable:
+                    # "Nothing to change" compared with a possibly stale local copy: the latest
+                    # version may differ (a follower that lags would drop the write).
+                    continue
                 return current  # no change: no write, same resourceVersion (as Kubernetes)
             if dry_run:
                 result["metadata"]["resourceVersion"] = str(kv.mod_revision)

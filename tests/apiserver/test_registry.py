@@ -142,3 +142,27 @@ async def test_writes_through_a_lagging_replica_see_the_latest_version() -> None
     lagging.stale[key] = None
     deleted = await follower.delete("configmaps", "default", "c", preconditions={"uid": created["metadata"]["uid"]})
     assert deleted["data"] == {"n": "3"}
+
+
+async def test_decisions_on_a_lagging_replica_are_taken_on_the_latest_version() -> None:
+    store = MemoryStore()
+    reg = Registry(store)
+    await reg.ensure_namespaces()
+    await reg.create("configmaps", "default", {"metadata": {"name": "c"}, "data": {"n": "1"}})
+    key = "/registry/configmaps/default/c"
+    old = await store.get(key)
+    await reg.patch("configmaps", "default", "c", "merge", {"data": {"n": "2"}})
+    lagging = LaggingReplica(store)
+    follower = Registry(lagging)
+    lagging.stale[key] = old  # the follower still has n=1
+    # Setting n back to 1 is "no change" on the stale copy, but a change of the latest one.
+    patched = await follower.patch("configmaps", "default", "c", "merge", {"data": {"n": "1"}})
+    assert patched["data"] == {"n": "1"}
+    assert (await reg.get("configmaps", "default", "c"))["data"] == {"n": "1"}
+    # A precondition that the stale copy fails but the latest one meets.
+    latest = await reg.get("configmaps", "default", "c")
+    lagging.stale[key] = old
+    latest["data"] = {"n": "3"}
+    updated = await follower.update("configmaps", "default", "c", latest)
+    assert updated["data"] == {"n": "3"}
+
