@@ -142,26 +142,38 @@ def node_group() -> None:
               help="The node's IP: host ports and the log endpoint bind here.")
 @click.option("--server", "servers", multiple=True, metavar="URL",
               help="API URL of a master (repeat for each; default: from --kubeconfig).")
-@click.option("--token", default=None, help="Bearer token for the API.")
+@click.option("--token", default=None,
+              help="A node join token (K10..., from `edgectl token create`): used once, to get "
+                   "this node's own credential (kept in DATA_DIR); or a bearer token for the API.")
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
-              help="File holding the bearer token.")
+              help="File holding the token.")
 @click.option("--ca-cert-file", type=click.Path(dir_okay=False), default=None,
               help="Verify the masters against this CA certificate.")
 @click.option("--hollow", is_flag=True, help="Simulate pods instead of running containers.")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="A node label.")
 @click.option("--log-port", type=click.IntRange(0, 65535), default=10250, show_default=True,
               help="Port of the log endpoint the masters proxy `logs` to (0: any free port).")
+@click.option("--proxy-mode", type=click.Choice(["auto", "nftables", "userspace", "none"]),
+              default="auto", show_default=True,
+              help="The node's netproxy for Service VIPs and NodePorts (auto: nftables when "
+                   "root and nft work, else userspace; none: no proxy).")
 @client_options
 def join_command(name: str, data_dir: str, address: str, servers: tuple[str, ...],
                  token: str | None, token_file: str | None, ca_cert_file: str | None,
-                 hollow: bool, labels: tuple[str, ...], log_port: int, kubeconfig: str | None,
-                 context_name: str | None) -> None:
+                 hollow: bool, labels: tuple[str, ...], log_port: int, proxy_mode: str,
+                 kubeconfig: str | None, context_name: str | None) -> None:
     """Run an edge agent for this node in the foreground.
+
+    With a join token the agent checks the cluster CA against the token's hash, then trades
+    the token for this node's own credential (stored 0600 in DATA_DIR, used from then on,
+    restarts included). A node may only update its own Node, Lease and pods' status.
 
     \b
     Example:
+      TOKEN=$(edgectl token create --ttl 1h)       # with the admin kubeconfig
       edgectl node join --name n1 --data-dir /var/lib/edgeplane-node \\
-          --address 10.0.0.11 --server http://10.0.0.1:6443 --token-file token
+          --address 10.0.0.11 --server https://10.0.0.1:6443 --token "$TOKEN"
+      edgectl node join --name n1 --data-dir /var/lib/edgeplane-node   # later restarts
     """
     from controlplane.kubeconfig import KubeconfigError, load_kubeconfig
     from controlplane.master import configure_logging, read_private
@@ -170,8 +182,27 @@ def join_command(name: str, data_dir: str, address: str, servers: tuple[str, ...
         from edge_agent import AgentConfig, run_agent
     except ImportError as exc:
         raise CommandError(f"error: the edge agent is not available: {exc}") from None
+    from edge_agent import JoinError, join_or_load
+
+    if proxy_mode != "none":
+        from netproxy import ProxyError, choose_mode
+
+        try:
+            choose_mode(proxy_mode)
+        except ProxyError as exc:
+            raise CommandError(f"error: --proxy-mode {proxy_mode}: {exc}") from None
+
     if token_file:
         token = read_private(token_file, "--token-file")
+    log_credential = None
+    try:
+        credentials = join_or_load(data_dir, name, list(servers), token)
+    except JoinError as exc:
+        raise CommandError(f"error: {exc}") from None
+    if credentials is not None:
+        servers = tuple(servers) or tuple(credentials.servers)
+        token, ca_cert_file = credentials.token, credentials.ca_file
+        log_credential = credentials.log_credential
     if not servers:
         try:
             config = load_kubeconfig(kubeconfig, context=context_name)
@@ -188,7 +219,9 @@ def join_command(name: str, data_dir: str, address: str, servers: tuple[str, ...
     agent_config = AgentConfig(node_name=name, data_dir=data_dir, address=address,
                                servers=list(servers), token=token, labels=parsed,
                                verify=ca_cert_file or True, log_port=log_port,
-                               runtime="hollow" if hollow else "docker")
+                               log_credential=log_credential,
+                               runtime="hollow" if hollow else "docker",
+                               proxy_mode=None if proxy_mode == "none" else proxy_mode)
     configure_logging("node", name)
 
     async def main() -> None:
@@ -238,3 +271,24 @@ async def list_command(kubeconfig: str | None, context_name: str | None) -> None
                         if a.get("type") == "InternalIP"), "")
         rows.append([meta["name"], state, address, str(count.get(meta["name"], 0))])
     print_table(["NAME", "STATUS", "ADDRESS", "PODS"], rows)
+
+
+@node_group.command("revoke")
+@click.argument("name")
+@client_options
+@run_async
+async def revoke_command(name: str, kubeconfig: str | None, context_name: str | None) -> None:
+    """Revoke node NAME's credentials: its agent gets 401 from then on (its Node object and
+    pods stay; delete them with `edgectl delete node NAME`). To let it back, join it again
+    with a new join token after deleting DATA_DIR/node-credentials.json on the node.
+
+    \b
+    Example:
+      edgectl node revoke n3
+    """
+    async with make_client(kubeconfig, context_name) as client:
+        answer = await client.request_json("POST", f"/edgeplane/v1/nodes/{name}/revoke")
+    revoked = answer.get("revoked") or []
+    if not revoked:
+        raise CommandError(f"error: node {name} has no credentials to revoke")
+    click.echo(f"node {name}: {len(revoked)} credential(s) revoked")

@@ -29,6 +29,7 @@ from typing import Any
 import click
 import httpx
 
+from controlplane._allocators import LOCAL_SERVICE_CIDR
 from controlplane._master_tls import new_ca, write_ca
 from controlplane.kubeconfig import write_kubeconfig
 from controlplane.master import new_secret, new_token, write_private
@@ -60,6 +61,8 @@ _POLL_S = 0.1
 _PORT_ATTEMPTS = 3
 # What a master's log says when its port was taken.
 _BIND_ERRORS = ("Address already in use", "cannot bind", "cannot listen")
+# The join token of `up`'s nodes only has to outlive their first start.
+_JOIN_TOKEN_TTL_S = 3600
 # Node agents of a local cluster get 127.0.1.N, as the design's networking model says.
 _NODE_NET = "127.0.1"
 
@@ -234,6 +237,7 @@ def start_local_cluster(
     base_port: int | None = None,
     timeout: float = _UP_TIMEOUT_S,
     extra_master_args: list[str] | None = None,
+    extra_node_args: list[str] | None = None,
     progress: Any = None,
 ) -> LocalCluster:
     """Start a local cluster (see the module docstring); returns once every master answers.
@@ -261,7 +265,8 @@ def start_local_cluster(
         try:
             return _start_fresh(root, masters=masters, nodes=nodes, hollow=hollow,
                                 node_prefix=node_prefix, node_net=node_net, base_port=base_port,
-                                timeout=timeout, extra_master_args=extra_master_args, say=say)
+                                timeout=timeout, extra_master_args=extra_master_args,
+                                extra_node_args=extra_node_args, say=say)
         except CommandError as exc:
             # Free ports are probed, then bound by the masters a moment later: another process
             # may take one in between. Start over on new ports (nothing of value exists yet).
@@ -284,7 +289,8 @@ def _wipe_fresh_cluster(root: pathlib.Path) -> None:
 
 def _start_fresh(root: pathlib.Path, *, masters: int, nodes: int, hollow: bool, node_prefix: str,
                  node_net: str, base_port: int | None, timeout: float,
-                 extra_master_args: list[str] | None, say: Any) -> LocalCluster:
+                 extra_master_args: list[str] | None, say: Any,
+                 extra_node_args: list[str] | None = None) -> LocalCluster:
     if base_port is not None:
         ports = list(range(base_port, base_port + 2 * masters))
     else:
@@ -328,7 +334,8 @@ def _start_fresh(root: pathlib.Path, *, masters: int, nodes: int, hollow: bool, 
         if nodes:
             _start_nodes(cluster, nodes, hollow=hollow, token_file=token_file, urls=urls,
                          node_prefix=node_prefix, node_net=node_net,
-                         ca_cert=ca_cert, verify=verify, timeout=timeout, say=say)
+                         ca_cert=ca_cert, verify=verify, timeout=timeout, say=say,
+                         extra_node_args=extra_node_args)
     except BaseException:
         stop_local_cluster(cluster, grace=2.0)
         raise
@@ -382,18 +389,45 @@ def _wait_for_masters(cluster: LocalCluster, token: str, verify: ssl.SSLContext,
         time.sleep(_POLL_S)
 
 
+def _create_join_token(urls: list[str], admin_token: str, verify: ssl.SSLContext,
+                       timeout: float) -> str:
+    """A node join token valid while the local nodes start (they keep their own credential)."""
+    deadline = time.monotonic() + timeout
+    last = "no master tried"
+    while time.monotonic() < deadline:
+        for url in urls:
+            try:
+                response = httpx.post(f"{url}/edgeplane/v1/tokens", json={
+                    "kind": "join", "role": "node", "ttlSeconds": _JOIN_TOKEN_TTL_S,
+                    "description": "edgectl up: local nodes"},
+                    headers={"Authorization": f"Bearer {admin_token}"}, timeout=5.0,
+                    verify=verify)
+            except httpx.HTTPError as exc:
+                last = f"{url}: {exc}"
+                continue
+            if response.status_code == 201:
+                return str(response.json()["token"])
+            last = f"{url}: HTTP {response.status_code} {response.text[:200]}"
+        time.sleep(_POLL_S)
+    raise CommandError(f"error: cannot create a node join token: {last}")
+
+
 def _start_nodes(cluster: LocalCluster, count: int, *, hollow: bool, token_file: pathlib.Path,
                  node_prefix: str, node_net: str,
                  urls: list[str], ca_cert: pathlib.Path, verify: ssl.SSLContext, timeout: float,
-                 say: Any) -> None:
+                 say: Any, extra_node_args: list[str] | None = None) -> None:
     token = token_file.read_text().strip()
+    # Nodes join with a node join token (they never see the admin token); each trades it for
+    # its own credential on first start, and restarts use that credential.
+    join_token_file = cluster.dir / "node-join-token"
+    write_private(join_token_file, _create_join_token(urls, token, verify, timeout))
     for i in range(count):
         name = f"{node_prefix}{i + 1}"
         address = f"{node_net}.{i + 1}"
         data_dir = cluster.dir / name
         argv = [sys.executable, "-m", "cli", "node", "join", "--name", name,
                 "--data-dir", str(data_dir), "--address", address,
-                "--token-file", str(token_file), "--ca-cert-file", str(ca_cert),
+                "--token-file", str(join_token_file),
                 # Any free port: clusters side by side must not fight over 10250; the node
                 # reports the port it got, and the masters proxy logs there.
                 "--log-port", "0"]
@@ -401,6 +435,7 @@ def _start_nodes(cluster: LocalCluster, count: int, *, hollow: bool, token_file:
             argv += ["--server", url]
         if hollow:
             argv.append("--hollow")
+        argv += list(extra_node_args or [])
         log_path = cluster.dir / f"{name}.log"
         pid = _spawn(argv, log_path)
         cluster.processes.append(ProcessRecord("node", name, pid, str(log_path), argv,
@@ -525,9 +560,14 @@ def _reap(records: list[ProcessRecord]) -> None:
               help="Seconds without a Lease renewal before a node is NotReady (default 8).")
 @click.option("--node-toleration-seconds", type=float, default=None,
               help="Seconds before pods of an unreachable node are evicted (default 4).")
+@click.option("--service-cidr", default=LOCAL_SERVICE_CIDR, show_default=True, metavar="CIDR",
+              help="Service VIP range (inside 127.0.0.0/8 keeps every VIP on this machine).")
+@click.option("--proxy-mode", type=click.Choice(["auto", "nftables", "userspace", "none"]),
+              default=None, help="The nodes' netproxy mode (default: auto; none for --hollow).")
 def up_command(directory: str, masters: int, nodes: int, hollow: bool, node_prefix: str,
                node_net: str, base_port: int | None, timeout: float,
-               node_grace_period: float | None, node_toleration_seconds: float | None) -> None:
+               node_grace_period: float | None, node_toleration_seconds: float | None,
+               service_cidr: str, proxy_mode: str | None) -> None:
     """Start a local cluster in the background on loopback addresses.
 
     Returns once the API answers on every master. In a directory whose cluster was stopped
@@ -548,9 +588,12 @@ def up_command(directory: str, masters: int, nodes: int, hollow: bool, node_pref
         extra += ["--node-grace-period", str(node_grace_period)]
     if node_toleration_seconds is not None:
         extra += ["--node-toleration-seconds", str(node_toleration_seconds)]
+    extra += ["--service-cidr", service_cidr]
+    node_extra = ["--proxy-mode", proxy_mode or ("none" if hollow else "auto")]
     cluster = start_local_cluster(directory, masters=masters, nodes=nodes, hollow=hollow,
                                   node_prefix=node_prefix, node_net=node_net,
                                   base_port=base_port, timeout=timeout, extra_master_args=extra,
+                                  extra_node_args=node_extra,
                                   progress=lambda text: click.echo(text, err=True))
     node_count = sum(1 for p in cluster.processes if p.role == "node")
     click.echo(f"cluster is up in {cluster.dir} ({len(cluster.masters())} master(s), "

@@ -10,6 +10,13 @@ import click
 import httpx
 
 from controlplane._master_tls import ensure_serving_cert, load_ca, new_ca, write_ca
+from controlplane._security import (
+    JOIN_TOKEN_PREFIX,
+    JoinError,
+    fetch_pinned_ca,
+    parse_join_token,
+    post_join,
+)
 from controlplane.kubeconfig import write_kubeconfig
 from controlplane.master import (
     MasterConfig,
@@ -60,6 +67,9 @@ def _run(config: MasterConfig) -> None:
 
 
 def _lifecycle_options(fn: Any) -> Any:
+    fn = click.option("--service-cidr", default=None, metavar="CIDR",
+                      help="Service VIP range, stored by the first master for the whole cluster "
+                           "(default 10.96.0.0/12; edgectl up: 127.10.0.0/16).")(fn)
     fn = click.option("--node-toleration-seconds", type=float, default=None,
                       help="Seconds before pods of an unreachable node are evicted (default 4).")(fn)
     fn = click.option("--node-grace-period", type=float, default=None,
@@ -68,8 +78,10 @@ def _lifecycle_options(fn: Any) -> Any:
 
 
 def _tls_options(fn: Any) -> Any:
-    fn = click.option("--no-tls", is_flag=True,
-                      help="Serve plain HTTP (kubectl will not send the token): testing only.")(fn)
+    fn = click.option("--insecure-http", "--no-tls", "no_tls", is_flag=True,
+                      help="Serve plain HTTP instead of HTTPS (tokens in clear text; kubectl "
+                           "will not send them): loopback --api-addr only, testing only. "
+                           "--no-tls is an old name for it.")(fn)
     fn = click.option("--ca-key-file", type=click.Path(dir_okay=False), default=None,
                       help="The cluster CA key (default: DATA_DIR/ca.key).")(fn)
     fn = click.option("--ca-cert-file", type=click.Path(dir_okay=False), default=None,
@@ -94,7 +106,8 @@ def _setup_tls(layout: MasterLayout, spec: MasterSpec, ca_cert_file: str | None,
             ca = new_ca()
             write_ca(ca, layout.ca_cert, layout.ca_key)
         else:
-            raise MasterError(f"no cluster CA: pass --ca-cert-file and --ca-key-file (or --no-tls); "
+            raise MasterError(f"no cluster CA: pass --ca-cert-file and --ca-key-file (or "
+                              f"--insecure-http on loopback); "
                               f"{layout.ca_cert} does not exist")
         host, _ = parse_host_port(spec.api_addr, "--api-addr")
         ensure_serving_cert(ca, host, layout.tls_cert, layout.tls_key)
@@ -106,7 +119,8 @@ def _setup_tls(layout: MasterLayout, spec: MasterSpec, ca_cert_file: str | None,
 def _spec(layout: MasterLayout, name: str | None, raft_addr: str | None, api_addr: str | None,
           peers: tuple[str, ...], dev_memory_store: bool, no_tls: bool = False,
           node_grace_period: float | None = None,
-          node_toleration_seconds: float | None = None) -> MasterSpec:
+          node_toleration_seconds: float | None = None,
+          service_cidr: str | None = None) -> MasterSpec:
     """Flags, falling back to D/master.json (so a restart needs only --data-dir)."""
     saved = layout.read_spec()
     spec = MasterSpec(
@@ -120,6 +134,7 @@ def _spec(layout: MasterLayout, name: str | None, raft_addr: str | None, api_add
             saved.node_grace_period if saved else None),
         node_toleration_seconds=node_toleration_seconds if node_toleration_seconds is not None
         else (saved.node_toleration_seconds if saved else None),
+        service_cidr=service_cidr or (saved.service_cidr if saved else None),
     )
     missing = [flag for flag, value in (("--name", spec.name), ("--raft-addr", spec.raft_addr),
                                         ("--api-addr", spec.api_addr)) if not value]
@@ -142,7 +157,7 @@ def _spec(layout: MasterLayout, name: str | None, raft_addr: str | None, api_add
 def init_command(name: str | None, data_dir: str, raft_addr: str | None, api_addr: str | None,
                  dev_memory_store: bool, ca_cert_file: str | None, ca_key_file: str | None,
                  no_tls: bool, node_grace_period: float | None,
-                 node_toleration_seconds: float | None) -> None:
+                 node_toleration_seconds: float | None, service_cidr: str | None) -> None:
     """Start the first master of a new cluster.
 
     Creates the cluster secret and the admin token, writes DATA_DIR/kubeconfig, and runs the
@@ -159,7 +174,7 @@ def init_command(name: str | None, data_dir: str, raft_addr: str | None, api_add
         raise CommandError(f"error: {data_dir} already holds a master; restart it with "
                            f"`edgectl master start --data-dir {data_dir}`")
     spec = _spec(layout, name or "m1", raft_addr, api_addr, (), dev_memory_store, no_tls,
-                 node_grace_period, node_toleration_seconds)
+                 node_grace_period, node_toleration_seconds, service_cidr)
     layout.create()
     secret, token = new_secret(), new_token()
     write_private(layout.secret, secret)
@@ -171,9 +186,16 @@ def init_command(name: str | None, data_dir: str, raft_addr: str | None, api_add
     write_kubeconfig(layout.kubeconfig, [config.api_url], token=token, names=[spec.name],
                      ca_data=ca_pem)
     click.echo(f"cluster initialised; admin kubeconfig: {layout.kubeconfig}", err=True)
-    ca_flag = f" --ca-cert-file {layout.ca_cert}" if spec.tls else ""
-    click.echo(f"add masters with: edgectl master join --server {config.api_url} "
-               f"--token \"$(cat {layout.admin_token})\"{ca_flag} --name m2 ...", err=True)
+    if spec.tls:
+        click.echo(f"add masters:  TOKEN=$(KUBECONFIG={layout.kubeconfig} edgectl token create "
+                   f"--role master); edgectl master join --server {config.api_url} "
+                   "--token \"$TOKEN\" --name m2 ...", err=True)
+        click.echo(f"add nodes:    TOKEN=$(KUBECONFIG={layout.kubeconfig} edgectl token create); "
+                   f"edgectl node join --server {config.api_url} --token \"$TOKEN\" --name n1 ...",
+                   err=True)
+    else:
+        click.echo(f"add masters with: edgectl master join --server {config.api_url} "
+                   f"--token \"$(cat {layout.admin_token})\" --name m2 ...", err=True)
     _run(config)
 
 
@@ -192,7 +214,7 @@ def start_command(name: str | None, data_dir: str, raft_addr: str | None, api_ad
                   peers: tuple[str, ...], secret_file: str | None, admin_token_file: str | None,
                   dev_memory_store: bool, ca_cert_file: str | None, ca_key_file: str | None,
                   no_tls: bool, node_grace_period: float | None,
-                  node_toleration_seconds: float | None) -> None:
+                  node_toleration_seconds: float | None, service_cidr: str | None) -> None:
     """Start a master of a static group, or restart any master from its data directory.
 
     Every member of a static group is started with the others' Raft addresses as --peer and
@@ -208,7 +230,7 @@ def start_command(name: str | None, data_dir: str, raft_addr: str | None, api_ad
     """
     layout = MasterLayout(data_dir)
     spec = _spec(layout, name, raft_addr, api_addr, peers, dev_memory_store, no_tls,
-                 node_grace_period, node_toleration_seconds)
+                 node_grace_period, node_toleration_seconds, service_cidr)
     try:
         secret = read_private(secret_file or layout.secret, "--secret-file")
         token = read_private(admin_token_file or layout.admin_token, "--admin-token-file")
@@ -253,22 +275,28 @@ def _join_info(server: str, token: str, ca_cert_file: str | None) -> dict[str, A
 @master_group.command("join")
 @_addr_options
 @click.option("--server", required=True, metavar="URL", help="API URL of any running master.")
-@click.option("--token", default=None, help="Admin token of the cluster.")
+@click.option("--token", default=None,
+              help="A master join token (K10..., from `edgectl token create --role master`) "
+                   "or the cluster's admin token.")
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
-              help="File holding the admin token (instead of --token).")
+              help="File holding the token (instead of --token).")
 @click.option("--ca-cert-file", type=click.Path(dir_okay=False), default=None,
-              help="Verify --server against this CA certificate.")
+              help="Verify --server against this CA certificate (not needed with a join "
+                   "token: it pins the CA).")
 def join_command(name: str | None, data_dir: str, raft_addr: str | None, api_addr: str | None,
                  server: str, token: str | None, token_file: str | None,
                  ca_cert_file: str | None) -> None:
     """Add a master to a running cluster (a Raft membership change), then run it.
 
-    The cluster secret is fetched through the authenticated API; the new master starts its
+    With a join token (K10<CA hash>::<id>.<secret>) the CA is fetched first and its hash
+    checked against the token before the token's secret is sent; a mismatching CA is refused.
+    The cluster secret is then fetched through the authenticated API; the new master starts its
     replica with every member as a peer and asks the leader to add it.
 
     \b
     Example:
-      edgectl master join --server http://10.0.0.1:6443 --token "$TOKEN" --name m4 \\
+      TOKEN=$(edgectl token create --role master --ttl 1h)     # on a machine with the admin kubeconfig
+      edgectl master join --server https://10.0.0.1:6443 --token "$TOKEN" --name m4 \\
           --data-dir /var/lib/edgeplane --raft-addr 10.0.0.4:7001 --api-addr 10.0.0.4:6443
     """
     if token_file:
@@ -279,7 +307,18 @@ def join_command(name: str | None, data_dir: str, raft_addr: str | None, api_add
     if layout.has_state():
         raise CommandError(f"error: {data_dir} already holds a master; restart it with "
                            f"`edgectl master start --data-dir {data_dir}`")
-    info = _join_info(server, token, ca_cert_file)
+    if token.startswith(JOIN_TOKEN_PREFIX):
+        try:
+            join_token = parse_join_token(token)
+            ca_pem = fetch_pinned_ca(server, join_token)
+            info = post_join(server, "/edgeplane/v1/join", join_token, ca_pem)
+        except (ValueError, JoinError) as exc:
+            raise CommandError(f"error: {exc}") from None
+        if not isinstance(info.get("adminToken"), str):
+            raise CommandError(f"error: {server} sent an incomplete join answer")
+        token = info["adminToken"]
+    else:
+        info = _join_info(server, token, ca_cert_file)
     members = info.get("members") or []
     if not isinstance(info.get("secret"), str) or not members:
         raise CommandError(f"error: {server} sent an incomplete join answer")

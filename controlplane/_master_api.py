@@ -6,6 +6,17 @@
                                           secret and the members; changes nothing
     POST   /edgeplane/v1/members          (admin, leader) add a master: Raft membership change
     DELETE /edgeplane/v1/members/NAME     (admin, leader) remove a master
+    GET    /edgeplane/v1/cacerts          (no credential) the cluster CA certificate (PEM): a
+                                          joining side checks its hash against its join token
+    POST   /edgeplane/v1/nodes/join       (node join token) a node's own API credential and
+                                          log-endpoint credential
+    POST   /edgeplane/v1/nodes/NAME/revoke (admin) delete every credential of node NAME
+    GET    /edgeplane/v1/tokens           (admin) tokens, without secrets
+    POST   /edgeplane/v1/tokens           (admin) create a join or named token
+    DELETE /edgeplane/v1/tokens/ID        (admin) revoke a token
+
+``POST /edgeplane/v1/join`` also accepts a master join token (``edgectl token create --role
+master``); a node join token is refused there with 403.
 
 Membership changes must be proposed by the Raft leader; any other master answers 503, which
 the edgeplane client treats as "try the next master", so callers need not know the leader.
@@ -16,6 +27,7 @@ can name every member and tell clients every API address.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -24,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import errors
+from ._security import JOIN_TOKEN_PREFIX, ca_hash
 from .errors import ApiError
 
 __all__ = ["MEMBERS_PREFIX", "MasterEndpoints", "MemberRecord", "decode_member", "encode_member"]
@@ -76,6 +89,13 @@ class MasterEndpoints:
         if scope["type"] != "http" or not scope.get("path", "").startswith("/edgeplane/"):
             await self.inner(scope, receive, send)
             return
+        if scope["path"].rstrip("/") == "/edgeplane/v1/cacerts" and scope.get("method") == "GET":
+            # Public on purpose: a joiner must see the CA before it trusts (or sends) anything.
+            pem = self.master.ca_pem()
+            await send({"type": "http.response.start", "status": 200 if pem else 404,
+                        "headers": [(b"content-type", b"application/x-pem-file")]})
+            await send({"type": "http.response.body", "body": pem or b"this master serves no CA\n"})
+            return
         try:
             status, body = await self._handle(scope, receive)
         except ApiError as exc:
@@ -89,23 +109,55 @@ class MasterEndpoints:
                                 (b"cache-control", b"no-cache, private")]})
         await send({"type": "http.response.body", "body": body})
 
-    def _user(self, scope: dict[str, Any]) -> Any:
+    @staticmethod
+    def _bearer(scope: dict[str, Any]) -> str:
         header = b""
         for key, value in scope.get("headers", []):
             if key.lower() == b"authorization":
                 header = value
         scheme, _, token = header.decode("latin-1").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
+
+    async def _maybe_user(self, scope: dict[str, Any]) -> Any:
+        token = self._bearer(scope)
         user = None
-        if scheme.lower() == "bearer" and token.strip():
-            user = self.master.authenticator.authenticate(token.strip())
+        if token:
+            user = self.master.authenticator.authenticate(token)
+            if inspect.isawaitable(user):
+                user = await user
+        return user
+
+    async def _user(self, scope: dict[str, Any]) -> Any:
+        user = await self._maybe_user(scope)
         if user is None:
             raise errors.unauthorized()
         return user
+
+    async def _join_token(self, scope: dict[str, Any], role: str, what: str) -> Any:
+        """The join token record of this request's bearer credential (401 if none, 403 if it
+        is a join token of another role)."""
+        token = self._bearer(scope)
+        lookup = getattr(self.master.authenticator, "lookup", None)
+        record = await lookup(token, "join") if token and lookup is not None else None
+        if record is None:
+            raise errors.ApiError(401, "Unauthorized",
+                                  "the join token is unknown, expired or revoked")
+        if record.role != role:
+            raise errors.forbidden("tokens", record.id,
+                                   f"a {record.role} join token cannot {what}; create one with "
+                                   f"`edgectl token create --role {role}`")
+        return record
 
     @staticmethod
     def _require_admin(user: Any, what: str) -> None:
         if getattr(user, "role", "") != "admin":
             raise errors.forbidden("members", "", f"only an admin may {what}")
+
+    @staticmethod
+    def _require_reader(user: Any) -> None:
+        if getattr(user, "role", "") not in ("admin", "viewer"):
+            raise errors.forbidden("cluster", "", f'User "{user.name}" may not read the cluster '
+                                   "status or members")
 
     async def _body(self, receive: Receive) -> dict[str, Any]:
         chunks: list[bytes] = []
@@ -132,18 +184,42 @@ class MasterEndpoints:
     async def _handle(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes]:
         method = scope.get("method", "GET")
         parts = [p for p in scope["path"].split("/") if p]
-        user = self._user(scope)
         if parts[:2] != ["edgeplane", "v1"]:
             raise errors.not_found("edgeplane", scope["path"])
         rest = parts[2:]
         master = self.master
+        if rest == ["nodes", "join"] and method == "POST":
+            record = await self._join_token(scope, "node", "join a node")
+            body = await self._body(receive)
+            node = body.get("nodeName")
+            if not isinstance(node, str) or not node:
+                raise errors.bad_request("nodeName is required")
+            answer = await master.node_join(node, record)
+            log.info("node %s joined with join token %s", node, record.id)
+            return _json(200, answer)
+        user = await self._maybe_user(scope)
+        if rest == ["join"] and method == "POST" and user is None:
+            record = await self._join_token(scope, "master", "join a master")
+            log.info("a master joins with join token %s", record.id)
+            return _json(200, await master.join_info(with_admin_token=True))
+        if user is None:
+            raise errors.unauthorized()
         if rest == ["cluster", "status"] and method == "GET":
+            self._require_reader(user)
             return _json(200, await master.cluster_status())
         if rest == ["members"] and method == "GET":
+            self._require_reader(user)
             return _json(200, {"members": [m.as_api() for m in await master.members()]})
         if rest == ["join"] and method == "POST":
             self._require_admin(user, "join a master")
             return _json(200, await master.join_info())
+        if rest and rest[0] == "tokens":
+            return await self._tokens(user, method, rest[1:], receive)
+        if len(rest) == 3 and rest[0] == "nodes" and rest[2] == "revoke" and method == "POST":
+            self._require_admin(user, "revoke a node's credentials")
+            revoked = await master.authenticator.revoke_node(rest[1])
+            log.info("revoked %d credential(s) of node %s", len(revoked), rest[1])
+            return _json(200, {"node": rest[1], "revoked": revoked})
         if rest == ["members"] and method == "POST":
             self._require_admin(user, "add a master")
             body = await self._body(receive)
@@ -162,6 +238,38 @@ class MasterEndpoints:
             members = await master.remove_member(rest[1])
             log.info("removed master %s", rest[1])
             return _json(200, {"members": [m.as_api() for m in members]})
-        if rest and rest[0] in ("cluster", "members", "join"):
+        if rest and rest[0] in ("cluster", "members", "join", "nodes"):
             raise errors.method_not_allowed()
         raise errors.ApiError(404, "NotFound", f"the server could not find {scope['path']}")
+
+    async def _tokens(self, user: Any, method: str, rest: list[str],
+                      receive: Receive) -> tuple[int, bytes]:
+        self._require_admin(user, "manage tokens")
+        auth = self.master.authenticator
+        if not rest and method == "GET":
+            return _json(200, {"items": [r.public() for r in await auth.list()]})
+        if not rest and method == "POST":
+            body = await self._body(receive)
+            kind = str(body.get("kind") or "join")
+            ttl = body.get("ttlSeconds")
+            if ttl is not None and not isinstance(ttl, (int, float)):
+                raise errors.bad_request("ttlSeconds must be a number")
+            record, bearer = await auth.create(
+                kind=kind, role=str(body.get("role") or "node"), ttl=ttl or None,
+                name=str(body.get("name") or ""), description=str(body.get("description") or ""))
+            if kind == "join":
+                pem = self.master.ca_pem()
+                if not pem:
+                    raise errors.bad_request("this cluster serves no CA (plain HTTP): join tokens "
+                                             "need one to pin")
+                token = f"{JOIN_TOKEN_PREFIX}{ca_hash(pem)}::{bearer}"
+            else:
+                token = bearer
+            log.info("created %s token %s (role %s%s)", kind, record.id, record.role,
+                     f", name {record.name}" if record.name else "")
+            return _json(201, {"token": token, "record": record.public()})
+        if len(rest) == 1 and method == "DELETE":
+            record = await auth.delete(rest[0])
+            log.info("deleted token %s", record.id)
+            return _json(200, {"deleted": record.public()})
+        raise errors.method_not_allowed()

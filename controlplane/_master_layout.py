@@ -86,6 +86,15 @@ def read_private(path: pathlib.Path | str, what: str) -> str:
     return text
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -142,6 +151,10 @@ class MasterSpec:
             raise MasterError(f"--peer {self.raft_addr} is this master's own --raft-addr")
         if self.raft_addr == self.api_addr:
             raise MasterError("--raft-addr and --api-addr must differ")
+        if not self.tls and not _is_loopback(parse_host_port(self.api_addr, "--api-addr")[0]):
+            # Bearer tokens in clear text must never leave the machine.
+            raise MasterError(f"--insecure-http serves tokens in clear text: only on a loopback "
+                              f"--api-addr (127.0.0.1, ::1), not {self.api_addr}")
         for flag, value in (("--node-grace-period", self.node_grace_period),
                             ("--node-toleration-seconds", self.node_toleration_seconds)):
             if value is not None and not 0 < value <= 3600:

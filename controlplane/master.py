@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -43,6 +44,7 @@ from ._master_layout import (
     read_private,
     write_private,
 )
+from ._security import ClusterAuthenticator, log_credential, make_authorizer
 
 __all__ = [
     "Master",
@@ -74,6 +76,8 @@ _LOG_CONNECT_S = 3.0
 _LOG_READ_TIMEOUT_S = 30.0
 # How often a master checks who leads, for its log (cheap: a local status read).
 _LEADER_POLL_S = 0.25
+# Node names as Kubernetes accepts them (DNS-1123 subdomain).
+_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 # A joining master keeps asking the cluster to add it for this long (several elections).
 _JOIN_TIMEOUT_S = 60.0
 
@@ -157,15 +161,13 @@ class Master:
     """One running master; :meth:`serve` runs it. Its methods back the /edgeplane/v1 endpoints."""
 
     def __init__(self, config: MasterConfig) -> None:
-        from .apiserver import StaticTokenAuthenticator, User
-
         self.config = config
         self.spec = config.spec
         self.name = config.spec.name
         self.layout = MasterLayout(config.data_dir)
-        self.authenticator = StaticTokenAuthenticator(
-            {config.admin_token: User("admin", ("system:masters",), "admin")}
-        )
+        # The admin token from D/admin-token, and every other token from the store (opened
+        # in serve()).
+        self.authenticator = ClusterAuthenticator(None, config.admin_token)
         self.store: Any = None
         self.registry: Any = None
         self.duties: Any = None
@@ -215,10 +217,12 @@ class Master:
 
             self.network = ServiceNetwork.parse(self.spec.service_cidr)
             self.registry = Registry(self.store, service_network=self.network)
+            self.authenticator.store = self.store
             app = create_app(
                 self.registry,
                 store=self.store,
                 authenticator=self.authenticator,
+                authorize=make_authorizer(self.registry),
                 info={"address": self.config.api_url, "master": self.name},
                 log_proxy=self._log_proxy,
             )
@@ -381,7 +385,10 @@ class Master:
             try:
                 async with http.stream(
                     "GET", url, params=params,
-                    headers={"Authorization": f"Bearer {self.config.admin_token}"},
+                    # The node's own log credential (derived from the cluster secret): never
+                    # the admin token, which a node must not learn.
+                    headers={"Authorization":
+                             f"Bearer {log_credential(self.config.secret, node_name)}"},
                 ) as response:
                     if response.status_code >= 400:
                         from .client import ApiError, status_of
@@ -403,11 +410,42 @@ class Master:
         records = [decode_member(kv.value) for kv in result.kvs]
         return [r for r in records if r is not None]
 
-    async def join_info(self) -> dict[str, Any]:
+    def ca_pem(self) -> bytes | None:
+        """The cluster CA certificate (PEM), or None when this master serves plain HTTP."""
+        if not self.config.ssl_certfile or not self.layout.ca_cert.exists():
+            return None
+        return self.layout.ca_cert.read_bytes()
+
+    async def node_join(self, node: str, join_token: Any) -> dict[str, Any]:
+        """A joining node's own credentials (replacing any it had): an API token that
+        authenticates as system:node:<node>, and its log endpoint's credential."""
+        if not _NODE_NAME.match(node):
+            raise errors.bad_request(f"invalid node name {node!r}: a lower-case DNS-1123 "
+                                     "subdomain is required")
+        revoked = await self.authenticator.revoke_node(node)
+        if revoked:
+            log.info("node %s joins again: its previous credential(s) revoked", node)
+        _, bearer = await self.authenticator.create(
+            kind="auth", role="node", name=node,
+            description=f"node credential (join token {join_token.id})")
+        pem = self.ca_pem()
+        return {
+            "nodeName": node,
+            "token": bearer,
+            "logCredential": log_credential(self.config.secret, node),
+            "caCert": pem.decode() if pem else None,
+            "servers": [m.api_address for m in await self.members()] or [self.config.api_url],
+        }
+
+    async def join_info(self, *, with_admin_token: bool = False) -> dict[str, Any]:
         info: dict[str, Any] = {
             "secret": self.config.secret,
             "members": [m.as_api() for m in await self.members()],
         }
+        if with_admin_token:
+            # A master join token grants what a master holds: the secret, the CA key and the
+            # admin token (every master runs with it).
+            info["adminToken"] = self.config.admin_token
         if self.layout.ca_cert.exists() and self.layout.ca_key.exists():
             info["caCert"] = self.layout.ca_cert.read_text()
             info["caKey"] = self.layout.ca_key.read_text()

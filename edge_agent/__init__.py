@@ -18,6 +18,9 @@ from ._api import HttpApiSession as HttpApiSession
 from ._api import ResourceExpired as ResourceExpired
 from ._cache import PodCache as PodCache
 from ._hollow import HollowRuntime as HollowRuntime
+from ._join import JoinError as JoinError
+from ._join import NodeCredentials as NodeCredentials
+from ._join import join_or_load as join_or_load
 from ._logs import LogRequest as LogRequest
 from ._logs import serve_logs as serve_logs
 from ._node import node_object as node_object

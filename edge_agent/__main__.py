@@ -14,6 +14,7 @@ import sys
 import trio
 
 from ._agent import AgentConfig, run_agent
+from ._join import JoinError, join_or_load
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -42,7 +43,8 @@ def parse_args(argv: list[str] | None) -> AgentConfig:
     p.add_argument("--data-dir", required=True, help="directory for the pod cache")
     p.add_argument("--server", type=_servers, action="append", default=[],
                    help="API server URL(s), comma-separated or repeated")
-    p.add_argument("--token", help="bearer token for the API")
+    p.add_argument("--token", help="a node join token (K10..., used once: the node's own "
+                                   "credential is stored in --data-dir) or a bearer token")
     p.add_argument("--ca-file", help="CA bundle to verify the API servers")
     p.add_argument("--insecure-skip-tls-verify", action="store_true")
     p.add_argument("--labels", type=_labels, default={}, help="node labels k=v,...")
@@ -60,12 +62,19 @@ def parse_args(argv: list[str] | None) -> AgentConfig:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # httpx logs every request at INFO: a lease renewal every few seconds is not news.
     logging.getLogger("httpx").setLevel(logging.DEBUG if a.verbose else logging.WARNING)
+    servers = [u for group in a.server for u in group]
+    token, ca_file, log_credential = a.token, a.ca_file, a.log_credential
+    credentials = join_or_load(a.data_dir, a.name, servers, a.token)
+    if credentials is not None:
+        servers = servers or credentials.servers
+        token, ca_file = credentials.token, credentials.ca_file
+        log_credential = log_credential or credentials.log_credential
     return AgentConfig(
         node_name=a.name, data_dir=a.data_dir, address=a.address,
-        servers=[u for group in a.server for u in group], token=a.token,
-        verify=False if a.insecure_skip_tls_verify else (a.ca_file or True),
+        servers=servers, token=token,
+        verify=False if a.insecure_skip_tls_verify else (ca_file or True),
         labels=a.labels, runtime=a.runtime,
-        log_port=None if a.no_log_endpoint else a.log_port, log_credential=a.log_credential,
+        log_port=None if a.no_log_endpoint else a.log_port, log_credential=log_credential,
         pull_registries=([r.strip() for r in a.pull_registries.split(",") if r.strip()]
                          if a.pull_registries is not None else None),
         backoff_base=a.backoff_base,
@@ -73,7 +82,11 @@ def parse_args(argv: list[str] | None) -> AgentConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_args(argv)
+    try:
+        config = parse_args(argv)
+    except JoinError as exc:
+        print(f"edge agent: {exc}", file=sys.stderr)
+        return 1
     try:
         trio.run(run_agent, config)
     except KeyboardInterrupt:

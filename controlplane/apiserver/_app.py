@@ -293,9 +293,14 @@ class ApiApp:
             raise errors.unauthorized()
         request.user = user
 
-    def _check_allowed(self, request: _Request, verb: str, route: ResourceRoute, obj: Any) -> None:
+    async def _check_allowed(self, request: _Request, verb: str, route: ResourceRoute, obj: Any) -> None:
         assert request.user is not None
-        if not self.authorize(request.user, verb, route.rtype.plural, route.namespace, route.name, route.subresource, obj):
+        # An authorizer may be async (it may read the stored object, e.g. a pod's node) and may
+        # raise its own 403 ApiError with a more precise message.
+        allowed = self.authorize(request.user, verb, route.rtype.plural, route.namespace, route.name, route.subresource, obj)
+        if inspect.isawaitable(allowed):
+            allowed = await allowed
+        if not allowed:
             target = route.rtype.plural if not route.rtype.group else f"{route.rtype.plural}.{route.rtype.group}"
             scope = f' in the namespace "{route.namespace}"' if route.namespace else " at the cluster scope"
             raise errors.ApiError(
@@ -397,13 +402,13 @@ class ApiApp:
         if sub == "log":
             if method != "GET":
                 raise errors.method_not_allowed()
-            self._check_allowed(request, "get", route, None)
+            await self._check_allowed(request, "get", route, None)
             return await self._log(request, route, send)
         if sub in ("binding", "eviction"):
             if method != "POST":
                 raise errors.method_not_allowed()
             body, _ = await self._body(request)
-            self._check_allowed(request, "create", route, body)
+            await self._check_allowed(request, "create", route, body)
             assert route.name is not None
             if sub == "binding":
                 await reg.bind(route.namespace or "", route.name, body)
@@ -415,7 +420,7 @@ class ApiApp:
             raise errors.method_not_allowed()
         if method == "GET":
             fmt = _negotiate(request.headers.get("accept"))
-            self._check_allowed(request, verb, route, None)
+            await self._check_allowed(request, verb, route, None)
             if watch:
                 await self._watch(request, route, send, fmt)
                 return None
@@ -461,7 +466,7 @@ class ApiApp:
             if route.name is not None:
                 raise errors.method_not_allowed()
             body, _ = await self._body(request)
-            self._check_allowed(request, "create", route, body)
+            await self._check_allowed(request, "create", route, body)
             self._field_validation(request, route, body)
             obj = await reg.create(rtype, route.namespace, body, dry_run=self._dry_run(request))
             return self._respond(request, 201, obj, fmt)
@@ -469,7 +474,7 @@ class ApiApp:
             if route.name is None:
                 raise errors.method_not_allowed()
             body, _ = await self._body(request)
-            self._check_allowed(request, "update", route, body)
+            await self._check_allowed(request, "update", route, body)
             self._field_validation(request, route, body)
             dry = self._dry_run(request)
             if sub == "scale":
@@ -485,7 +490,7 @@ class ApiApp:
             if route.name is None:
                 raise errors.method_not_allowed()
             body, patch_type = await self._body(request, patch=True)
-            self._check_allowed(request, "patch", route, body)
+            await self._check_allowed(request, "patch", route, body)
             if sub != "scale":
                 self._field_validation(request, route, body, patch_type=patch_type)
             obj = await reg.patch(rtype, route.namespace, route.name, patch_type or "merge", body,
@@ -495,7 +500,7 @@ class ApiApp:
             if sub is not None:
                 raise errors.method_not_allowed()
             options = await self._delete_options(request)
-            self._check_allowed(request, verb, route, options)
+            await self._check_allowed(request, verb, route, options)
             if route.name is None:
                 if "deletecollection" not in rtype.verbs:
                     raise errors.method_not_allowed()

@@ -36,6 +36,13 @@ _KEEP_ALIVE_SECONDS = 75.0
 _HEAD_TIMEOUT_SECONDS = 30.0
 # TLS handshakes that take longer are abandoned.
 _HANDSHAKE_SECONDS = 10.0
+# A TLS connection starts with a handshake record (content type 22); anything else on the
+# HTTPS port is a plain-HTTP client, answered with a readable 400 instead of a TLS alert.
+_TLS_HANDSHAKE_RECORD = 0x16
+_SNIFF_BYTES = 4096
+_PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                      b"Connection: close\r\nContent-Length: 48\r\n\r\n"
+                      b"Client sent an HTTP request to an HTTPS server.\n")
 # When we close first: how long and how much unread input is drained so that the peer receives
 # our response instead of a connection reset.
 _LINGER_SECONDS = 2.0
@@ -391,6 +398,30 @@ class _Connection:
         return keep_alive
 
 
+class _Replay(trio.abc.Stream):
+    """A stream whose first ``receive_some`` returns bytes already read (the TLS sniff)."""
+
+    def __init__(self, inner: trio.SocketStream, head: bytes) -> None:
+        self.inner = inner
+        self.head = head
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self.head:
+            data = self.head if max_bytes is None else self.head[:max_bytes]
+            self.head = self.head[len(data):]
+            return data
+        return await self.inner.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 async def serve_http(
     app: Callable[..., Awaitable[None]],
     *,
@@ -425,7 +456,26 @@ async def serve_http(
             return
         conn_stream: Any = stream
         if ssl_context is not None:
-            conn_stream = trio.SSLStream(stream, ssl_context, server_side=True, https_compatible=True)
+            first = b""
+            with trio.move_on_after(_HANDSHAKE_SECONDS):
+                try:
+                    first = await stream.receive_some(_SNIFF_BYTES)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+            if not first or first[0] != _TLS_HANDSHAKE_RECORD:
+                if first:
+                    # Plain HTTP to the HTTPS port: say so (as Go's servers do), then hang up.
+                    with trio.move_on_after(1):
+                        try:
+                            await stream.send_all(_PLAIN_HTTP_ANSWER)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                            pass
+                with trio.move_on_after(1) as cleanup:
+                    cleanup.shield = True
+                    await stream.aclose()
+                return
+            conn_stream = trio.SSLStream(_Replay(stream, first), ssl_context, server_side=True,
+                                         https_compatible=True)
             try:
                 with trio.fail_after(_HANDSHAKE_SECONDS):
                     await conn_stream.do_handshake()
