@@ -72,6 +72,19 @@ def _register_optional() -> None:
                 cli.add_command(group)
 
 
+@cli.command("proxy", add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def proxy_command(args: tuple[str, ...]) -> None:
+    """Run netproxy on its own (as every node agent does): Service VIPs and NodePorts on this
+    machine from the cluster's Services and Endpoints. Its options (--help for all):
+    --kubeconfig, --mode auto|nftables|userspace, --node-address, --table, --cache.
+    """
+    from netproxy.__main__ import main as proxy_main
+
+    sys.exit(proxy_main(list(args)) or 0)
+
+
 @cli.command("bench", add_help_option=False,
              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("name", required=False)

@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,10 @@ class AgentConfig:
     cpu: str | None = None  # capacity overrides (hollow nodes); default: this machine
     memory: str | None = None
     max_pods: int = 110
+    # netproxy on this node: "auto" | "nftables" | "userspace", or None for none (hollow
+    # nodes, tests of the agent alone); it needs masters to learn Services from.
+    proxy_mode: str | None = None
+    proxy_table: str | None = None  # default edgeplane-<node>: one table per agent
 
 
 def make_runtime(config: AgentConfig) -> ContainerRuntime:
@@ -103,6 +108,7 @@ class EdgeAgent:
         self.log_credential = (config.log_credential or config.token
                                or secrets.token_urlsafe(24))
         self.log_port: int | None = None
+        self.proxy: Any = None  # the netproxy ProxyHandle once the first rules are in place
         self.syncer = PodSyncer(
             self.runtime, node_name=config.node_name, node_address=config.address,
             status_sink=self._on_status, on_finalized=self._on_finalized,
@@ -145,12 +151,31 @@ class EdgeAgent:
                     nursery.start_soon(self._pods_loop)
                     nursery.start_soon(self._heartbeat_loop)
                     nursery.start_soon(self._write_loop)
+                    if self.config.proxy_mode:
+                        nursery.start_soon(self._run_proxy)
                 task_status.started(self)
         finally:
             with trio.CancelScope(shield=True):
                 if self.session is not None:
                     await self.session.aclose()
                 await self.runtime.aclose()
+
+    async def _run_proxy(self) -> None:
+        """The node's netproxy; pods and heartbeats never wait for it (nor fail with it)."""
+        from netproxy import ProxyError
+
+        from ._proxy import serve_node_proxy
+
+        config = self.config
+        try:
+            async with trio.open_nursery() as nursery:
+                self.proxy = await nursery.start(partial(
+                    serve_node_proxy, mode=config.proxy_mode or "auto",
+                    node_name=config.node_name, node_address=config.address,
+                    servers=config.servers, token=config.token, verify=config.verify,
+                    data_dir=config.data_dir, table=config.proxy_table))
+        except ProxyError as exc:
+            log.error("netproxy cannot run: %s (this node serves no Service VIPs)", exc)
 
     # ---- status and deletion writes ----------------------------------------------------------
 
