@@ -323,7 +323,8 @@ async def node_authorize(registry: Any, user: Any, verb: str, resource: str,
         return
     if resource == "pods" and name is not None and (
             (verb in ("update", "patch") and subresource == "status")
-            or (verb == "delete" and subresource is None)):
+            or (verb == "delete" and subresource is None)
+            or (verb == "patch" and subresource is None and _annotations_only(obj))):
         try:
             pod = await registry.get("pods", namespace, name)
         except errors.ApiError as exc:
@@ -341,6 +342,14 @@ async def node_authorize(registry: Any, user: Any, verb: str, resource: str,
     raise _forbidden(resource, name, f'User "{user.name}" cannot {verb} resource "{resource}"'
                                      f'{"/" + subresource if subresource else ""}: '
                                      f"{who} may only update its own Node, Lease and pod status")
+
+
+def _annotations_only(patch: Any) -> bool:
+    """A merge patch touching only metadata.annotations (with a uid precondition): the agent
+    publishes a pod's host ports this way, before its status (edge_agent._api)."""
+    return (isinstance(patch, dict) and set(patch) == {"metadata"}
+            and isinstance(patch["metadata"], dict)
+            and set(patch["metadata"]) <= {"uid", "annotations"})
 
 
 def _meta_name(obj: Any) -> str | None:
