@@ -27,7 +27,7 @@ from conftest_cluster import LocalClusterHandle, edgectl, start_cluster
 
 from cli._local import free_ports
 from controlplane._master_tls import new_ca
-from controlplane._security import ca_hash, parse_join_token
+from controlplane._security import ca_hash, log_credential, parse_join_token
 
 pytestmark = pytest.mark.slow
 
@@ -281,6 +281,16 @@ def test_agent_log_endpoint_refuses_api_credentials(api: Api) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         r = httpx.get(url, headers=headers, timeout=10)
         assert r.status_code == 401, (token, r.text)
+    # What the masters send (derived from the cluster secret) gets past the door: the pod is
+    # simply not on this node.
+    secret = (api.cluster.dir / "secret").read_text().strip()
+    r = httpx.get(url, headers={"Authorization": f"Bearer {log_credential(secret, 'sec1')}"},
+                  timeout=10)
+    assert r.status_code == 404, r.text
+    # ... and only sec1's: sec2's credential does not open sec1's endpoint.
+    r = httpx.get(url, headers={"Authorization": f"Bearer {log_credential(secret, 'sec2')}"},
+                  timeout=10)
+    assert r.status_code == 401
 
 
 # ---------------------------------------------------------------- join tokens
