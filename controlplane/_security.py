@@ -204,6 +204,15 @@ class ClusterAuthenticator:
         if not dot or not token_id or not secret or "/" in token_id or len(token_id) > 64:
             return None
         kv = await self.store.get(TOKENS_PREFIX + token_id, linearizable=False)
+        if kv is None:
+            # A token created a moment ago through another master may not have reached this
+            # replica yet: ask the leader before refusing (misses only; hits stay local).
+            from raftstore import StoreError
+
+            try:
+                kv = await self.store.get(TOKENS_PREFIX + token_id, linearizable=True)
+            except StoreError:
+                kv = None
         record = TokenRecord.from_json(kv.value) if kv is not None else None
         if record is None or record.kind != kind:
             return None
