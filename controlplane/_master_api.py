@@ -247,7 +247,7 @@ class MasterEndpoints:
         self._require_admin(user, "manage tokens")
         auth = self.master.authenticator
         if not rest and method == "GET":
-            return _json(200, {"items": [r.public() for r in await auth.list()]})
+            return _json(200, {"items": [r.public() for r in await auth.records()]})
         if not rest and method == "POST":
             body = await self._body(receive)
             kind = str(body.get("kind") or "join")

@@ -257,7 +257,7 @@ class ClusterAuthenticator:
                 return record, f"{token_id}.{secret}"
         raise errors.internal_error()
 
-    async def list(self) -> list[TokenRecord]:
+    async def records(self) -> list[TokenRecord]:
         result = await self.store.range(TOKENS_PREFIX)
         records = [TokenRecord.from_json(kv.value) for kv in result.kvs]
         return sorted((r for r in records if r is not None), key=lambda r: r.created)
@@ -274,7 +274,7 @@ class ClusterAuthenticator:
     async def revoke_node(self, node: str) -> list[str]:
         """Delete every credential of node ``node``; the ids deleted."""
         gone = []
-        for record in await self.list():
+        for record in await self.records():
             if record.kind == "auth" and record.role == "node" and record.name == node:
                 await self.store.delete(TOKENS_PREFIX + record.id)
                 gone.append(record.id)
