@@ -24,6 +24,14 @@ step down at once (and stop claiming the lease), which also lets a partitioned n
 back with a higher term rejoin. pysyncobj's own step-down (``leaderFallbackTimeout``, 30 s by
 default) is set near the election timeout.
 
+Elections. pysyncobj starts an election as soon as a tick finds the election deadline passed,
+before it reads its sockets: a replica whose tick thread was held up (a long apply, the GIL, a
+loaded host) would raise the term while the leader's heartbeats sit unread, and the leader
+steps down on the higher term (leadership flapped under load). :meth:`Replica._onTick` reads
+pending messages first, then runs a PreVote round (Raft thesis §9.6): the term is raised only
+once a majority says it would vote, and a follower that heard from the leader recently, or a
+leader holding its lease, says no. A replica that was cut off rejoins without disruption.
+
 Security. Every message between replicas is pickled. With ``password`` set, pysyncobj's
 TcpConnection authenticates and decrypts each frame *before* unpickling it, including the first
 frames of an incoming connection (the random session key, the node address and utility commands
@@ -398,6 +406,9 @@ class Replica(SyncObj):
         self._leader_contact = 0.0
         self.applied_truncations = 0
         self.votes_refused = 0
+        self.prevotes_started = 0
+        self._prevote_term = -1
+        self._prevote_grants: set[Any] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._synced_journal: _Journal | None = None
@@ -638,10 +649,92 @@ class Replica(SyncObj):
 
     # --- message interception -------------------------------------------------------------------
 
+    # --- elections: drain first, then PreVote -------------------------------------------------
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803 - pysyncobj's names
+        if (
+            self._SyncObj__raftState in (_RAFT_STATE.FOLLOWER, _RAFT_STATE.CANDIDATE)
+            and self.selfNode is not None
+            and self._SyncObj__raftElectionDeadline < time.monotonic()
+            and self._SyncObj__transport.ready
+        ):
+            # pysyncobj checks the election deadline before reading the sockets: after this
+            # thread was held up (a long apply, the GIL, a loaded host) it would start an
+            # election while the leader's heartbeats sit unread. Read them first.
+            self._poller.poll(0)
+            if (
+                self._SyncObj__raftState in (_RAFT_STATE.FOLLOWER, _RAFT_STATE.CANDIDATE)
+                and self._SyncObj__raftElectionDeadline < time.monotonic()
+                and not self._prevote_won()
+            ):
+                self._start_prevote()
+        super()._onTick(timeToWait)
+
+    def _prevote_won(self) -> bool:
+        """Whether a majority granted this replica's latest PreVote (consumed by the election
+        pysyncobj then starts)."""
+        others = self._SyncObj__otherNodes
+        if not others:
+            return True
+        if len(self._prevote_grants) + 1 > (len(others) + 1) / 2 and self._prevote_term == (
+            self._SyncObj__raftCurrentTerm + 1
+        ):
+            self._prevote_grants = set()
+            self._prevote_term = -1
+            return True
+        return False
+
+    def _start_prevote(self) -> None:
+        """Raft thesis §9.6 (PreVote): ask whether the others would vote before raising the
+        term. A replica that merely missed heartbeats (it was starved, or briefly cut off) then
+        cannot depose a healthy leader by a higher-term vote request."""
+        term = self._SyncObj__raftCurrentTerm + 1
+        self._prevote_term = term
+        self._prevote_grants = set()
+        self._SyncObj__raftElectionDeadline = time.monotonic() + self._SyncObj__generateRaftTimeout()
+        self.prevotes_started += 1
+        message = {
+            "type": "pre_vote",
+            "term": term,
+            "last_log_index": self._SyncObj__getCurrentLogIndex(),
+            "last_log_term": self._SyncObj__getCurrentLogTerm(),
+        }
+        for node in self._SyncObj__otherNodes:
+            self._SyncObj__transport.send(node, message)
+
+    def _on_pre_vote(self, node: Any, message: dict[str, Any]) -> None:
+        term = message.get("term", -1)
+        granted = (
+            term > self._SyncObj__raftCurrentTerm
+            and not self._refuses_votes()
+            # A leader that a majority acknowledged within the lease is alive: no election.
+            and not self.has_lease()
+            and (message.get("last_log_term", -1), message.get("last_log_index", -1))
+            >= (self._SyncObj__getCurrentLogTerm(), self._SyncObj__getCurrentLogIndex())
+        )
+        self._SyncObj__transport.send(node, {"type": "pre_vote_response", "term": term,
+                                             "granted": granted})
+
+    def _on_pre_vote_response(self, node: Any, message: dict[str, Any]) -> None:
+        if not message.get("granted") or message.get("term") != self._prevote_term:
+            return
+        if self._SyncObj__raftState not in (_RAFT_STATE.FOLLOWER, _RAFT_STATE.CANDIDATE):
+            return
+        self._prevote_grants.add(node)
+        if len(self._prevote_grants) + 1 > (len(self._SyncObj__otherNodes) + 1) / 2:
+            # Won: let pysyncobj's election start on this very tick.
+            self._SyncObj__raftElectionDeadline = 0.0
+
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
         kind = message.get("type")
         if kind == "append_entries":
             self._on_append_entries(node, message)
+            return
+        if kind == "pre_vote":
+            self._on_pre_vote(node, message)
+            return
+        if kind == "pre_vote_response":
+            self._on_pre_vote_response(node, message)
             return
         if kind == "request_vote" and self._refuses_votes():
             self.votes_refused += 1
