@@ -91,6 +91,14 @@ def make_runtime(config: AgentConfig) -> ContainerRuntime:
     raise ValueError(f"unknown runtime {config.runtime!r} (docker or hollow)")
 
 
+def _readiness(status: dict[str, Any] | None) -> tuple[object, object]:
+    """(phase, Ready condition status) of a pod status: what the node controller overrides."""
+    status = status or {}
+    ready = next((c.get("status") for c in status.get("conditions") or []
+                  if c.get("type") == "Ready"), None)
+    return status.get("phase"), ready
+
+
 class EdgeAgent:
     """One node's agent. Use `run_agent`; the instance is what `task_status.started` hands out
     (tests and the hollow-node runner inspect `syncer`, `log_port`, `registered`)."""
@@ -252,6 +260,11 @@ class EdgeAgent:
             if self._mine(obj):
                 await self.cache.put(obj)
                 self.syncer.upsert(obj)
+                last = self.syncer.statuses.get(pod_uid(obj))
+                if last is not None and _readiness(obj.get("status")) != _readiness(last[0]):
+                    # Someone else changed what we reported (the node controller marks the pods
+                    # of a node it lost NotReady): write ours again, or it stays wrong forever.
+                    self.syncer.resend_status(pod_uid(obj))
         elif etype == "DELETED" and pod_uid(obj):
             await self.cache.remove(pod_uid(obj))
             self.syncer.remove(pod_uid(obj))

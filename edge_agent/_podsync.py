@@ -44,6 +44,9 @@ log = logging.getLogger("edge_agent.podsync")
 
 # The kubelet's PLEG relists every second; fast enough for restart-on-exit, cheap at idle.
 DEFAULT_RESYNC_INTERVAL = 1.0
+# Key put into a remembered status to make it differ from any computed one (resend_status);
+# never written anywhere.
+STALE_MARK = "_edgeplaneStale"
 
 StatusSink = Callable[[dict[str, Any], dict[str, Any], str], None]
 Finalizer = Callable[[dict[str, Any]], Awaitable[None]]
@@ -111,6 +114,15 @@ class PodSyncer:
         """Make the next computed status be handed out even if unchanged (after a re-list)."""
         self.statuses.pop(uid, None)
         self.wake()
+
+    def resend_status(self, uid: str) -> None:
+        """Hand out the next computed status even if unchanged, keeping the last one's
+        transition times: the API's copy was changed by someone else (the node controller marks
+        a silent node's pods NotReady) and must be brought back to what the node sees."""
+        last = self.statuses.get(uid)
+        if last is not None:
+            self.statuses[uid] = ({**last[0], STALE_MARK: True}, last[1])
+            self.wake()
 
     def wake(self) -> None:
         self._wake_event.set()

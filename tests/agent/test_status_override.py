@@ -1,0 +1,48 @@
+"""A pod status someone else overrode (the node controller marks a lost node's pods NotReady)
+is written back by the agent once it sees the change; otherwise it would stay NotReady forever,
+since the agent only writes statuses that changed on its side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from edge_agent import HollowRuntime, run_agent
+
+from .conftest import pod
+from .test_api import config, get, masters, wait_for_async
+
+
+def _ready(p: dict[str, Any] | None) -> str | None:
+    for c in ((p or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return c.get("status")
+    return None
+
+
+async def test_agent_restores_a_readiness_the_node_controller_overrode(node_name, node_address,
+                                                                       tmp_path):
+    async with trio.open_nursery() as nursery:
+        [m] = await masters(nursery, 1)
+        cfg = config(node_name, node_address, tmp_path, [m.url])
+        await nursery.start(lambda task_status: run_agent(
+            cfg, runtime=HollowRuntime(node_name), task_status=task_status))
+        await m.registry.create("pods", "default", pod("h-1", node_name=node_name))
+
+        async def ready() -> dict[str, Any] | None:
+            p = await get(m.registry, "pods", "default", "h-1")
+            return p if _ready(p) == "True" else None
+
+        p = await wait_for_async(ready, 10, "h-1 Ready")
+        # What the node lifecycle controller writes for a node whose Lease went silent.
+        conds = [c for c in p["status"]["conditions"] if c["type"] != "Ready"]
+        conds.append({"type": "Ready", "status": "False", "reason": "NodeUnreachable",
+                      "message": "node is unreachable", "lastProbeTime": None,
+                      "lastTransitionTime": "2026-01-01T00:00:00Z"})
+        p["status"]["conditions"] = conds
+        overridden = await m.registry.update_status("pods", "default", "h-1", p)
+        assert _ready(overridden) == "False"
+        back = await wait_for_async(ready, 10, "h-1 Ready again (written back by the agent)")
+        assert back["status"]["phase"] == "Running"
+        nursery.cancel_scope.cancel()
