@@ -2,8 +2,10 @@
 
 A :class:`Site` is one cluster the harness works on: started with the code behind `edgectl up`
 (or an existing one, found through the ``cluster.json`` that `edgectl up` writes next to its
-kubeconfig), the demo workload (busybox httpd Deployment + Service with a virtual IP), and a
-netproxy on this host so the harness reaches the Service the way a client on a node does.
+kubeconfig), and the demo workload (busybox httpd Deployment + Service with a virtual IP from
+the cluster's service range). Clients on this host reach the VIP through the node agents' own
+netproxies (every agent runs one; nodes of a local cluster share this machine); a scenario that
+stops every agent asks for a netproxy of its own on this host (``deploy(host_proxy=True)``).
 :class:`VipTraffic` and :class:`ApiWriter` load the site the whole time a scenario runs;
 processes are killed, stopped and restarted from the records in ``cluster.json``.
 """
@@ -148,7 +150,7 @@ class Site:
         self.tag = f"s{rnd.randrange(16**4):04x}"
         self.node_prefix = f"{self.tag}n"
         self.node_net = f"127.{rnd.randrange(20, 100)}.{rnd.randrange(1, 250)}"
-        self.vip = f"127.11.{rnd.randrange(1, 250)}.{rnd.randrange(2, 250)}"
+        self.vip = ""  # allocated by the cluster when the Service is created
         self.app = "web"
         self.namespace = "default"
         self.cluster: LocalCluster | None = None
@@ -216,6 +218,10 @@ class Site:
                 if not is_running(self.proxy):
                     break
                 await trio.sleep(0.05)
+        if self.cluster is not None:
+            for record in self.cluster.processes:
+                if record.role == "node" and not is_running(record):
+                    remove_node_rules(record.name)  # killed agents leave their table behind
         if self.existing:
             await self._restore_existing(notes)
         elif self.cluster is not None and not self.keep:
@@ -296,8 +302,11 @@ class Site:
             self._stopped.discard(name)
 
     def kill(self, name: str) -> None:
-        """kill -9: no goodbye, no flushed journal."""
+        """kill -9: no goodbye, no flushed journal. A killed node's kernel rules go with it, as
+        they would with its machine (here every node shares this host's kernel)."""
         self.signal(name, signal.SIGKILL)
+        if self.record(name).role == "node":
+            remove_node_rules(name)
 
     async def stop(self, name: str, *, grace: float = 10.0) -> None:
         """SIGTERM, then wait for the process to exit (SIGKILL after ``grace``)."""
@@ -447,24 +456,32 @@ class Site:
             if doc["kind"] == "Deployment":
                 doc["spec"]["replicas"] = self.replicas
             if doc["kind"] == "Service":
-                doc["spec"]["clusterIP"] = self.vip
+                # the cluster allocates the VIP (a fixed one would clash between runs)
+                doc["spec"].pop("clusterIP", None)
         return docs
 
-    async def deploy(self, *, timeout: float = 90.0) -> None:
-        """Create the demo app and wait until every replica answers through the VIP."""
+    async def deploy(self, *, timeout: float = 90.0, host_proxy: bool = False) -> None:
+        """Create the demo app and wait until every replica answers through the VIP.
+
+        ``host_proxy``: also run a netproxy on this host, for scenarios that stop every agent
+        (an agent stopped cleanly removes its rules, as issue 6 asks).
+        """
         assert self.client is not None
         for doc in self.manifest():
             plural = {"Deployment": "deployments", "Service": "services"}[doc["kind"]]
             try:
-                await self.client.create(plural, copy.deepcopy(doc), namespace=self.namespace)
+                created = await self.client.create(plural, copy.deepcopy(doc), namespace=self.namespace)
                 self._created.append((plural, doc["metadata"]["name"]))
+                if plural == "services":
+                    self.vip = created["spec"]["clusterIP"]
             except ApiError as exc:
                 if exc.code != 409:
                     raise
                 raise ScenarioError(f"{plural}/{doc['metadata']['name']} already exists in "
                                     f"namespace {self.namespace}: delete it or use a fresh cluster") from None
         self.say(f"deployed {self.app}: {self.replicas} replicas behind VIP {self.vip}:{VIP_PORT}")
-        await self.start_proxy()
+        if host_proxy:
+            await self.start_proxy()
         await self.wait_ready(self.replicas, timeout=timeout)
         await self.wait_vip_serves(self.replicas, timeout=timeout)
 
@@ -599,6 +616,15 @@ async def _ensure_image() -> None:
             engine.close()
 
     await trio.to_thread.run_sync(check)
+
+
+def remove_node_rules(node: str) -> None:
+    """Delete node ``node``'s netproxy table (nftables mode; nothing to do otherwise)."""
+    from edge_agent._proxy import proxy_table
+
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(["nft", "delete", "table", "ip", proxy_table(node)],
+                       capture_output=True, timeout=10)
 
 
 async def vip_get(vip: str, *, timeout: float = VIP_TIMEOUT_S) -> str:
