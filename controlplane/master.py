@@ -581,9 +581,17 @@ async def serve_master(
 
 
 async def _until_signalled(config: MasterConfig) -> None:
+    from ._gcpolicy import serve_gc_policy
+
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_master, config)
+            master = Master(config)
+            await nursery.start(master.serve)
+            # Process-wide, so only in a master's own process (not in-process test masters):
+            # keeps full GC pauses from stalling heartbeats (see controlplane._gcpolicy).
+            await nursery.start(
+                serve_gc_policy, lambda: master.store is not None and master.store.is_leader()
+            )
             async for signum in signals:
                 log.info("%s: shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
