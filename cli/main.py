@@ -79,6 +79,10 @@ def proxy_command(args: tuple[str, ...]) -> None:
     """Run netproxy on its own (as every node agent does): Service VIPs and NodePorts on this
     machine from the cluster's Services and Endpoints. Its options (--help for all):
     --kubeconfig, --mode auto|nftables|userspace, --node-address, --table, --cache.
+
+    \b
+    Example:
+      edgectl proxy --kubeconfig /tmp/c1/kubeconfig --mode userspace --node-address 127.0.1.9
     """
     from netproxy.__main__ import main as proxy_main
 
