@@ -46,6 +46,9 @@ DEFAULT_LEASE_RENEW = 5.0
 # The kubelet reports node status every 5 minutes when nothing changed (the Lease is the
 # heartbeat); one minute keeps `kubectl get nodes` ages fresh at negligible cost.
 DEFAULT_NODE_STATUS_INTERVAL = 60.0
+# Pod status writes in flight per agent: enough that 10 pods starting together are reported
+# within a few round trips, few enough that 1,000 hollow agents do not flood the masters.
+STATUS_WRITE_CONCURRENCY = 4
 # Label on nodes whose runtime is simulated (HollowRuntime).
 HOLLOW_LABEL = "edgeplane.io/hollow"
 # The kubelet's read-only/log port.
@@ -214,21 +217,44 @@ class EdgeAgent:
                     await self.session.delete_pod(md.get("namespace") or "default",
                                                   md.get("name", ""), uid)
                     self._pending_deletes.pop(uid, None)
-                for uid, item in list(self._pending_status.items()):
-                    pod, status, ports = item
-                    try:
-                        await self.session.patch_pod_status(pod, status, ports)
-                    except ApiError as exc:
-                        if exc.code not in (404, 409, 422):
-                            raise
-                        log.info("status of %s not written: %s", pod_key(pod), exc)
-                    if self._pending_status.get(uid) is item:
-                        del self._pending_status[uid]
+                await self._write_statuses()
                 backoff.reset()
             except (ApiUnavailable, ApiError) as exc:
                 log.debug("writes deferred: %s", exc)
                 await trio.sleep(backoff.next())
                 self._writes.set()
+
+    async def _write_statuses(self) -> None:
+        """Write every pending status, a few at a time: a node starting many pods at once
+        reports them in a few round trips instead of one after another."""
+        assert self.session is not None
+        session = self.session
+        limiter = trio.CapacityLimiter(STATUS_WRITE_CONCURRENCY)
+        failures: list[ApiUnavailable | ApiError] = []
+
+        async def one(uid: str, item: tuple[dict[str, Any], dict[str, Any], str]) -> None:
+            pod, status, ports = item
+            async with limiter:
+                if failures:
+                    return  # the master is unreachable: keep the rest for the retry
+                try:
+                    await session.patch_pod_status(pod, status, ports)
+                except ApiError as exc:
+                    if exc.code not in (404, 409, 422):
+                        failures.append(exc)
+                        return
+                    log.info("status of %s not written: %s", pod_key(pod), exc)
+                except ApiUnavailable as exc:
+                    failures.append(exc)
+                    return
+            if self._pending_status.get(uid) is item:
+                del self._pending_status[uid]
+
+        async with trio.open_nursery() as nursery:
+            for uid, item in list(self._pending_status.items()):
+                nursery.start_soon(one, uid, item)
+        if failures:
+            raise failures[0]
 
     # ---- pods: list + watch ------------------------------------------------------------------
 

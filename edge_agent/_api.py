@@ -259,7 +259,10 @@ class HttpApiSession:
         ns, name = md.get("namespace") or "default", md.get("name", "")
         path = f"/api/v1/namespaces/{quote(ns)}/pods/{quote(name)}"
         # metadata.uid in a patch is a precondition: never write onto a newer pod of that name.
-        if (md.get("annotations") or {}).get(HOST_PORTS_ANNOTATION) != host_ports:
+        # No annotation and no ports are the same thing: no write for the many pods that
+        # publish nothing (one Raft entry and watch event fewer per pod start).
+        current = (md.get("annotations") or {}).get(HOST_PORTS_ANNOTATION)
+        if current != host_ports and not (current is None and host_ports == "{}"):
             # The status subresource keeps metadata as stored, so the annotation goes first
             # through the pod itself.
             await self._request(
