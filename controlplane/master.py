@@ -390,6 +390,14 @@ class Master:
                     headers={"Authorization":
                              f"Bearer {log_credential(self.config.secret, node_name)}"},
                 ) as response:
+                    if response.status_code == 401:
+                        # An agent started with a bare --token (not joined with a join token)
+                        # does not know the log credential the masters derive for its node.
+                        raise errors.ApiError(
+                            502, "BadGateway",
+                            f"the agent of node {node_name} refused the masters' log credential: "
+                            "join it with a node join token (`edgectl token create`, then "
+                            "`edgectl node join --token ...`) so it gets its own credentials")
                     if response.status_code >= 400:
                         from .client import ApiError, status_of
 
@@ -581,14 +589,14 @@ async def serve_master(
 
 
 async def _until_signalled(config: MasterConfig) -> None:
-    from ._gcpolicy import serve_gc_policy
+    from raftstore import serve_gc_policy
 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             master = Master(config)
             await nursery.start(master.serve)
             # Process-wide, so only in a master's own process (not in-process test masters):
-            # keeps full GC pauses from stalling heartbeats (see controlplane._gcpolicy).
+            # keeps full GC pauses from stalling heartbeats (see raftstore._gcpolicy).
             await nursery.start(
                 serve_gc_policy, lambda: master.store is not None and master.store.is_leader()
             )

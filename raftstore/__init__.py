@@ -13,6 +13,7 @@ from ._commands import encode_delete as encode_delete
 from ._commands import encode_noop as encode_noop
 from ._commands import encode_put as encode_put
 from ._commands import encode_txn as encode_txn
+from ._gcpolicy import serve_gc_policy as serve_gc_policy
 from ._memory import MemoryStore as MemoryStore
 from ._replica import ReplicaConfig as ReplicaConfig
 from ._state import KVState as KVState

@@ -12,7 +12,6 @@ durability promise covers.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import signal
 import sys
@@ -21,11 +20,9 @@ import trio
 
 from ._bridge import DEFAULT_MAX_IN_FLIGHT, open_raft_store
 from ._client_port import serve_client_port
+from ._gcpolicy import install_gc_policy, serve_gc_policy
 from ._replica import DEFAULT_COMPACTION_MIN_ENTRIES, ReplicaConfig
 from ._types import StoreError
-
-# Allocations between young-generation collections (default 700); see main().
-_GC_GEN0_THRESHOLD = 50_000
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -60,6 +57,7 @@ async def _run(args: argparse.Namespace, secret: bytes) -> None:
     async with open_raft_store(config, name=args.name, max_in_flight=args.max_in_flight) as store:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(serve_client_port, store, args.client_port, secret)
+            await nursery.start(serve_gc_policy, store.is_leader)
             print(f"ready {port}", flush=True)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
@@ -81,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(secret) < 16:
         print("the cluster secret must be at least 16 bytes", file=sys.stderr)
         return 2
-    # The state machine holds many small long-lived objects; default thresholds make the
-    # cyclic GC walk them all every few thousand writes (multi-ms pauses in write latency).
-    gc.set_threshold(_GC_GEN0_THRESHOLD, 50, 100)
+    # The state machine holds many small long-lived objects: fewer, shorter collections
+    # (serve_gc_policy also freezes survivors periodically).
+    install_gc_policy()
     failed: list[BaseException] = []
     try:
         trio.run(_run, args, secret)

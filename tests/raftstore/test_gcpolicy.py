@@ -1,4 +1,4 @@
-"""The master's garbage-collector policy, each case in a fresh interpreter (the policy is
+"""The replica processes' garbage-collector policy, each case in a fresh interpreter (the policy is
 process-wide: it must not change the test runner's own collector)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 _SCRIPT = textwrap.dedent("""
     import functools, gc, sys, weakref
     import trio
-    from controlplane._gcpolicy import GEN0_THRESHOLD, serve_gc_policy
+    from raftstore._gcpolicy import GEN0_THRESHOLD, serve_gc_policy
 
     LEADER = sys.argv[1] == "leader"
 

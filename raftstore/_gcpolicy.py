@@ -1,4 +1,4 @@
-"""Short garbage-collector pauses in a master process.
+"""Short garbage-collector pauses in a replica's process (a master, ``python -m raftstore``).
 
 A master holds millions of small long-lived objects (the replicated state and its history,
 informer caches, decoded objects). CPython's full (generation 2) collection walks all of them
@@ -30,7 +30,7 @@ import trio
 
 __all__ = ["install_gc_policy", "serve_gc_policy"]
 
-log = logging.getLogger("controlplane.gc")
+log = logging.getLogger("raftstore.gc")
 
 # Allocations between young collections (default 700): fewer, still short (<= ~20k objects).
 GEN0_THRESHOLD = 20_000
@@ -61,7 +61,7 @@ def _timer(phase: str, info: dict[str, Any]) -> None:
 
 
 def install_gc_policy() -> None:
-    """Thresholds and the slow-collection log (process-wide; for master processes)."""
+    """Thresholds and the slow-collection log (process-wide; for replica processes)."""
     gc.set_threshold(GEN0_THRESHOLD, GEN1_THRESHOLD, GEN2_THRESHOLD)
     if _timer not in gc.callbacks:
         gc.callbacks.append(_timer)
