@@ -275,7 +275,11 @@ async def test_traffic_from_a_network_namespace(table, netns, http_backend) -> N
         answers = done.stdout.decode().split()
         assert len(answers) == 20 and set(answers) == {b.identity for b in backends}
         nursery.cancel_scope.cancel()
-    assert open(localnet).read().strip() == "0", "route_localnet is restored on shutdown"
+    # Restored unless another proxier's table remains (the agents of any local cluster running
+    # on this machine meanwhile): then it stays on for them, by design.
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    if not any(t.startswith("table ip edgeplane") for t in tables.splitlines()):
+        assert open(localnet).read().strip() == "0", "route_localnet is restored on shutdown"
 
 
 @pytest.mark.root
