@@ -25,6 +25,11 @@ GC_RESOURCES = ("deployments", "replicasets", "pods", "services", "configmaps", 
 PASS_INTERVAL = 0.25
 
 
+def _may_make_garbage(obj: dict) -> bool:
+    m = meta(obj)
+    return bool(m.get("ownerReferences") or m.get("deletionTimestamp") or m.get("finalizers"))
+
+
 class GarbageCollector:
     name = "garbage-collector"
 
@@ -36,7 +41,11 @@ class GarbageCollector:
             inf.add_handler(self._on_change)
 
     def _on_change(self, old: dict | None, new: dict | None) -> None:
-        self._dirty.set()
+        # A pass walks the whole graph: skip it for changes that cannot make garbage (creating
+        # or updating a standalone object, e.g. a burst of ConfigMaps). Garbage needs an owner
+        # reference, a deletion in progress, or a deleted object (its dependents may dangle).
+        if new is None or _may_make_garbage(new) or (old is not None and _may_make_garbage(old)):
+            self._dirty.set()
 
     def graph(self) -> dict[ObjRef, dict]:
         out = {}

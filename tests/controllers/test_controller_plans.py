@@ -401,3 +401,19 @@ def test_gc_orphan_removes_references_then_finalizes():
     assert plan_gc({ref(owner, "replicasets"): owner, ref(orphaned): orphaned}).finalize == {
         ref(owner, "replicasets"): ORPHAN
     }
+
+
+def test_gc_passes_only_for_changes_that_can_make_garbage() -> None:
+    from controlplane.controllers.gc import GarbageCollector
+
+    gc_ = GarbageCollector(registry=None, informers={})
+    standalone = {"metadata": {"name": "c", "namespace": "d", "uid": "1"}}
+    gc_._on_change(None, standalone)
+    gc_._on_change(standalone, {**standalone, "data": {"x": "y"}})
+    assert not gc_._dirty.is_set()  # a burst of ConfigMaps walks no graph
+    owned = {"metadata": {**standalone["metadata"], "ownerReferences": [{"uid": "9"}]}}
+    for old, new in [(None, owned), (owned, standalone), (standalone, None),
+                     (standalone, {"metadata": {**standalone["metadata"], "deletionTimestamp": "t"}})]:
+        gc_._dirty = type(gc_._dirty)()
+        gc_._on_change(old, new)
+        assert gc_._dirty.is_set(), (old, new)
