@@ -30,6 +30,11 @@ def _may_make_garbage(obj: dict) -> bool:
     return bool(m.get("ownerReferences") or m.get("deletionTimestamp") or m.get("finalizers"))
 
 
+def _gc_fields(obj: dict) -> tuple[object, object, object]:
+    m = meta(obj)
+    return m.get("ownerReferences"), m.get("deletionTimestamp"), m.get("finalizers")
+
+
 class GarbageCollector:
     name = "garbage-collector"
 
@@ -44,7 +49,15 @@ class GarbageCollector:
         # A pass walks the whole graph: skip it for changes that cannot make garbage (creating
         # or updating a standalone object, e.g. a burst of ConfigMaps). Garbage needs an owner
         # reference, a deletion in progress, or a deleted object (its dependents may dangle).
-        if new is None or _may_make_garbage(new) or (old is not None and _may_make_garbage(old)):
+        # An update that leaves those alone (a pod's status: most events of a busy cluster)
+        # changes nothing the collector looks at.
+        if new is None:
+            self._dirty.set()
+        elif old is None:
+            if _may_make_garbage(new):
+                self._dirty.set()
+        elif _gc_fields(old) != _gc_fields(new) and (_may_make_garbage(new)
+                                                      or _may_make_garbage(old)):
             self._dirty.set()
 
     def graph(self) -> dict[ObjRef, dict]:
