@@ -493,6 +493,8 @@ async def run_agent(config: AgentConfig, *, runtime: ContainerRuntime | None = N
 # Hollow nodes only change state when the agent acts, so a slow relist is enough; it keeps
 # hundreds of simulated nodes in one process cheap.
 HOLLOW_RESYNC_INTERVAL = 10.0
+# Hollow agents per shared HTTP connection pool (see run_hollow_nodes).
+HOLLOW_AGENTS_PER_POOL = 20
 
 
 def hollow_address(index: int) -> str:
@@ -516,14 +518,20 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
 
     if count < 1:
         raise ValueError("count must be >= 1")
-    # Every agent keeps one watch open plus short requests: no pool limit, keep-alive for all.
-    client = httpx.AsyncClient(verify=tls_verify(verify), trust_env=False,
-                               limits=httpx.Limits(max_connections=None,
-                                                   max_keepalive_connections=2 * count))
+    # Every agent keeps one watch open plus short requests. Agents share connection pools in
+    # groups: one pool for all would cost O(pool size) per request (httpcore scans the pool on
+    # every request and response), which at hundreds of agents was most of the runner's CPU.
+    ssl_verify = tls_verify(verify)
+    clients: list[httpx.AsyncClient] = []
     agents: list[EdgeAgent] = []
     try:
         async with trio.open_nursery() as nursery:
             for i in range(first_index, first_index + count):
+                if (i - first_index) % HOLLOW_AGENTS_PER_POOL == 0:
+                    clients.append(httpx.AsyncClient(
+                        verify=ssl_verify, trust_env=False,
+                        limits=httpx.Limits(max_connections=None,
+                                            max_keepalive_connections=2 * HOLLOW_AGENTS_PER_POOL)))
                 name = f"{name_prefix}-{i:04d}"
                 config = AgentConfig(
                     node_name=name, data_dir=str(Path(data_dir) / name),
@@ -531,7 +539,7 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
                     labels=dict(labels or {}),
                     runtime="hollow", log_port=None, cpu=cpu, memory=memory,
                     max_pods=max_pods, resync_interval=HOLLOW_RESYNC_INTERVAL)
-                session = HttpApiSession(servers, token, verify=verify, client=client)
+                session = HttpApiSession(servers, token, verify=verify, client=clients[-1])
                 agent = EdgeAgent(config, session=session)
                 if event_observer is not None:
                     agent.event_observer = (
@@ -541,4 +549,5 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
             task_status.started(agents)
     finally:
         with trio.CancelScope(shield=True):
-            await client.aclose()
+            for client in clients:
+                await client.aclose()
