@@ -322,6 +322,10 @@ def _start_fresh(root: pathlib.Path, *, masters: int, nodes: int, hollow: bool, 
                 if j != i:
                     argv += ["--peer", peer]
             argv += list(extra_master_args or [])
+            if "--service-cidr" not in argv:
+                # Local clusters keep every VIP on loopback (never Kubernetes' 10.96/12, which
+                # a node without rules for a VIP would route off this machine).
+                argv += ["--service-cidr", LOCAL_SERVICE_CIDR]
             log_path = root / f"{name}.log"
             pid = _spawn(argv, log_path)
             cluster.processes.append(ProcessRecord("master", name, pid, str(log_path), argv,
