@@ -41,6 +41,8 @@ __all__ = [
     "carry_allocated",
     "held_keys",
     "plan_allocations",
+    "release_ops",
+    "repair_allocations",
 ]
 
 # Kubernetes' default --service-cluster-ip-range for IPv4: what a real cluster expects.
@@ -298,3 +300,37 @@ async def plan_allocations(
 def release_ops(old: dict[str, Any]) -> list[tuple]:
     """The deletes that free what a Service held (in the transaction that removes it)."""
     return [Op.delete(key) for key in sorted(held_keys(old))]
+
+
+async def repair_allocations(store: Any) -> tuple[int, int]:
+    """Make the allocation keys match the stored Services (Kubernetes' repair controllers):
+    a Service holding a VIP or node port without its key (stored before allocation existed)
+    gets it; a key no Service holds any more is freed. Each fix is its own transaction,
+    compared against what was read, so it never races a create or delete. Returns
+    (keys added, keys freed)."""
+    from .codec import decode_object
+
+    services = {kv.key: kv for kv in (await store.range("/registry/services/")).kvs}
+    holders: dict[str, tuple[str, int]] = {}  # allocation key -> (service key, mod_revision)
+    for key, kv in services.items():
+        for held in held_keys(decode_object(kv.value)):
+            holders.setdefault(held, (key, kv.mod_revision))
+    allocated = {kv.key: kv for prefix in (SERVICE_IP_PREFIX, NODE_PORT_PREFIX)
+                 for kv in (await store.range(prefix)).kvs}
+    added = freed = 0
+    for held, (service_key, revision) in holders.items():
+        if held not in allocated:
+            owner = service_key.removeprefix("/registry/services/").encode()
+            result = await store.txn([Compare.absent(held), Compare.mod_revision(service_key, "==", revision)],
+                                     [Op.put(held, owner)], [])
+            added += bool(result.succeeded)
+    for held, kv in allocated.items():
+        if held not in holders:
+            service_key = "/registry/services/" + kv.value.decode(errors="replace")
+            compares = [Compare.mod_revision(held, "==", kv.mod_revision)]
+            current = services.get(service_key)
+            compares.append(Compare.mod_revision(service_key, "==", current.mod_revision) if current
+                            else Compare.absent(service_key))
+            result = await store.txn(compares, [Op.delete(held)], [])
+            freed += bool(result.succeeded)
+    return added, freed

@@ -325,6 +325,11 @@ class Master:
             if self.spec.service_cidr and stored.cidr != self.network.cidr:
                 log.warning("--service-cidr %s ignored: the cluster's service range is %s",
                             self.network.cidr, stored.cidr)
+        from ._allocators import repair_allocations
+
+        added, freed = await repair_allocations(self.store)
+        if added or freed:
+            log.info("service allocations repaired: %d taken, %d freed", added, freed)
 
     async def _register_self(self) -> None:
         """Write this master's member record once a leader accepts writes."""

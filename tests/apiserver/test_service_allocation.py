@@ -163,3 +163,20 @@ def test_service_cidr_parse_errors() -> None:
     with pytest.raises(ValueError, match="too small"):
         ServiceNetwork.parse("127.10.0.0/30")
     assert str(ServiceNetwork.parse(None).cidr) == "10.96.0.0/12"
+
+
+async def test_repair_adds_missing_keys_and_frees_orphans(registry: Registry) -> None:
+    from controlplane._allocators import repair_allocations
+
+    created = await registry.create("services", "default", svc("np", type="NodePort"))
+    vip, port = created["spec"]["clusterIP"], created["spec"]["ports"][0]["nodePort"]
+    # a Service stored before allocation existed: its keys are missing
+    await registry.store.delete(SERVICE_IP_PREFIX + vip)
+    # a key nobody holds (a Service removed by a path that did not free it)
+    await registry.store.put(SERVICE_IP_PREFIX + "127.12.0.14", b"default/gone")
+    assert await repair_allocations(registry.store) == (1, 1)
+    assert await held(registry, SERVICE_IP_PREFIX) == {vip: "default/np"}
+    assert await held(registry, NODE_PORT_PREFIX) == {str(port): "default/np"}
+    assert await repair_allocations(registry.store) == (0, 0)  # nothing left to fix
+    with pytest.raises(ApiError):  # the repaired key protects the VIP again
+        await registry.create("services", "default", svc("b", clusterIP=vip))
