@@ -9,6 +9,7 @@ idle cost of a node with many pods to that one call.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -42,6 +43,10 @@ START_CONCURRENCY = 3
 STOP_THREADS = 16
 # Followed log streams hold a thread each while idle.
 LOG_THREADS = 16
+# How long an image found present is believed without asking again: a burst of pod starts
+# needs one inspect, and an image removed meanwhile is noticed within seconds (the create then
+# fails with ErrImageNeverPull/ImageNotFound and is retried as any start failure).
+IMAGE_CACHE_S = 5.0
 # Docker Engine API 1.41 = Docker 20.10 (Debian 12's docker.io); newer engines still serve it.
 DOCKER_API_VERSION = "1.41"
 # Default HTTP timeout of the SDK (seconds) for ordinary calls.
@@ -99,6 +104,7 @@ class DockerRuntime:
         self._start_gate = trio.Semaphore(START_CONCURRENCY)
         self._stop_limiter = trio.CapacityLimiter(STOP_THREADS)
         self._log_limiter = trio.CapacityLimiter(LOG_THREADS)
+        self._images: dict[str, tuple[float, str]] = {}  # image -> (when found, image ID)
         # id -> (summary State, ContainerInfo): re-inspect only on change.
         self._cache: dict[str, tuple[str, ContainerInfo]] = {}
 
@@ -178,12 +184,20 @@ class DockerRuntime:
     # ---- images --------------------------------------------------------------------------
 
     async def image_id(self, image: str) -> str | None:
+        # A burst of pod starts asks about the same image once per container: answer from a
+        # short-lived cache of images found (a missing image is always asked again).
+        hit = self._images.get(image)
+        if hit is not None and time.monotonic() - hit[0] < IMAGE_CACHE_S:
+            return hit[1]
         try:
             data = await self._call(self._api.inspect_image, image)
         except self._errors.ImageNotFound:
+            self._images.pop(image, None)
             return None
         except self._errors.NotFound:
+            self._images.pop(image, None)
             return None
+        self._images[image] = (time.monotonic(), str(data["Id"]))
         return str(data["Id"])
 
     async def pull_image(self, image: str) -> str:
@@ -193,6 +207,7 @@ class DockerRuntime:
                 functools.partial(self._api.pull, repo, tag=tag), limiter=self._stop_limiter)
         except self._errors.DockerException as exc:
             raise ImagePullError(f'failed to pull image "{image}": {exc}') from exc
+        self._images.pop(image, None)  # a pull may have moved the tag to a new image
         found = await self.image_id(image)
         if found is None:
             raise ImagePullError(f'image "{image}" is not present after pulling')
