@@ -42,6 +42,7 @@ class GarbageCollector:
         self.registry = registry
         self.informers = informers
         self._dirty = trio.Event()
+        self._uids: set[str] = set()  # every object the informers hold (owner lookups)
         for inf in informers.values():
             inf.add_handler(self._on_change)
 
@@ -52,9 +53,17 @@ class GarbageCollector:
         # An update that leaves those alone (a pod's status: most events of a busy cluster)
         # changes nothing the collector looks at.
         if new is None:
+            self._uids.discard(meta(old or {}).get("uid", ""))
             self._dirty.set()
         elif old is None:
-            if _may_make_garbage(new):
+            self._uids.add(meta(new).get("uid", ""))
+            # A new dependent whose owners are all known cannot be garbage yet (a burst of
+            # ReplicaSet pod creates would otherwise cost a whole-graph pass each); an owner
+            # not seen (gone, or its informer lags) gets the full pass, which asks the store.
+            m = meta(new)
+            refs = m.get("ownerReferences") or []
+            if m.get("deletionTimestamp") or m.get("finalizers") or any(
+                    r.get("uid") not in self._uids for r in refs):
                 self._dirty.set()
         elif _gc_fields(old) != _gc_fields(new) and (_may_make_garbage(new)
                                                       or _may_make_garbage(old)):
