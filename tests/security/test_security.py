@@ -477,6 +477,7 @@ def test_plain_http_to_the_tls_port_gets_a_clear_error(api: Api) -> None:
     path.write_text(kubeconfig)
     out = edgectl("get", "nodes", env={"KUBECONFIG": str(path)}, check=False)
     assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "Client sent an HTTP request to an HTTPS server" in out.stderr
     assert api.admin("GET", "/version").status_code == 200
 
 
@@ -496,6 +497,11 @@ def test_kubectl_works_over_https_with_the_kubeconfig_from_up(api: Api) -> None:
     assert {"node/sec1", "node/sec2"} <= set(out)
     config = api.cluster.kubectl("config", "view", "--raw", "-o", "json").stdout
     assert "https://" in config and "certificate-authority-data" in config
+    # A viewer token through kubectl: reads work, writes are Forbidden.
+    viewer = api.token("--role", "viewer", "--name", "kubectl-viewer")
+    assert "node/sec1" in api.cluster.kubectl("--token", viewer, "get", "nodes", "-o", "name").stdout
+    denied = api.cluster.kubectl("--token", viewer, "create", "configmap", "v", check=False)
+    assert denied.returncode != 0 and "forbidden: User \"kubectl-viewer\" cannot create" in denied.stderr
 
 
 def test_wrong_cluster_secret_cannot_join_the_raft_group(api: Api, tmp_path: pathlib.Path) -> None:
