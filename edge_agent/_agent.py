@@ -115,7 +115,8 @@ class EdgeAgent:
         if session is None and config.servers:
             session = HttpApiSession(config.servers, config.token, verify=config.verify)
         self.session = session
-        self.cache = PodCache(Path(config.data_dir) / "pods")
+        self.cache = PodCache(Path(config.data_dir) / "pods",
+                              durable=not self.runtime.simulated)
         self.log_credential = (config.log_credential or config.token
                                or secrets.token_urlsafe(24))
         self.log_port: int | None = None
@@ -284,16 +285,19 @@ class EdgeAgent:
             self._rv = str(rv)
         if etype in ("ADDED", "MODIFIED") and pod_uid(obj):
             if self._mine(obj):
-                await self.cache.put(obj)
+                # Start first, persist after: a new pod does not wait for the disk. A crash in
+                # between leaves a container of a pod the cache lacks, which is kept until the
+                # masters' list says whether the pod exists.
                 self.syncer.upsert(obj)
+                await self.cache.put(obj)
                 last = self.syncer.statuses.get(pod_uid(obj))
                 if last is not None and _readiness(obj.get("status")) != _readiness(last[0]):
                     # Someone else changed what we reported (the node controller marks the pods
                     # of a node it lost NotReady): write ours again, or it stays wrong forever.
                     self.syncer.resend_status(pod_uid(obj))
         elif etype == "DELETED" and pod_uid(obj):
-            await self.cache.remove(pod_uid(obj))
             self.syncer.remove(pod_uid(obj))
+            await self.cache.remove(pod_uid(obj))
 
     async def _pods_loop(self) -> None:
         assert self.session is not None
