@@ -17,9 +17,11 @@ deadline. A proposal whose fate is unknown (the leader changed before it acknowl
 deadline passed) raises :class:`StoreUnavailable` with ``maybe_committed=True``.
 
 Reads. ``linearizable=True`` (the default): a leader holding its quorum lease that has applied
-an entry of its own term answers from local state; otherwise the read waits for a read barrier,
-a ``noop`` that rides the next proposal (a batch with writes needs none), so concurrent reads
-share one round through Raft. ``linearizable=False`` reads the local, possibly stale, state.
+an entry of its own term answers from local state. A follower asks the leader for its commit
+index (ReadIndex; the leader answers only under its lease) and waits until it has applied that
+far; concurrent reads share the round trip. Otherwise (no leader, no answer) the read waits for
+a read barrier, a ``noop`` that rides the next proposal (a batch with writes needs none), so
+concurrent reads share one round through Raft. ``linearizable=False`` reads the local, possibly stale, state.
 """
 
 from __future__ import annotations
@@ -256,6 +258,24 @@ class RaftStore:
         self._pending_barriers.append(waiter)
         self._schedule_flush()
 
+    def submit_read_barrier(self, waiter: Waiter) -> None:
+        """Call ``waiter(None, None)`` at a linearizable read point: on a follower by ReadIndex
+        (one round trip to the leader), else, or if that gets no answer, by :meth:`submit_barrier`."""
+        replica = self._replica
+        if self._closed or replica is None:
+            waiter(None, _CLOSED)
+            return
+        if replica.is_raft_leader:
+            self.submit_barrier(waiter)
+            return
+        replica.read_index(lambda ok: self._call_soon(self._read_answered, waiter, ok))
+
+    def _read_answered(self, waiter: Waiter, ok: bool) -> None:
+        if ok:
+            waiter(None, None)
+        else:
+            self.submit_barrier(waiter)
+
     def _schedule_flush(self) -> None:
         # Idle: propose at once (the latency path). Otherwise defer to the end of this
         # scheduler pass so that commands submitted together (a burst of requests, many tasks
@@ -428,6 +448,16 @@ class RaftStore:
         replica = self.replica
         if replica.can_read_locally():
             return replica.kv.revision
+        if not replica.is_raft_leader:
+            # ReadIndex: one round trip to the leader instead of a round through the log.
+            waiter = _AsyncWaiter()
+            replica.read_index(
+                lambda ok: self._call_soon(waiter, None, None if ok else _TIMED_OUT)
+            )
+            with trio.move_on_after(self.config.raft_max_timeout * 2):
+                await waiter.event.wait()
+            if waiter.event.is_set() and waiter.fail is None:
+                return replica.kv.revision
         deadline = trio.current_time() + self._op_timeout
         while True:
             waiter = _AsyncWaiter()

@@ -96,7 +96,7 @@ class _Connection:
                         kv = replica.kv.get(key)
                     self.reply(rid, kv_to_wire(kv))
                 else:
-                    store.submit_barrier(functools.partial(self.read_done, rid, key))
+                    store.submit_read_barrier(functools.partial(self.read_done, rid, key))
                 return
         except (StoreError, IndexError, TypeError) as exc:
             self.reply_error(rid, exc)

@@ -73,6 +73,7 @@ import struct
 import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from queue import Empty
@@ -407,6 +408,12 @@ class Replica(SyncObj):
         self.applied_truncations = 0
         self.votes_refused = 0
         self.prevotes_started = 0
+        # ReadIndex (see read_index()): callbacks queued by other threads, requests sent to the
+        # leader by id, and answers waiting for this replica to apply up to their index.
+        self._read_requests: deque[Callable[[bool], None]] = deque()
+        self._read_seq = 0
+        self._read_pending: dict[int, tuple[float, list[Callable[[bool], None]]]] = {}
+        self._read_waiting: list[tuple[int, float, list[Callable[[bool], None]]]] = []
         self._prevote_term = -1
         self._prevote_grants: set[Any] = set()
         self._stop = threading.Event()
@@ -538,6 +545,8 @@ class Replica(SyncObj):
             self._refuse_queued_commands()
         else:
             super()._checkCommandsToApply()
+        if self._read_requests or self._read_pending or self._read_waiting:
+            self._serve_read_index()
         if self._synced_journal is not None:
             # The leader counts its own log toward the commit majority: durable first.
             self._synced_journal.sync()
@@ -649,6 +658,77 @@ class Replica(SyncObj):
 
     # --- message interception -------------------------------------------------------------------
 
+    # --- ReadIndex (Raft thesis §6.4) ----------------------------------------------------------
+
+    def read_index(self, callback: Callable[[bool], None]) -> None:
+        """Ask the leader for its commit index and call ``callback(True)`` (on the tick thread)
+        once this replica has applied that far: a linearizable read point without a log entry.
+        ``callback(False)``: no answer (no leader, no lease, lost): use a barrier through the log.
+        Safe to call from any thread; concurrent requests share one round trip."""
+        self._read_requests.append(callback)
+        self._pipe_wake()
+
+    def _serve_read_index(self) -> None:
+        now = time.monotonic()
+        if self._read_requests:
+            callbacks = []
+            while self._read_requests:
+                callbacks.append(self._read_requests.popleft())
+            leader = self._SyncObj__raftLeader
+            if (
+                self._SyncObj__raftState == _RAFT_STATE.LEADER
+                or leader is None
+                or leader == self.selfNode
+                or not self.isNodeConnected(leader)
+            ):
+                for callback in callbacks:
+                    callback(False)
+            else:
+                self._read_seq += 1
+                self._read_pending[self._read_seq] = (now, callbacks)
+                self._SyncObj__transport.send(leader, {"type": "read_index", "id": self._read_seq})
+        # Answers lost with a connection, or from a leader that died: give up after about an
+        # election (the caller falls back to the log).
+        limit = now - self.config.raft_max_timeout
+        for rid in [r for r, (sent, _) in self._read_pending.items() if sent < limit]:
+            for callback in self._read_pending.pop(rid)[1]:
+                callback(False)
+        if self._read_waiting:
+            applied = self._SyncObj__raftLastApplied
+            waiting = []
+            for index, sent, callbacks in self._read_waiting:
+                if applied >= index or sent < limit:
+                    for callback in callbacks:
+                        callback(applied >= index)
+                else:
+                    waiting.append((index, sent, callbacks))
+            self._read_waiting = waiting
+
+    def _on_read_index(self, node: Any, message: dict[str, Any]) -> None:
+        # The leader's commit index is a valid read point only while no other leader can exist
+        # (the lease) and once an entry of its own term is committed (so it covers everything
+        # earlier leaders committed).
+        noop = self._SyncObj__noopIDx
+        commit = self._SyncObj__raftCommitIndex
+        ok = self.has_lease() and noop is not None and commit >= noop
+        self._SyncObj__transport.send(node, {"type": "read_index_response", "id": message.get("id"),
+                                             "index": commit if ok else None})
+
+    def _on_read_index_response(self, message: dict[str, Any]) -> None:
+        entry = self._read_pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+        if entry is None:
+            return
+        sent, callbacks = entry
+        index = message.get("index")
+        if not isinstance(index, int):
+            for callback in callbacks:
+                callback(False)
+        elif self._SyncObj__raftLastApplied >= index:
+            for callback in callbacks:
+                callback(True)
+        else:
+            self._read_waiting.append((index, sent, callbacks))
+
     # --- elections: drain first, then PreVote -------------------------------------------------
 
     def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803 - pysyncobj's names
@@ -735,6 +815,12 @@ class Replica(SyncObj):
             return
         if kind == "pre_vote_response":
             self._on_pre_vote_response(node, message)
+            return
+        if kind == "read_index":
+            self._on_read_index(node, message)
+            return
+        if kind == "read_index_response":
+            self._on_read_index_response(message)
             return
         if kind == "request_vote" and self._refuses_votes():
             self.votes_refused += 1
