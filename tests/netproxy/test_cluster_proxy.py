@@ -154,7 +154,8 @@ class ProxyCluster:
         return self.handle.kubectl(*args, **kw)
 
     def get(self, kind: str, name: str = "") -> Any:
-        return json.loads(self.kubectl("get", kind, *([name] if name else []), "-o", "json").stdout)
+        # edgectl fails over between masters (kubectl uses the first, which a test may kill)
+        return json.loads(self.handle.edgectl("get", kind, *([name] if name else []), "-o", "json").stdout)
 
     def vip(self, name: str = "web") -> str:
         return str(self.get("service", name)["spec"]["clusterIP"])
@@ -170,7 +171,7 @@ class ProxyCluster:
         return out
 
     def pods_through_vip(self, expected: set[str], tries: int = 60) -> set[str]:
-        vip, seen = self.vip(), set()
+        vip, seen = self.service_ip or self.vip(), set()  # no API needed once known
         for _ in range(tries):
             seen.add(get_pod_name(vip, 80))
             if seen >= expected:
@@ -340,3 +341,35 @@ def test_nftables_table_removed_on_clean_agent_shutdown(cluster: ProxyCluster) -
     # (the address was read before the leader test; kubectl may name the killed master)
     assert f"edgeplane-{second}" in tables
     get_pod_name(cluster.service_ip, 80)
+
+
+def test_agents_restarted_while_every_master_is_down_serve_from_their_cache(cluster: ProxyCluster) -> None:
+    """The data plane outlives the control plane, restarts included: every master dead, every
+    agent stopped (its rules removed) and started again -- the VIP answers from the agents'
+    proxy caches. Runs last: it leaves the masters dead."""
+    import os
+
+    handle = cluster.handle
+    before = set(cluster.ready_pods())
+    for master in handle.masters():
+        if master.get("pid") and pathlib.Path(f"/proc/{master['pid']}").exists():
+            handle.kill(master["name"], signal.SIGKILL)
+    restarted: list[subprocess.Popen[bytes]] = []
+    try:
+        for node in [p for p in handle.processes() if p["role"] == "node"]:
+            if pathlib.Path(f"/proc/{node['pid']}").exists():
+                handle.kill(node["name"], signal.SIGTERM)
+            with open(node["log"], "ab") as log:
+                restarted.append(subprocess.Popen(
+                    node["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+        wait_for("every pod answering through the VIP from the restarted agents' caches",
+                 lambda: cluster.pods_through_vip(before) == before, CONVERGE_TIMEOUT_S)
+    finally:
+        for proc in restarted:  # SIGTERM: they remove their rules on the way out
+            proc.send_signal(signal.SIGTERM)
+        for proc in restarted:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
