@@ -119,8 +119,13 @@ def _nth_port(first: int, i: int) -> str:
     return _port_key(first + i)
 
 
+def _headless(spec: dict[str, Any]) -> bool:
+    return spec.get("clusterIP") == "None" or (
+        spec.get("clusterIP") in (None, "") and spec.get("clusterIPs") == ["None"])
+
+
 def _wants_ip(spec: dict[str, Any]) -> bool:
-    return spec.get("type") != "ExternalName" and spec.get("clusterIP") != "None"
+    return spec.get("type") != "ExternalName" and not _headless(spec)
 
 
 def held_keys(obj: dict[str, Any] | None) -> set[str]:
@@ -271,7 +276,8 @@ async def plan_allocations(
         spec["clusterIPs"] = [cip]
         spec["ipFamilies"] = ["IPv4"]
         spec["ipFamilyPolicy"] = "SingleStack"
-    elif spec.get("clusterIP") == "None":
+    elif _headless(spec) and spec.get("type") != "ExternalName":
+        spec["clusterIP"] = "None"
         spec["clusterIPs"] = ["None"]
 
     if spec.get("type") in _NODE_PORT_TYPES:

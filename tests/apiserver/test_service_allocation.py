@@ -85,6 +85,8 @@ async def test_requested_vip_honoured_taken_or_out_of_range_is_422(registry: Reg
 async def test_headless_and_external_name_get_no_vip(registry: Registry) -> None:
     headless = await registry.create("services", "default", svc("h", clusterIP="None"))
     assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["clusterIPs"] == ["None"]
+    by_list = await registry.create("services", "default", svc("h2", clusterIPs=["None"]))
+    assert by_list["spec"]["clusterIP"] == "None" and by_list["spec"]["clusterIPs"] == ["None"]
     ext = await registry.create("services", "default", {"metadata": {"name": "e"},
                                                         "spec": {"type": "ExternalName", "externalName": "example.org"}})
     assert "clusterIP" not in ext["spec"]
