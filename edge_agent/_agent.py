@@ -10,6 +10,7 @@ computed statuses wait in memory and are written once a master is back.
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -43,6 +44,8 @@ log = logging.getLogger("edge_agent")
 # sooner, so 20 s renewed every 5 s (still 4 renewals per lease, the same safety ratio).
 DEFAULT_LEASE_SECONDS = 20
 DEFAULT_LEASE_RENEW = 5.0
+# Fraction by which a renewal may come early (never late: the grace period is what counts).
+LEASE_JITTER = 0.15
 # The kubelet reports node status every 5 minutes when nothing changed (the Lease is the
 # heartbeat); one minute keeps `kubectl get nodes` ages fresh at negligible cost.
 DEFAULT_NODE_STATUS_INTERVAL = 60.0
@@ -421,7 +424,9 @@ class EdgeAgent:
                     await self._update_node_status(current)
                 failed = False
                 backoff.reset()
-                await trio.sleep(self.config.lease_renew)
+                # Up to 15 % early, at random: nodes started together (a site powering up, a
+                # hollow-node runner) spread their renewals instead of writing in one burst.
+                await trio.sleep(self.config.lease_renew * random.uniform(1 - LEASE_JITTER, 1))
             except (ApiUnavailable, ApiError) as exc:
                 failed = True
                 delay = backoff.next()
