@@ -550,6 +550,7 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
                     max_pods=max_pods, resync_interval=HOLLOW_RESYNC_INTERVAL)
                 session = HttpApiSession(servers, token, verify=verify, client=clients[-1])
                 agent = EdgeAgent(config, session=session)
+                agent.cache.persist = False  # hundreds of nodes' pod files: nothing to recover
                 if event_observer is not None:
                     agent.event_observer = (
                         lambda etype, obj, _name=name: event_observer(_name, etype, obj))

@@ -58,6 +58,9 @@ class PodCache:
         # durable=False skips the fsyncs: for simulated (hollow) nodes, which have nothing to
         # keep running across a power cut, and 1,000 of which would queue on the disk.
         self.durable = durable
+        # persist=False keeps the cache in memory only (hollow-node runners: hundreds of
+        # simulated nodes in one process, nothing to recover after a restart).
+        self.persist = True
         self._written: dict[str, dict[str, Any]] = {}
 
     def load(self) -> list[dict[str, Any]]:
@@ -115,14 +118,16 @@ class PodCache:
         uid = str(doc["metadata"].get("uid", ""))
         if self._written.get(uid) == doc:
             return False
-        await trio.to_thread.run_sync(self._write, uid, doc)
+        if self.persist:
+            await trio.to_thread.run_sync(self._write, uid, doc)
         self._written[uid] = doc
         return True
 
     async def remove(self, uid: str) -> None:
         if uid in self._written or (self.directory / f"{uid}.json").exists():
             self._written.pop(uid, None)
-            await trio.to_thread.run_sync(self._delete, uid)
+            if self.persist:
+                await trio.to_thread.run_sync(self._delete, uid)
 
     async def replace_all(self, pods: list[dict[str, Any]]) -> None:
         """Make the cache hold exactly `pods` (after an authoritative list)."""
