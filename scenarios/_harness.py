@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import ipaddress
 import os
 import pathlib
 import random
@@ -474,6 +475,12 @@ class Site:
                 self._created.append((plural, doc["metadata"]["name"]))
                 if plural == "services":
                     self.vip = created["spec"]["clusterIP"]
+                    # Client traffic must stay on this machine: a VIP outside loopback means the
+                    # cluster was started with a routed service range, and requests would leave.
+                    if ipaddress.ip_address(self.vip) not in ipaddress.ip_network("127.0.0.0/8"):
+                        raise ScenarioError(f"the Service got VIP {self.vip}, outside 127.0.0.0/8: "
+                                            "refusing to send traffic off this machine (start the "
+                                            "cluster with a loopback --service-cidr)")
             except ApiError as exc:
                 if exc.code != 409:
                     raise
