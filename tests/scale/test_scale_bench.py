@@ -33,7 +33,7 @@ def test_bench_scale_reduced_size_json_report() -> None:
     assert FIELDS <= report.keys(), FIELDS - report.keys()
     assert report["errors"] == [] and report["error_count"] == 0
     assert report["pods_total"] == 500 and report["pods_running"] == 500
-    assert report["pods_bound_seen_by_agents"] == 500
+    assert report["pods_bound_seen_by_agents"] >= 500  # more if a lost node's pods were replaced
     assert 0 < report["all_pods_running_s"] < 120
     assert report["scheduler_pods_per_s"] > 0
     for key in ("api_mutating_s", "api_read_s", "watch_event_delay_s"):
