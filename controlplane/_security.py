@@ -35,8 +35,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
-
 from . import errors
 
 __all__ = [
@@ -73,9 +71,13 @@ NODE_LEASE_NAMESPACE = "kube-node-lease"
 
 def ca_hash(cert_pem: bytes | str) -> str:
     """sha256 (hex) of a PEM certificate's DER bytes: what a join token pins."""
+    # Imported here: cryptography costs an edge agent ~15 MB of RSS, and agents need it only
+    # once, when they join.
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     data = cert_pem.encode() if isinstance(cert_pem, str) else cert_pem
     cert = x509.load_pem_x509_certificate(data)
-    from cryptography.hazmat.primitives.serialization import Encoding
 
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
 
