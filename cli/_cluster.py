@@ -157,11 +157,14 @@ def node_group() -> None:
               default="auto", show_default=True,
               help="The node's netproxy for Service VIPs and NodePorts (auto: nftables when "
                    "root and nft work, else userspace; none: no proxy).")
+@click.option("--lease-renew", type=click.FloatRange(0.1, 60.0), default=None,
+              help="Seconds between Lease renewals (default 2; keep it at most a quarter of the "
+                   "cluster's node grace period).")
 @client_options
 def join_command(name: str, data_dir: str, address: str, servers: tuple[str, ...],
                  token: str | None, token_file: str | None, ca_cert_file: str | None,
                  hollow: bool, labels: tuple[str, ...], log_port: int, proxy_mode: str,
-                 kubeconfig: str | None, context_name: str | None) -> None:
+                 lease_renew: float | None, kubeconfig: str | None, context_name: str | None) -> None:
     """Run an edge agent for this node in the foreground.
 
     With a join token the agent checks the cluster CA against the token's hash, then trades
@@ -222,6 +225,8 @@ def join_command(name: str, data_dir: str, address: str, servers: tuple[str, ...
                                log_credential=log_credential,
                                runtime="hollow" if hollow else "docker",
                                proxy_mode=None if proxy_mode == "none" else proxy_mode)
+    if lease_renew is not None:
+        agent_config.lease_renew = lease_renew
     configure_logging("node", name)
 
     async def main() -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import trio
 
 from cli._local import LocalCluster, ProcessRecord
+from controlplane._allocators import LOCAL_SERVICE_CIDR
 from controlplane._master_tls import new_ca, write_ca
 from controlplane.client import ApiClient, ApiError, ClusterUnreachable
 from controlplane.kubeconfig import load_kubeconfig, write_kubeconfig
@@ -129,7 +130,9 @@ class PartitionSite(Site):
                     "--data-dir", str(root / name), "--raft-addr", f"{addr}:{RAFT_PORT}",
                     "--api-addr", f"{addr}:{API_PORT}", "--secret-file", str(secret_file),
                     "--admin-token-file", str(token_file), "--ca-cert-file", str(ca_cert),
-                    "--ca-key-file", str(ca_key)]
+                    "--ca-key-file", str(ca_key),
+                    # Clients run on this host: VIPs must be loopback addresses, never routed ones.
+                    "--service-cidr", LOCAL_SERVICE_CIDR]
             for other in names:
                 if other != name:
                     argv += ["--peer", f"{self.addresses[other]}:{RAFT_PORT}"]
