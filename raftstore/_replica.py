@@ -398,6 +398,7 @@ class Replica(SyncObj):
         self._holder = _StateHolder(config.history_limit)
         self._on_applied = on_applied
         self._on_state_changed = on_state_changed
+        self._applied_unannounced = False
         self._echo: tuple[int, float] | None = None
         self._acks: dict[Any, float] = {}
         self._acks_term = -1
@@ -532,9 +533,17 @@ class Replica(SyncObj):
                 # would retry it every tick); apply is deterministic, so all replicas agree.
                 logger.exception("applying a command failed")
                 result = StoreError(f"applying the command failed: {exc!r}")
-        if self._on_applied is not None:
-            self._on_applied()
+        # Watchers are woken once per tick, after the tick's sends (_flush_applied): waking
+        # trio here would have its thread take the GIL while the leader sends the commit
+        # index to the followers, delaying every follower's acknowledgement.
+        self._applied_unannounced = True
         return result
+
+    def _flush_applied(self) -> None:
+        if self._applied_unannounced:
+            self._applied_unannounced = False
+            if self._on_applied is not None:
+                self._on_applied()
 
     def _checkCommandsToApply(self) -> None:  # noqa: N802 - pysyncobj's name
         leader = self._SyncObj__raftLeader
@@ -545,6 +554,7 @@ class Replica(SyncObj):
             self._refuse_queued_commands()
         else:
             super()._checkCommandsToApply()
+        self._flush_applied()  # pysyncobj has sent this tick's append-entries by now
         if self._read_requests or self._read_pending or self._read_waiting:
             self._serve_read_index()
         if self._synced_journal is not None:
@@ -749,6 +759,8 @@ class Replica(SyncObj):
             ):
                 self._start_prevote()
         super()._onTick(timeToWait)
+        # Entries applied while the transport was not ready (no _checkCommandsToApply call).
+        self._flush_applied()
 
     def _prevote_won(self) -> bool:
         """Whether a majority granted this replica's latest PreVote (consumed by the election
