@@ -36,6 +36,13 @@ def _config(tmp_path, port: int, peers: tuple[str, ...] = (), **kw) -> ReplicaCo
     )
 
 
+async def _until_leader(store: RaftStore, timeout: float = 10.0) -> None:
+    """Wait (polling, with a deadline) until a single-replica store has elected itself."""
+    with trio.fail_after(timeout):
+        while not store.is_leader():
+            await trio.sleep(0.01)
+
+
 def test_secret_is_required_for_a_non_loopback_address(tmp_path):
     config = ReplicaConfig(self_address="10.20.30.40:21000", peers=(), data_dir=str(tmp_path))
     with pytest.raises(StoreError, match="secret is required"):
@@ -101,9 +108,7 @@ def test_follower_truncates_only_on_conflict_raft_5_3(tmp_path):
 async def store(tmp_path):
     (port,) = free_ports(1)
     async with open_raft_store(_config(tmp_path, port)) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         yield s
 
 
@@ -167,9 +172,7 @@ async def test_watch_resumes_from_a_revision_in_order(store: RaftStore):
 async def test_watch_from_a_compacted_revision_raises(tmp_path):
     (port,) = free_ports(1)
     async with open_raft_store(_config(tmp_path, port, history_limit=5)) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         for i in range(20):
             await s.put(f"/c/{i}", b"x")
         with pytest.raises(Compacted):
@@ -181,9 +184,7 @@ async def test_restart_loads_snapshot_and_journal(tmp_path):
     (port,) = free_ports(1)
     config = _config(tmp_path, port)
     async with open_raft_store(config) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         for i in range(200):
             await s.put(f"/r/{i}", str(i).encode())
         s.replica.forceLogCompaction()
@@ -198,9 +199,7 @@ async def test_restart_loads_snapshot_and_journal(tmp_path):
         log_length = s.status()["log_length"]
     assert log_length < 300  # the snapshot really replaced log entries
     async with open_raft_store(config) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         await s.barrier()
         assert s.digest() == before
         kv = await s.get("/r/250")
@@ -245,18 +244,14 @@ async def test_fsync_mode_syncs_and_recovers(tmp_path):
     (port,) = free_ports(1)
     config = _config(tmp_path, port, fsync=True)
     async with open_raft_store(config) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         for i in range(50):
             await s.put(f"/f/{i}", b"durable")
         journal = s.replica._synced_journal
         assert journal is not None and not journal.dirty  # synced before acknowledging
         before = s.digest()
     async with open_raft_store(config) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         await s.barrier()
         assert s.digest() == before
 
@@ -266,9 +261,7 @@ async def test_closing_the_store_ends_watches_with_a_clear_error(tmp_path):
 
     (port,) = free_ports(1)
     s = await RaftStore.open(_config(tmp_path, port))
-    with trio.fail_after(10):
-        while not s.is_leader():
-            await trio.sleep(0.01)
+    await _until_leader(s)
     ended: list[BaseException] = []
 
     async def watch_forever():
@@ -298,9 +291,7 @@ async def test_restart_after_a_crash_between_snapshot_and_journal_compaction(tmp
         # The compaction step never runs: the state a crash right after the snapshot leaves.
         patch.setattr(_replica._Journal, "deleteEntriesTo", lambda self, entry_to: None)
         async with open_raft_store(config) as s:
-            with trio.fail_after(10):
-                while not s.is_leader():
-                    await trio.sleep(0.01)
+            await _until_leader(s)
             for i in range(100):
                 await s.put(f"/x/{i}", b"before")
             s.replica.forceLogCompaction()
@@ -314,9 +305,7 @@ async def test_restart_after_a_crash_between_snapshot_and_journal_compaction(tmp
                 await s.put(f"/x/{i}", b"after")
             before = s.digest()
     async with open_raft_store(config) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         await s.barrier()
         assert s.digest() == before
         kv = await s.get("/x/149")
