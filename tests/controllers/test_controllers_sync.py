@@ -79,6 +79,23 @@ async def start(nursery, registry, *plurals: str, namespace: dict | None = None)
     return infs
 
 
+async def mirrors(registry, infs: dict[str, Informer], namespace: str = "default") -> None:
+    """Wait (bounded) until every informer's cache holds exactly what the registry lists now.
+
+    Controllers read their informers, so a sync right after another controller's writes must
+    wait for those writes to arrive, not for a fixed time.
+    """
+    for plural, inf in infs.items():
+        want = {f"{namespace}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
+                for o in (await registry.list(plural, namespace))["items"]}
+
+        def same(inf=inf, want=want) -> bool:
+            have = {k: o["metadata"]["resourceVersion"] for k, o in inf.cache.items() if k.startswith(f"{namespace}/")}
+            return have == want
+
+        assert await inf.wait_for(same, timeout=5.0), f"{plural} informer never caught up"
+
+
 async def names(registry, plural: str, ns: str | None = "default") -> list[str]:
     return sorted(o["metadata"]["name"] for o in (await registry.list(plural, ns))["items"])
 
@@ -182,14 +199,12 @@ async def test_deployment_sync_creates_replicaset_and_rolls_out(registry):
                 for p in (await registry.list("pods", "default"))["items"]:
                     if not p["metadata"].get("deletionTimestamp") and p["status"].get("phase") != "Running":
                         await make_ready(registry, p)
-                rv = int((await registry.list("pods", "default"))["metadata"]["resourceVersion"])
-                await infs["pods"].wait_for(lambda rv=rv: infs["pods"].revision >= rv, timeout=0.2)
-                await trio.sleep(0.05)
+                await mirrors(registry, infs)
                 for name in await names(registry, "replicasets"):
                     await rctl.sync(f"default/{name}")
-                await trio.sleep(0.05)
+                await mirrors(registry, infs)
                 await dctl.sync("default/web")
-                await trio.sleep(0.05)
+                await mirrors(registry, infs)
 
         await settle()
         d = await registry.get("deployments", "default", "web")
@@ -226,10 +241,10 @@ async def test_deployment_sync_creates_replicaset_and_rolls_out(registry):
         d = await registry.get("deployments", "default", "web")
         assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
         assert d["status"]["availableReplicas"] == 2
-        # The story kubectl describe tells.
-        await trio.sleep(0.1)
-        reasons = {e["reason"] for e in (await registry.list("events", "default"))["items"]}
-        assert "ScalingReplicaSet" in reasons
+        # The story kubectl describe tells (the recorder writes events in the background).
+        with trio.fail_after(5):
+            while "ScalingReplicaSet" not in {e["reason"] for e in (await registry.list("events", "default"))["items"]}:
+                await trio.sleep(0.02)
         nursery.cancel_scope.cancel()
 
 
