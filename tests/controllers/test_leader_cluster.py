@@ -184,7 +184,13 @@ async def test_deployment_spreads_survives_node_loss_and_leader_kill(tmp_path):
             d["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"
             await client.update("deployments", d)
             holder = cluster.status()["leaderDuties"]["holder"]
-            await trio.sleep(0.3)
+
+            async def rollout_started() -> bool:
+                # Mid-rollout: the new ReplicaSet exists and the rollout is not complete yet.
+                rss = (await client.list("replicasets", namespace="default"))["items"]
+                return any(r["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:2" for r in rss)
+
+            await _wait(rollout_started, 10, "the rollout to nginx:2 started")
             cluster.kill(holder)
             killed_at = time.monotonic()
             await _wait(lambda: _available(client, 20, "nginx:2"), 60, "rollout after the leader was killed")
