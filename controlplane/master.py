@@ -228,6 +228,8 @@ class Master:
             )
             host, port = parse_host_port(self.spec.api_addr, "--api-addr")
             async with trio.open_nursery() as nursery:
+                # Watches and lists (the agents', the leader's informers') share one store watch.
+                await nursery.start(self.registry.serve_watch_cache)
                 try:
                     await nursery.start(
                         lambda task_status: serve_api(

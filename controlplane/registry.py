@@ -42,9 +42,12 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import trio
+
 from raftstore import Compacted, Compare, InvalidCommand, KeyValue, Op, StoreUnavailable
 
 from . import _allocators, errors, kinds
+from ._watchcache import WatchCache
 from .codec import decode_object, encode_object
 from .errors import ApiError
 from .selectors import FieldSelector, LabelSelector, SelectorError
@@ -208,6 +211,37 @@ class Registry:
         #: called with the duration of every store write (the API server's commit histogram)
         self.commit_observer = commit_observer
         self._shared: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
+        #: set while :meth:`serve_watch_cache` runs: watches and lists are served from it
+        self.watch_cache: WatchCache | None = None
+
+    async def serve_watch_cache(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the watch cache (see :mod:`controlplane._watchcache`) until cancelled or the
+        store closes; ``started`` once it is filled. Without it every watch and list reads
+        the store directly (same answers, more work per watcher)."""
+        cache = WatchCache(self)
+        self.watch_cache = cache
+        try:
+            await cache.serve(task_status=task_status)
+        finally:
+            if self.watch_cache is cache:
+                self.watch_cache = None
+
+    def _ready_cache(self) -> WatchCache | None:
+        cache = self.watch_cache
+        return cache if cache is not None and cache.ready else None
+
+    async def _cache_target(self, resource_version: str | None, linearizable: bool) -> int | None:
+        """The revision a read from the cache must reflect (None: any, resourceVersion "0")."""
+        if linearizable:
+            return int(await self._store_call(self.store.barrier))
+        if resource_version in (None, "", "0"):
+            return None
+        return _parse_rv(resource_version)
+
+    def watch_revision(self) -> int:
+        """The newest revision every watch of this registry has been handed (bookmarks)."""
+        cache = self._ready_cache()
+        return cache.revision if cache is not None else int(self.store.revision)
 
     # ---------------------------------------------------------------- keys and reads
 
@@ -356,6 +390,12 @@ class Registry:
             linearizable = True
         else:
             linearizable = await self._read_mode(resource_version, resource_version_match)
+            cache = self._ready_cache()
+            if cache is not None and resource_version_match != "Exact":
+                target = await self._cache_target(resource_version, linearizable)
+                if target is None or await cache.wait_for(target):
+                    kvs, revision = cache.snapshot(rtype, namespace, selection)
+                    return self._list_header(rtype, revision, kvs, limit)
         items: builtins.list[KeyValue] = []
         more = False
         chunk = 0 if not limit else (limit if selection.everything else max(limit, _FILTER_CHUNK))
@@ -389,6 +429,20 @@ class Registry:
             "metadata": meta,
         }
         return header, items
+
+    def _list_header(
+        self, rtype: Any, revision: int, kvs: builtins.list[KeyValue], limit: int
+    ) -> tuple[dict[str, Any], builtins.list[KeyValue]]:
+        meta: dict[str, Any] = {"resourceVersion": str(revision)}
+        if limit and len(kvs) > limit:
+            kvs = kvs[:limit]
+            meta["continue"] = self._encode_continue(revision, kvs[-1].key)
+        header = {
+            "kind": rtype.list_kind,
+            "apiVersion": f"{rtype.group}/{rtype.version}" if rtype.group else rtype.version,
+            "metadata": meta,
+        }
+        return header, kvs
 
     @staticmethod
     def _encode_continue(revision: int, last_key: str) -> str:
@@ -1201,6 +1255,14 @@ class Registry:
         rtype = resolve_resource(resource)
         selection = _Selection(rtype, label_selector, field_selector)
         prefix = self.prefix(rtype, namespace)
+        cached = await self._cached_watch(rtype, namespace, selection, resource_version, on_progress, send_initial_events)
+        if cached is not None:
+            try:
+                async for batch in cached:
+                    yield batch
+            finally:
+                await cached.aclose()  # type: ignore[attr-defined]
+            return
         if send_initial_events or resource_version in (None, "", "0"):
             if resource_version not in (None, "", "0"):
                 await self._read_mode(resource_version)  # "not older than": 400/504 as for a list
@@ -1238,29 +1300,69 @@ class Registry:
         except StoreUnavailable as exc:
             raise errors.service_unavailable(f"the store is unavailable: {exc}") from None
 
+    async def _cached_watch(
+        self,
+        rtype: Any,
+        namespace: str | None,
+        selection: _Selection,
+        resource_version: str | None,
+        on_progress: Callable[[int], None] | None,
+        send_initial_events: bool,
+    ) -> AsyncIterator[builtins.list[WatchEvent]] | None:
+        """The watch served by the watch cache, or None when the store must serve it."""
+        cache = self._ready_cache()
+        if cache is None:
+            return None
+        if send_initial_events or resource_version in (None, "", "0"):
+            linearizable = await self._read_mode(resource_version) if resource_version != "0" else False
+            target = await self._cache_target(resource_version, linearizable)
+            if target is not None and not await cache.wait_for(target):
+                return None
+            kvs, revision = cache.snapshot(rtype, namespace, selection)
+            initial = [WatchEvent("ADDED", self._decode_shared(kv), kv.key, kv.mod_revision) for kv in kvs]
+            if send_initial_events:
+                initial.append(WatchEvent("BOOKMARK", {
+                    "kind": rtype.kind, "apiVersion": rtype.api_version,
+                    "metadata": {"resourceVersion": str(revision),
+                                 "annotations": {"k8s.io/initial-events-end": "true"}},
+                }, self.prefix(rtype, namespace), revision))
+            return cache.watch(rtype, namespace, selection, revision + 1, initial, on_progress, from_state=True)
+        rv = _parse_rv(resource_version)
+        if rv + 1 <= self.store.compact_revision:
+            raise errors.expired(f"too old resource version: {rv} ({self.store.compact_revision})")
+        return cache.watch(rtype, namespace, selection, rv + 1, [], on_progress)
+
     def _convert(self, batch: builtins.list[Any], selection: _Selection) -> builtins.list[WatchEvent]:
         out = []
         for ev in batch:
             if selection.needles and not selection.may_match(ev.kv.value) and (
                     ev.prev_kv is None or not selection.may_match(ev.prev_kv.value)):
                 continue  # neither version can match: nothing to send
-            if ev.type == "PUT":
-                new = self._decode_shared(ev.kv)
-                if selection.everything:
-                    out.append(WatchEvent("ADDED" if ev.prev_kv is None else "MODIFIED", new, ev.kv.key, ev.revision))
-                    continue
-                new_match = selection.matches(new)
-                old = self._decode_shared(ev.prev_kv) if ev.prev_kv is not None else None
-                old_match = old is not None and selection.matches(old)
-                if new_match:
-                    out.append(WatchEvent("MODIFIED" if old_match else "ADDED", new, ev.kv.key, ev.revision))
-                elif old_match and old is not None:
-                    out.append(WatchEvent("DELETED", self._at_revision(old, ev.revision), ev.kv.key, ev.revision))
-            elif ev.prev_kv is not None:
-                old = self._decode_shared(ev.prev_kv)
-                if selection.everything or selection.matches(old):
-                    out.append(WatchEvent("DELETED", self._at_revision(old, ev.revision), ev.kv.key, ev.revision))
+            new = self._decode_shared(ev.kv) if ev.type == "PUT" else None
+            old = self._decode_shared(ev.prev_kv) if ev.prev_kv is not None and (
+                ev.type != "PUT" or not selection.everything) else None
+            converted = self._event_for(ev, selection, new, old)
+            if converted is not None:
+                out.append(converted)
         return out
+
+    def _event_for(self, ev: Any, selection: _Selection, new: dict[str, Any] | None,
+                   old: dict[str, Any] | None) -> WatchEvent | None:
+        """What a watcher with ``selection`` sees of one store event (``new``/``old``: the
+        decoded versions after and before it, shared between watchers)."""
+        if ev.type == "PUT":
+            assert new is not None
+            if selection.everything:
+                return WatchEvent("ADDED" if ev.prev_kv is None else "MODIFIED", new, ev.kv.key, ev.revision)
+            new_match = selection.matches(new)
+            old_match = old is not None and selection.matches(old)
+            if new_match:
+                return WatchEvent("MODIFIED" if old_match else "ADDED", new, ev.kv.key, ev.revision)
+            if old_match and old is not None:
+                return WatchEvent("DELETED", self._at_revision(old, ev.revision), ev.kv.key, ev.revision)
+        elif old is not None and (selection.everything or selection.matches(old)):
+            return WatchEvent("DELETED", self._at_revision(old, ev.revision), ev.kv.key, ev.revision)
+        return None
 
     @staticmethod
     def _at_revision(obj: dict[str, Any], revision: int) -> dict[str, Any]:

@@ -108,11 +108,11 @@ async def stream_watch(
         # the revision this watch has fully seen, or the store revision one interval ago
         # (changes committed that long ago have long been delivered to the watch).
         assert bookmark_interval is not None
-        earlier = registry.store.revision
+        earlier = registry.watch_revision()
         while True:
             await trio.sleep(bookmark_interval)
             revision = max(state["seen"], earlier)
-            earlier = registry.store.revision
+            earlier = registry.watch_revision()
             async with send_lock:
                 if revision <= state["sent"]:
                     continue

@@ -56,6 +56,7 @@ async def start_api(nursery: trio.Nursery, *, log_proxy: Any = None, bookmark_in
     """A server on a fresh MemoryStore; with ``tls_dir`` it serves HTTPS (``api.ca`` is the CA file)."""
     store = MemoryStore(history_limit=history_limit)
     registry = Registry(store)
+    await nursery.start(registry.serve_watch_cache)  # as a master serves its API
     await registry.ensure_namespaces()
     auth = StaticTokenAuthenticator({
         ADMIN_TOKEN: User("admin", ("system:masters",), "admin"),

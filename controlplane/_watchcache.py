@@ -1,0 +1,356 @@
+"""The registry's watch cache: one store watch per master, fanned out to every watcher.
+
+Kubernetes' API server keeps a "cacher" per resource between etcd and its watchers; this is
+the same idea at this project's size. Without it every watch is its own store watch: each commit
+wakes every watcher, each filters the store's history on its own and decodes what it keeps, so
+1,000 node agents watching their pods (``fieldSelector=spec.nodeName=NODE``) cost 1,000
+wake-ups, history scans and selector checks per pod event.
+
+Here one pump follows the whole store (every revision is an event under some key, so the
+cache's revision reaches the store's): per event it updates the resource's key map and its
+``spec.nodeName`` index, decodes the object once (the registry's shared decode) and hands it
+only to the watchers it can concern: watchers of that node (a dict lookup) and the few watchers
+that are not indexed (informers, kubectl). Each watcher gets its own buffer and wake-up.
+
+Reads served from the cache follow Kubernetes' rules (KEP-2340 "consistent reads from cache"):
+``resourceVersion=""`` (most recent) takes a quorum read barrier for the current revision and
+waits until the cache has reached it; ``"0"`` is any version (the cache as it is); ``N`` waits
+for the cache to reach N. ``resourceVersionMatch=Exact`` and continue tokens go to the store.
+
+A watcher that falls more than :data:`MAX_PENDING` events behind is ended with 410 Expired (the
+client re-lists, as with a Kubernetes cacher's slow watcher); a watch from a revision older than
+the cache's history is served by the store directly (the history check is the store's).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+from sortedcontainers import SortedList
+
+from raftstore import Compacted, KeyValue, StoreUnavailable
+
+from . import errors, kinds
+
+if TYPE_CHECKING:
+    from .registry import Registry, WatchEvent, _Selection
+
+__all__ = ["WatchCache"]
+
+log = logging.getLogger(__name__)
+
+# Events buffered for one watcher before it is ended with 410 (it re-lists): a busy informer
+# takes a 30,000-pod burst's events within a few scheduler rounds; a client that cannot keep up
+# with that many would only pin memory.
+MAX_PENDING = 50_000
+# Events kept per resource for watches that resume from a recent revision (an agent's watch
+# reconnecting): ~30 s of a 30,000-pod rollout's pod events; older resumes go to the store.
+HISTORY_PER_RESOURCE = 20_000
+# How long a read waits for the cache to reach the revision it must reflect before it is served
+# by the store instead (the pump normally lags by one scheduling round).
+CATCH_UP_SECONDS = 3.0
+# The one field index: a node's agent lists and watches its pods by spec.nodeName.
+NODE_FIELD = "spec.nodeName"
+_NO_NODE = ""
+
+
+class _Watcher:
+    __slots__ = ("ns_prefix", "selection", "node", "start", "buffer", "wakeup", "error")
+
+    def __init__(self, ns_prefix: str | None, selection: _Selection, node: str | None, start: int) -> None:
+        self.ns_prefix = ns_prefix
+        self.selection = selection
+        self.node = node
+        self.start = start  # first revision this watcher wants
+        self.buffer: list[WatchEvent] = []
+        self.wakeup = trio.Event()
+        self.error: errors.ApiError | None = None
+
+
+class _Resource:
+    """One resource's current keys, its node index (pods) and its watchers."""
+
+    __slots__ = ("prefix", "kvs", "keys", "by_node", "watchers", "node_watchers", "history", "floor")
+
+    def __init__(self, prefix: str, floor: int) -> None:
+        self.prefix = prefix
+        self.kvs: dict[str, KeyValue] = {}
+        self.keys = SortedList()
+        self.by_node: dict[str, set[str]] | None = None  # built on first indexed use
+        self.watchers: set[_Watcher] = set()  # not indexed: every event of the resource
+        self.node_watchers: dict[str, set[_Watcher]] = {}
+        self.history: deque[Any] = deque(maxlen=HISTORY_PER_RESOURCE)
+        self.floor = floor  # history holds every event of this resource after this revision
+
+    def replays_from(self, start: int) -> bool:
+        """Whether the history holds every event of this resource from revision ``start`` on."""
+        if start <= self.floor:
+            return False
+        if len(self.history) < HISTORY_PER_RESOURCE:
+            return True
+        # Full: the oldest revision may have lost earlier events of the same transaction.
+        return start > self.history[0].revision
+
+
+def _node_of(obj: dict[str, Any] | None) -> str:
+    if obj is None:
+        return _NO_NODE
+    node = (obj.get("spec") or {}).get("nodeName")
+    return node if isinstance(node, str) else _NO_NODE
+
+
+class WatchCache:
+    """Serves :meth:`Registry.watch` and :meth:`Registry.list_kvs` from one store watch."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.store = registry.store
+        self.revision = 0  # every store event up to here has been applied and dispatched
+        self.ready = False
+        self._resources: dict[str, _Resource] = {}
+        self._progress = trio.Event()
+
+    # ------------------------------------------------------------------ the pump
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Fill the cache, then follow the store until cancelled or the store closes.
+
+        If the pump falls behind the store's history it rebuilds, ending every watcher with 410.
+        """
+        started = False
+        try:
+            while True:
+                try:
+                    rr = await self.store.range("", linearizable=False)
+                except StoreUnavailable:
+                    return
+                self._reset(rr.kvs, rr.revision)
+                if not started:
+                    started = True
+                    task_status.started()
+                try:
+                    async for batch in self.store.watch("", rr.revision + 1):
+                        self._apply(batch)
+                except Compacted:
+                    log.warning("watch cache fell behind the store's history; rebuilding")
+                    continue
+                except StoreUnavailable:
+                    return
+                return
+        finally:
+            self.ready = False
+            self._end_all(errors.service_unavailable("the API server's watch cache stopped"))
+            if not started:
+                task_status.started()
+
+    def _reset(self, kvs: list[KeyValue], revision: int) -> None:
+        self._end_all(errors.expired("the watch cache was rebuilt; re-list"))
+        self._resources = {}
+        for rtype in kinds.RESOURCES:
+            prefix = f"/registry/{rtype.plural}/"
+            if prefix not in self._resources:
+                self._resources[rtype.plural] = _Resource(prefix, revision)
+        for kv in kvs:
+            res = self._resource_of(kv.key)
+            if res is not None:
+                res.kvs[kv.key] = kv
+        for res in self._resources.values():
+            res.keys = SortedList(res.kvs)
+        self.revision = revision
+        self.ready = True
+        self._notify()
+
+    def _end_all(self, error: errors.ApiError) -> None:
+        for res in self._resources.values():
+            for w in list(res.watchers) + [w for ws in res.node_watchers.values() for w in ws]:
+                w.error = error
+                w.wakeup.set()
+            res.watchers.clear()
+            res.node_watchers.clear()
+
+    def _resource_of(self, key: str) -> _Resource | None:
+        if not key.startswith("/registry/"):
+            return None
+        plural = key[10:].split("/", 1)[0]
+        return self._resources.get(plural)
+
+    def _notify(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
+
+    def _apply(self, batch: list[Any]) -> None:
+        decode = self.registry._decode_shared
+        for ev in batch:
+            res = self._resource_of(ev.kv.key)
+            if res is None:
+                continue
+            key = ev.kv.key
+            old_kv = res.kvs.get(key)
+            if ev.type == "PUT":
+                res.kvs[key] = ev.kv
+                if old_kv is None:
+                    res.keys.add(key)
+            elif old_kv is not None:
+                del res.kvs[key]
+                res.keys.remove(key)
+            res.history.append(ev)
+            if res.by_node is None and not res.watchers and not res.node_watchers:
+                continue
+            new = decode(ev.kv) if ev.type == "PUT" else None
+            old = decode(ev.prev_kv) if ev.prev_kv is not None else None
+            if res.by_node is not None:
+                old_node, new_node = _node_of(old), _node_of(new)
+                if old_node != new_node or new is None:
+                    bucket = res.by_node.get(old_node)
+                    if bucket is not None:
+                        bucket.discard(key)
+                if new is not None:
+                    res.by_node.setdefault(new_node, set()).add(key)
+            else:
+                old_node, new_node = _node_of(old), _node_of(new)
+            targets: list[_Watcher] = list(res.watchers) if res.watchers else []
+            if res.node_watchers:
+                targets.extend(res.node_watchers.get(new_node, ()))
+                if old_node != new_node:
+                    targets.extend(res.node_watchers.get(old_node, ()))
+            for w in targets:
+                if ev.revision < w.start or (w.ns_prefix is not None and not key.startswith(w.ns_prefix)):
+                    continue
+                out = self.registry._event_for(ev, w.selection, new, old)
+                if out is not None:
+                    self._deliver(res, w, out)
+        if batch:
+            self.revision = max(self.revision, batch[-1].revision)
+        self._notify()
+
+    def _deliver(self, res: _Resource, w: _Watcher, event: WatchEvent) -> None:
+        w.buffer.append(event)
+        if len(w.buffer) > MAX_PENDING:
+            w.buffer = []
+            w.error = errors.expired("the watch fell too far behind; re-list")
+            self._unregister(res, w)
+        w.wakeup.set()
+
+    # ------------------------------------------------------------------ registration
+
+    def _register(self, res: _Resource, w: _Watcher) -> None:
+        if w.node is None:
+            res.watchers.add(w)
+        else:
+            res.node_watchers.setdefault(w.node, set()).add(w)
+
+    def _unregister(self, res: _Resource, w: _Watcher) -> None:
+        if w.node is None:
+            res.watchers.discard(w)
+            return
+        bucket = res.node_watchers.get(w.node)
+        if bucket is not None:
+            bucket.discard(w)
+            if not bucket:
+                del res.node_watchers[w.node]
+
+    def _index(self, res: _Resource) -> dict[str, set[str]]:
+        if res.by_node is None:
+            decode = self.registry._decode_shared
+            by_node: dict[str, set[str]] = {}
+            for key, kv in res.kvs.items():
+                by_node.setdefault(_node_of(decode(kv)), set()).add(key)
+            res.by_node = by_node
+        return res.by_node
+
+    @staticmethod
+    def indexed_node(rtype: Any, selection: _Selection) -> str | None:
+        if rtype.plural != "pods" or selection.fields is None:
+            return None
+        return selection.fields.exact(NODE_FIELD)
+
+    # ------------------------------------------------------------------ reads
+
+    async def wait_for(self, revision: int) -> bool:
+        """Wait until the cache reflects ``revision``; False if it did not in time."""
+        with trio.move_on_after(CATCH_UP_SECONDS):
+            while self.ready and self.revision < revision:
+                await self._progress.wait()
+        return self.ready and self.revision >= revision
+
+    def resource(self, rtype: Any) -> _Resource | None:
+        return self._resources.get(rtype.plural) if self.ready else None
+
+    def snapshot(self, rtype: Any, namespace: str | None, selection: _Selection) -> tuple[list[KeyValue], int]:
+        """The matching key-values in key order at the cache's revision (no await: consistent)."""
+        res = self._resources[rtype.plural]
+        prefix = res.prefix + f"{namespace}/" if rtype.namespaced and namespace else res.prefix
+        node = self.indexed_node(rtype, selection)
+        if node is not None:
+            keys = sorted(k for k in self._index(res).get(node, ()) if k.startswith(prefix))
+        elif prefix == res.prefix:
+            keys = res.keys
+        else:
+            keys = res.keys.irange(prefix, prefix + "\uffff")
+        kvs = [res.kvs[k] for k in keys]
+        if not selection.everything:
+            decode = self.registry._decode_shared
+            kvs = [kv for kv in kvs if selection.may_match(kv.value) and selection.matches(decode(kv))]
+        return kvs, self.revision
+
+    def watch(
+        self,
+        rtype: Any,
+        namespace: str | None,
+        selection: _Selection,
+        start: int,
+        initial: list[WatchEvent],
+        on_progress: Callable[[int], None] | None,
+        *,
+        from_state: bool = False,
+    ) -> AsyncIterator[list[WatchEvent]] | None:
+        """Events from revision ``start`` on, after ``initial``; None if the cache's history
+        does not reach back to ``start`` (the caller asks the store). ``from_state``: the
+        watch began with the state at ``start - 1`` (``initial``)."""
+        res = self._resources[rtype.plural]
+        if start <= self.revision and not res.replays_from(start):
+            return None
+        ns_prefix = res.prefix + f"{namespace}/" if rtype.namespaced and namespace else None
+        node = self.indexed_node(rtype, selection)
+        if node is not None:
+            self._index(res)
+        w = _Watcher(ns_prefix, selection, node, start)
+        w.buffer.extend(initial)
+        if start <= self.revision:
+            decode = self.registry._decode_shared
+            for ev in res.history:
+                if ev.revision < start or (ns_prefix is not None and not ev.kv.key.startswith(ns_prefix)):
+                    continue
+                new = decode(ev.kv) if ev.type == "PUT" else None
+                old = decode(ev.prev_kv) if ev.prev_kv is not None else None
+                if node is not None and node not in (_node_of(new), _node_of(old)):
+                    continue
+                out = self.registry._event_for(ev, selection, new, old)
+                if out is not None:
+                    w.buffer.append(out)
+        self._register(res, w)
+        return self._stream(res, w, on_progress, start - 1 if from_state else None)
+
+    async def _stream(
+        self, res: _Resource, w: _Watcher, on_progress: Callable[[int], None] | None, seen: int | None
+    ) -> AsyncIterator[list[WatchEvent]]:
+        try:
+            if seen is not None and on_progress is not None and not w.buffer:
+                on_progress(seen)  # an empty initial state: the watch has seen everything so far
+            while True:
+                if w.buffer:
+                    batch, w.buffer = w.buffer, []
+                    yield batch
+                    if on_progress is not None and not w.buffer:
+                        on_progress(max(self.revision, batch[-1].revision))
+                    continue
+                if w.error is not None:
+                    raise w.error
+                w.wakeup = trio.Event()
+                await w.wakeup.wait()
+        finally:
+            self._unregister(res, w)

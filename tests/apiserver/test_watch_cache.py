@@ -1,0 +1,171 @@
+"""The registry's watch cache (controlplane/_watchcache.py) answers as the store does.
+
+Every check runs the same calls with and without the cache, or states a Kubernetes rule the
+cache must keep: list and watch resourceVersion semantics (a consistent read reflects every
+write acknowledged before it), resuming a watch from a revision, 410 for a watcher that fell
+too far behind, the node index (spec.nodeName=NODE) giving exactly that node's pods.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+from controlplane import _watchcache
+from controlplane.errors import ApiError
+from controlplane.registry import Registry
+from raftstore import MemoryStore
+
+
+def _pod(name: str, node: str | None = None, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [{"name": "c", "image": "busybox"}]}
+    if node:
+        spec["nodeName"] = node
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": labels or {}}, "spec": spec}
+
+
+async def _registry(nursery: trio.Nursery, cached: bool) -> Registry:
+    registry = Registry(MemoryStore())
+    if cached:
+        await nursery.start(registry.serve_watch_cache)
+        assert registry.watch_cache is not None and registry.watch_cache.ready
+    await registry.ensure_namespaces()
+    return registry
+
+
+def _names(listed: dict[str, Any]) -> list[str]:
+    return [p["metadata"]["name"] for p in listed["items"]]
+
+
+async def _collect(registry: Registry, out: list[tuple[str, str, str]], **kw: Any) -> None:
+    async for batch in registry.watch("pods", "default", **kw):
+        out.extend((ev.type, ev.object["metadata"]["name"], ev.object["metadata"]["resourceVersion"])
+                   for ev in batch)
+
+
+async def _until(cond: Any) -> None:
+    with trio.fail_after(5):
+        while not cond():
+            await trio.sleep(0.01)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+async def test_lists_answer_the_same_with_and_without_the_cache(nursery: trio.Nursery, cached: bool) -> None:
+    reg = await _registry(nursery, cached)
+    for i in range(6):
+        await reg.create("pods", "default", _pod(f"p{i}", f"n{i % 2}", {"i": str(i % 3)}))
+    # A consistent list (resourceVersion unset) reflects every acknowledged write at once.
+    last = await reg.create("pods", "default", _pod("zz", "n1"))
+    listed = await reg.list("pods", "default", field_selector="spec.nodeName=n1")
+    assert _names(listed) == ["p1", "p3", "p5", "zz"]
+    assert int(listed["metadata"]["resourceVersion"]) >= int(last["metadata"]["resourceVersion"])
+    assert _names(await reg.list("pods", None, label_selector="i=0")) == ["p0", "p3"]
+    assert _names(await reg.list("pods", "default", field_selector="spec.nodeName=n0,metadata.name!=p2")) == ["p0", "p4"]
+    assert _names(await reg.list("pods", "kube-system")) == []
+    assert _names(await reg.list("pods", "default", resource_version="0")) == ["p0", "p1", "p2", "p3", "p4", "p5", "zz"]
+    # Pages: the first page, then the rest by the continue token.
+    page = await reg.list("pods", "default", limit=4)
+    assert _names(page) == ["p0", "p1", "p2", "p3"]
+    rest = await reg.list("pods", "default", limit=4, continue_token=page["metadata"]["continue"])
+    assert _names(rest) == ["p4", "p5", "zz"] and "continue" not in rest["metadata"]
+    # resourceVersion rules are checked before anything is served.
+    with pytest.raises(ApiError) as exc:
+        await reg.list("pods", "default", resource_version="0", resource_version_match="Exact")
+    assert exc.value.code == 400
+    with pytest.raises(ApiError) as exc:
+        await reg.list("pods", "default", resource_version="999999")
+    assert exc.value.code == 504  # "Too large resource version", as Kubernetes answers
+
+
+@pytest.mark.parametrize("cached", [False, True])
+async def test_node_watch_through_binding_status_and_deletion(nursery: trio.Nursery, cached: bool) -> None:
+    reg = await _registry(nursery, cached)
+    await reg.create("pods", "default", _pod("early", "n1"))
+    n1: list[tuple[str, str, str]] = []
+    n2: list[tuple[str, str, str]] = []
+    nursery.start_soon(lambda: _collect(reg, n1, field_selector="spec.nodeName=n1"))
+    nursery.start_soon(lambda: _collect(reg, n2, field_selector="spec.nodeName=n2"))
+    await _until(lambda: n1)
+    assert n1[0][:2] == ("ADDED", "early")  # no resourceVersion: the current state first
+    await reg.create("pods", "default", _pod("late"))
+    await reg.bind("default", "late", {"target": {"kind": "Node", "name": "n1"}})
+    pod = await reg.get("pods", "default", "late")
+    await reg.update_status("pods", "default", "late", {**pod, "status": {"phase": "Running"}})
+    await reg.delete("pods", "default", "late", grace_period_seconds=0)
+    await _until(lambda: ("DELETED", "late") in [e[:2] for e in n1])
+    assert [e[:2] for e in n1] == [("ADDED", "early"), ("ADDED", "late"), ("MODIFIED", "late"), ("DELETED", "late")]
+    revisions = [int(e[2]) for e in n1]
+    assert revisions == sorted(revisions)
+    assert n2 == []
+
+
+@pytest.mark.parametrize("cached", [False, True])
+async def test_watch_resumes_from_a_revision(nursery: trio.Nursery, cached: bool) -> None:
+    reg = await _registry(nursery, cached)
+    first = await reg.create("pods", "default", _pod("a", "n1"))
+    await reg.create("pods", "default", _pod("b", "n2"))
+    await reg.create("pods", "default", _pod("c", "n1"))
+    seen: list[tuple[str, str, str]] = []
+    nursery.start_soon(lambda: _collect(reg, seen, resource_version=first["metadata"]["resourceVersion"],
+                                        field_selector="spec.nodeName=n1"))
+    await _until(lambda: seen)
+    await reg.delete("pods", "default", "a", grace_period_seconds=0)
+    await _until(lambda: len(seen) == 2)
+    assert [e[:2] for e in seen] == [("ADDED", "c"), ("DELETED", "a")]
+
+
+async def test_a_watcher_too_far_behind_gets_410(nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_watchcache, "MAX_PENDING", 3)
+    reg = await _registry(nursery, True)
+    start = str(reg.store.revision)
+    errors: list[ApiError] = []
+    batches: list[int] = []
+    go_on = trio.Event()
+
+    async def slow() -> None:
+        try:
+            async for batch in reg.watch("pods", "default", resource_version=start):
+                batches.append(len(batch))
+                await go_on.wait()  # a client that stops reading for a while
+        except ApiError as exc:
+            errors.append(exc)
+
+    nursery.start_soon(slow)
+    await reg.create("pods", "default", _pod("p0", "n1"))
+    await _until(lambda: batches)
+    for i in range(1, 8):
+        await reg.create("pods", "default", _pod(f"p{i}", "n1"))
+    go_on.set()
+    await _until(lambda: errors)
+    assert errors[0].code == 410
+
+
+async def test_cached_watch_of_an_old_revision_falls_back_to_the_store(nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_watchcache, "HISTORY_PER_RESOURCE", 4)
+    reg = await _registry(nursery, True)
+    first = await reg.create("pods", "default", _pod("p0", "n1"))
+    for i in range(1, 8):
+        await reg.create("pods", "default", _pod(f"p{i}", "n1"))
+    seen: list[tuple[str, str, str]] = []
+    nursery.start_soon(lambda: _collect(reg, seen, resource_version=first["metadata"]["resourceVersion"]))
+    await _until(lambda: len(seen) == 7)
+    assert [e[1] for e in seen] == [f"p{i}" for i in range(1, 8)]
+
+
+async def test_bookmarks_and_initial_events_from_the_cache(nursery: trio.Nursery) -> None:
+    reg = await _registry(nursery, True)
+    await reg.create("pods", "default", _pod("a", "n1"))
+    seen: list[Any] = []
+
+    async def collect() -> None:
+        async for batch in reg.watch("pods", "default", send_initial_events=True, resource_version=""):
+            seen.extend(batch)
+
+    nursery.start_soon(collect)
+    await _until(lambda: len(seen) == 2)
+    assert [e.type for e in seen] == ["ADDED", "BOOKMARK"]
+    assert seen[1].object["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    assert int(seen[1].object["metadata"]["resourceVersion"]) >= int(seen[0].object["metadata"]["resourceVersion"])
