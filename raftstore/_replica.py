@@ -84,6 +84,7 @@ from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj import tcp_connection as _tcp_connection
 from pysyncobj.config import FAIL_REASON
 from pysyncobj.journal import FileJournal, ResizableFile
+from pysyncobj.monotonic import monotonic as _raft_clock
 from pysyncobj.syncobj import _RAFT_STATE, SyncObjException
 from pysyncobj.transport import TCPTransport, TransportNotReadyError
 
@@ -94,8 +95,13 @@ __all__ = ["FAIL_REASON", "Replica", "ReplicaConfig", "check_address", "is_loopb
 
 logger = logging.getLogger("raftstore.replica")
 
+# pysyncobj's deadlines (election, heartbeat) are on CLOCK_MONOTONIC_RAW (_raft_clock), whose
+# offset from time.monotonic() is not zero (0.23 s on this host): compare them only with it.
+# Our own clocks (lease stamps, leader contact) stay on time.monotonic().
+
 _base_on_message = SyncObj._SyncObj__onMessageReceived  # type: ignore[attr-defined]
 _base_load_dump = SyncObj._SyncObj__loadDumpFile  # type: ignore[attr-defined]
+_base_apply_entries = SyncObj._SyncObj__applyLogEntries  # type: ignore[attr-defined]
 
 
 class _TruncationCounter(logging.Handler):
@@ -207,6 +213,10 @@ class _FrameCipher:
         return plain
 
 
+# Added to a computed sleep: poll() rounds to milliseconds, and waking just before a deadline
+# would make the tick do nothing and spin until it passes.
+_TIMER_SLACK_S = 0.001
+
 # Entries in the log before a snapshot is taken (forked child, off the latency path);
 # entries are group-committed batches, so this covers many more writes.
 DEFAULT_COMPACTION_MIN_ENTRIES = 20_000
@@ -230,9 +240,13 @@ class ReplicaConfig:
     raft_max_timeout: float = 0.8
     # A leader cut off from the majority steps down after this (pysyncobj default: 30 s).
     leader_fallback_s: float = 1.0
-    # Idle poll timeout of the tick thread: bounds timer precision (heartbeats, elections)
-    # at 20 wake-ups per second when idle, well under 1% of a core.
+    # Poll timeout of the tick thread while something needs polling (a snapshot child to reap,
+    # ReadIndex answers to time out). Otherwise the thread sleeps until its next deadline
+    # (heartbeat, election timeout, reconnect), capped at idle_wake_s.
     tick_s: float = 0.05
+    # Longest sleep of an idle tick thread: pysyncobj's once-a-second work (saving the commit
+    # index, time-based compaction) still runs about on time.
+    idle_wake_s: float = 1.0
     compaction_min_entries: int = DEFAULT_COMPACTION_MIN_ENTRIES
     compaction_min_time_s: float = 300.0
 
@@ -354,6 +368,12 @@ class _StampingTransport(TCPTransport):
             message["lease_stamp"] = (message["term"], time.monotonic())
         elif kind == "next_node_idx" and replica._echo is not None:
             message["lease_echo"] = replica._echo
+        if replica._deferred is not None and kind == replica._defer_kind:
+            # Held back until the latency-critical sends of this tick are out (see
+            # Replica._send_deferred); stamped now, so the lease still counts from the
+            # leader's send time.
+            replica._deferred.append((node, message))
+            return True
         if replica._synced_journal is not None and kind in (
             "append_entries",
             "next_node_idx",
@@ -417,6 +437,9 @@ class Replica(SyncObj):
         self._read_waiting: list[tuple[int, float, list[Callable[[bool], None]]]] = []
         self._prevote_term = -1
         self._prevote_grants: set[Any] = set()
+        # Messages of one kind held back during a tick (see _send_deferred).
+        self._deferred: list[tuple[Any, dict[str, Any]]] | None = None
+        self._defer_kind: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._synced_journal: _Journal | None = None
@@ -492,12 +515,32 @@ class Replica(SyncObj):
         tick_s = self.config.tick_s
         while not self._stop.is_set():
             try:
-                self.doTick(tick_s)
+                self.doTick(self._next_wait())
             except Exception:
                 # A failed tick must not kill the replica; pysyncobj's own loop does the same.
                 logger.exception("raft tick failed")
                 time.sleep(tick_s)
         self._doDestroy()
+
+    def _next_wait(self) -> float:
+        """How long the next tick may sleep in poll(): until the next timer pysyncobj would act
+        on. Messages, proposals (pipe) and ReadIndex requests (pipe) wake it earlier, so an idle
+        replica wakes only for heartbeats (leader: to send them; follower: to receive them)."""
+        config = self.config
+        if not self._SyncObj__transport.ready or self._read_pending or self._read_waiting:
+            return config.tick_s
+        if self._SyncObj__serializer._Serializer__pid != 0:
+            return config.tick_s  # a snapshot child to reap
+        now = _raft_clock()
+        if self._SyncObj__raftState == _RAFT_STATE.LEADER:
+            deadline = self._SyncObj__newAppendEntriesTime
+        else:
+            deadline = self._SyncObj__raftElectionDeadline
+        wait = deadline - now + _TIMER_SLACK_S
+        connected = self._SyncObj__connectedNodes
+        if any(node not in connected for node in self._SyncObj__otherNodes):
+            wait = min(wait, self._SyncObj__conf.connectionRetryTime)  # reconnect attempts
+        return min(max(wait, 0.0), config.idle_wake_s)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop ticking, close connections and flush the journal (blocking)."""
@@ -539,6 +582,30 @@ class Replica(SyncObj):
         self._applied_unannounced = True
         return result
 
+    def _send_deferred(self) -> None:
+        deferred = self._deferred
+        self._deferred = self._defer_kind = None
+        if deferred:
+            transport = self._SyncObj__transport
+            for node, message in deferred:
+                transport.send(node, message)
+
+    def _SyncObj__applyLogEntries(self) -> bool:  # noqa: N802 - pysyncobj's name
+        # Leader: tell the followers about a new commit index *before* applying it here (Raft
+        # allows followers to apply committed entries in any order relative to the leader);
+        # a follower's client waits for the follower's apply, not the leader's.
+        presend = (
+            self._SyncObj__raftState == _RAFT_STATE.LEADER
+            and self._SyncObj__raftCommitIndex > self._SyncObj__raftLastApplied
+            and self._SyncObj__transport.ready
+        )
+        if presend:
+            self._SyncObj__sendAppendEntries()
+        need_send = _base_apply_entries(self)
+        if self._defer_kind == "next_node_idx":
+            self._send_deferred()  # follower: acknowledgements held back until applied
+        return bool(need_send) and not presend
+
     def _flush_applied(self) -> None:
         if self._applied_unannounced:
             self._applied_unannounced = False
@@ -552,6 +619,16 @@ class Replica(SyncObj):
             # until the election timeout): the message is dropped and the caller waits for a
             # leader change. Refuse instead; nothing was sent, so the caller may retry.
             self._refuse_queued_commands()
+        elif self._SyncObj__raftState == _RAFT_STATE.LEADER:
+            # pysyncobj answers a forwarded command (its log index) before it sends the entry
+            # to the followers; the answer is only needed before the entry commits, so send
+            # the entries first: the replication round trip starts one send earlier.
+            self._send_deferred()
+            self._deferred, self._defer_kind = [], "apply_command_response"
+            try:
+                super()._checkCommandsToApply()
+            finally:
+                self._send_deferred()
         else:
             super()._checkCommandsToApply()
         self._flush_applied()  # pysyncobj has sent this tick's append-entries by now
@@ -745,7 +822,7 @@ class Replica(SyncObj):
         if (
             self._SyncObj__raftState in (_RAFT_STATE.FOLLOWER, _RAFT_STATE.CANDIDATE)
             and self.selfNode is not None
-            and self._SyncObj__raftElectionDeadline < time.monotonic()
+            and self._SyncObj__raftElectionDeadline < _raft_clock()
             and self._SyncObj__transport.ready
         ):
             # pysyncobj checks the election deadline before reading the sockets: after this
@@ -754,7 +831,7 @@ class Replica(SyncObj):
             self._poller.poll(0)
             if (
                 self._SyncObj__raftState in (_RAFT_STATE.FOLLOWER, _RAFT_STATE.CANDIDATE)
-                and self._SyncObj__raftElectionDeadline < time.monotonic()
+                and self._SyncObj__raftElectionDeadline < _raft_clock()
                 and not self._prevote_won()
             ):
                 self._start_prevote()
@@ -783,7 +860,7 @@ class Replica(SyncObj):
         term = self._SyncObj__raftCurrentTerm + 1
         self._prevote_term = term
         self._prevote_grants = set()
-        self._SyncObj__raftElectionDeadline = time.monotonic() + self._SyncObj__generateRaftTimeout()
+        self._SyncObj__raftElectionDeadline = _raft_clock() + self._SyncObj__generateRaftTimeout()
         self.prevotes_started += 1
         message = {
             "type": "pre_vote",
@@ -855,6 +932,17 @@ class Replica(SyncObj):
             _base_on_message(self, node, message)  # ignored by pysyncobj (stale leader)
             return
         self._leader_contact = time.monotonic()
+        if message.get("entries"):
+            if self._defer_kind == "next_node_idx":
+                self._send_deferred()  # keep acknowledgements in order
+        elif (
+            self._deferred is None
+            and "prevLogIdx" in message
+            and message["commit_index"] > self._SyncObj__raftLastApplied
+        ):
+            # A commit-only message: its acknowledgement matters to nobody's latency, while
+            # the client of a write waits for this apply. Acknowledge right after applying.
+            self._deferred, self._defer_kind = [], "next_node_idx"
         self._echo = message.get("lease_stamp")
         try:
             verified = self._trim_matching(message)
