@@ -93,7 +93,7 @@ class _Resource:
         if len(self.history) < HISTORY_PER_RESOURCE:
             return True
         # Full: the oldest revision may have lost earlier events of the same transaction.
-        return start > self.history[0].revision
+        return start > self.history[0][0].revision
 
 
 def _node_of(obj: dict[str, Any] | None) -> str:
@@ -197,8 +197,8 @@ class WatchCache:
             elif old_kv is not None:
                 del res.kvs[key]
                 res.keys.remove(key)
-            res.history.append(ev)
             if res.by_node is None and not res.watchers and not res.node_watchers:
+                res.history.append((ev, None, None))
                 continue
             new = decode(ev.kv) if ev.type == "PUT" else None
             old = decode(ev.prev_kv) if ev.prev_kv is not None else None
@@ -212,6 +212,9 @@ class WatchCache:
                     res.by_node.setdefault(new_node, set()).add(key)
             else:
                 old_node, new_node = _node_of(old), _node_of(new)
+            # The nodes ride along so that a node's watch resuming from the history only
+            # decodes its own events.
+            res.history.append((ev, old_node, new_node))
             targets: list[_Watcher] = list(res.watchers) if res.watchers else []
             if res.node_watchers:
                 targets.extend(res.node_watchers.get(new_node, ()))
@@ -321,19 +324,34 @@ class WatchCache:
         w = _Watcher(ns_prefix, selection, node, start)
         w.buffer.extend(initial)
         if start <= self.revision:
-            decode = self.registry._decode_shared
-            for ev in res.history:
-                if ev.revision < start or (ns_prefix is not None and not ev.kv.key.startswith(ns_prefix)):
-                    continue
-                new = decode(ev.kv) if ev.type == "PUT" else None
-                old = decode(ev.prev_kv) if ev.prev_kv is not None else None
-                if node is not None and node not in (_node_of(new), _node_of(old)):
-                    continue
-                out = self.registry._event_for(ev, selection, new, old)
-                if out is not None:
-                    w.buffer.append(out)
+            w.buffer.extend(self._replay(res, start, ns_prefix, node, selection))
         self._register(res, w)
         return self._stream(res, w, on_progress, start - 1 if from_state else None)
+
+    def _replay(
+        self, res: _Resource, start: int, ns_prefix: str | None, node: str | None, selection: _Selection
+    ) -> list[WatchEvent]:
+        # Newest first until ``start``: a resuming watch usually wants only the last few.
+        recent = []
+        for entry in reversed(res.history):
+            if entry[0].revision < start:
+                break
+            recent.append(entry)
+        decode = self.registry._decode_shared
+        out = []
+        for ev, old_node, new_node in reversed(recent):
+            if ns_prefix is not None and not ev.kv.key.startswith(ns_prefix):
+                continue
+            if node is not None and old_node is not None and node != old_node and node != new_node:
+                continue  # (nodes known at apply time: no decode for other nodes' events)
+            new = decode(ev.kv) if ev.type == "PUT" else None
+            old = decode(ev.prev_kv) if ev.prev_kv is not None else None
+            if node is not None and node != _node_of(new) and node != _node_of(old):
+                continue
+            converted = self.registry._event_for(ev, selection, new, old)
+            if converted is not None:
+                out.append(converted)
+        return out
 
     async def _stream(
         self, res: _Resource, w: _Watcher, on_progress: Callable[[int], None] | None, seen: int | None
