@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import click
 
 from ._cluster import cluster_group, node_group
-from ._local import down_command, up_command
-from ._master import master_group
 from ._resources import register as register_resources
 
 __all__ = ["cli", "main"]
@@ -38,16 +37,36 @@ Shell completion: eval "$(_EDGECTL_COMPLETE=bash_source edgectl)"   (zsh: zsh_so
 """
 
 
-@click.group(epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"],
+class _LazyGroup(click.Group):
+    """A group whose heaviest subcommands are imported only when named: `up`/`down` and
+    `master` load the Raft store and the TLS machinery (~26 MB), which `edgectl node join` --
+    the agent process on a small edge machine -- must not carry."""
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy = dict(lazy or {})  # command name -> (module, attribute)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._lazy and cmd_name not in self.commands:
+            module, attr = self._lazy[cmd_name]
+            self.add_command(getattr(importlib.import_module(module, __package__), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, lazy={"up": ("._local", "up_command"),
+                                   "down": ("._local", "down_command"),
+                                   "master": ("._master", "master_group")},
+             epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"],
                                                "max_content_width": 100})
 @click.version_option(package_name="edgeplane", prog_name="edgectl")
 def cli() -> None:
     """edgeplane: a Raft-replicated, Kubernetes-shaped control plane for edge clusters."""
 
 
-cli.add_command(master_group)
-cli.add_command(up_command)
-cli.add_command(down_command)
 cli.add_command(cluster_group)
 cli.add_command(node_group)
 register_resources(cli)
