@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from typing import Any
 
@@ -20,8 +21,7 @@ log = logging.getLogger(__name__)
 # Kinds whose objects own or are owned in this cluster (Deployment -> ReplicaSet -> Pod, and
 # user-set references between Services, ConfigMaps and the rest).
 GC_RESOURCES = ("deployments", "replicasets", "pods", "services", "configmaps", "endpoints")
-# Debounce between passes: one pass looks at the whole graph, so a burst of events is folded
-# into one pass instead of one per event.
+# Debounce between passes: a burst of events is folded into one pass instead of one per event.
 PASS_INTERVAL = 0.25
 
 
@@ -42,39 +42,101 @@ class GarbageCollector:
         self.registry = registry
         self.informers = informers
         self._dirty = trio.Event()
-        self._uids: set[str] = set()  # every object the informers hold (owner lookups)
-        for inf in informers.values():
-            inf.add_handler(self._on_change)
+        # Every object the informers hold, by uid, and who depends on whom: a pass looks only at
+        # the objects a change can concern (and what their verdicts depend on), not the whole
+        # graph — with 30,000 pods a whole-graph pass per deletion would be most of the CPU.
+        self._objs: dict[str, tuple[str, dict]] = {}  # uid -> (plural, object)
+        self._dependents: dict[str, set[str]] = {}  # owner uid -> dependent uids
+        self._suspects: set[str] = set()
+        self._full = True  # the first pass (and one after an error) looks at everything
+        for plural, inf in informers.items():
+            inf.add_handler(functools.partial(self._on_change, plural=plural))
 
-    def _on_change(self, old: dict | None, new: dict | None) -> None:
-        # A pass walks the whole graph: skip it for changes that cannot make garbage (creating
-        # or updating a standalone object, e.g. a burst of ConfigMaps). Garbage needs an owner
-        # reference, a deletion in progress, or a deleted object (its dependents may dangle).
-        # An update that leaves those alone (a pod's status: most events of a busy cluster)
-        # changes nothing the collector looks at.
+    def _index(self, plural: str, old: dict | None, new: dict | None) -> None:
+        if old is not None:
+            uid = meta(old).get("uid", "")
+            self._objs.pop(uid, None)
+            for ref in meta(old).get("ownerReferences") or []:
+                deps = self._dependents.get(ref.get("uid", ""))
+                if deps is not None:
+                    deps.discard(uid)
+                    if not deps:
+                        del self._dependents[ref.get("uid", "")]
+        if new is not None:
+            uid = meta(new).get("uid", "")
+            self._objs[uid] = (plural, new)
+            for ref in meta(new).get("ownerReferences") or []:
+                self._dependents.setdefault(ref.get("uid", ""), set()).add(uid)
+
+    def _suspect(self, obj: dict) -> None:
+        # The object, the owners that may wait for it (foreground, orphan), its dependents
+        # (which may dangle, or wait for it).
+        m = meta(obj)
+        uid = m.get("uid", "")
+        self._suspects.add(uid)
+        self._suspects.update(r.get("uid", "") for r in m.get("ownerReferences") or [])
+        self._suspects.update(self._dependents.get(uid, ()))
+
+    def _on_change(self, old: dict | None, new: dict | None, *, plural: str = "") -> None:
+        # A pass is skipped for changes that cannot make garbage (creating or updating a
+        # standalone object, e.g. a burst of ConfigMaps). Garbage needs an owner reference, a
+        # deletion in progress, or a deleted object (its dependents may dangle). An update that
+        # leaves those alone (a pod's status: most events of a busy cluster) changes nothing
+        # the collector looks at.
+        dirty = False
         if new is None:
-            self._uids.discard(meta(old or {}).get("uid", ""))
-            self._dirty.set()
+            dirty = True
         elif old is None:
-            self._uids.add(meta(new).get("uid", ""))
             # A new dependent whose owners are all known cannot be garbage yet (a burst of
-            # ReplicaSet pod creates would otherwise cost a whole-graph pass each); an owner
-            # not seen (gone, or its informer lags) gets the full pass, which asks the store.
+            # ReplicaSet pod creates would otherwise cost a pass each); an owner not seen
+            # (gone, or its informer lags) gets a pass, which asks the store.
             m = meta(new)
             refs = m.get("ownerReferences") or []
-            if m.get("deletionTimestamp") or m.get("finalizers") or any(
-                    r.get("uid") not in self._uids for r in refs):
-                self._dirty.set()
-        elif _gc_fields(old) != _gc_fields(new) and (_may_make_garbage(new)
-                                                      or _may_make_garbage(old)):
+            dirty = bool(m.get("deletionTimestamp") or m.get("finalizers") or any(
+                r.get("uid") not in self._objs for r in refs))
+        elif _gc_fields(old) != _gc_fields(new) and (_may_make_garbage(new) or _may_make_garbage(old)):
+            dirty = True
+        if old is not None and new is not None and meta(old).get("uid") != meta(new).get("uid"):
+            self._index(plural, old, None)
+            self._index(plural, None, new)
+        else:
+            self._index(plural, old, new)
+        if dirty:
+            for obj in (old, new):
+                if obj is not None:
+                    self._suspect(obj)
             self._dirty.set()
 
     def graph(self) -> dict[ObjRef, dict]:
+        """Every object the informers hold."""
         out = {}
         for plural, inf in self.informers.items():
             for obj in inf.cache.values():
                 m = meta(obj)
                 out[ObjRef(plural, m.get("namespace") or "", m.get("name", ""), m.get("uid", ""))] = obj
+        return out
+
+    def subgraph(self, uids: set[str]) -> dict[ObjRef, dict]:
+        """The objects ``uids`` name plus what plan_gc needs to judge them: the owners of
+        every included object (a dependent dangles only if none is left, up the chain) and
+        the dependents of every included object under deletion (foreground, orphan)."""
+        include: set[str] = set()
+        todo = [u for u in uids if u in self._objs]
+        while todo:
+            uid = todo.pop()
+            if uid in include:
+                continue
+            include.add(uid)
+            obj = self._objs[uid][1]
+            todo.extend(r.get("uid", "") for r in meta(obj).get("ownerReferences") or []
+                        if r.get("uid", "") in self._objs)
+            if meta(obj).get("deletionTimestamp"):
+                todo.extend(d for d in self._dependents.get(uid, ()) if d in self._objs)
+        out = {}
+        for uid in include:
+            plural, obj = self._objs[uid]
+            m = meta(obj)
+            out[ObjRef(plural, m.get("namespace") or "", m.get("name", ""), uid)] = obj
         return out
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -84,13 +146,20 @@ class GarbageCollector:
             await self._dirty.wait()
             self._dirty = trio.Event()
             started = trio.current_time()
+            suspects, self._suspects = self._suspects, set()
+            if self._full:
+                self._full = False
+                graph = self.graph()
+            else:
+                graph = self.subgraph(suspects)
             try:
-                await self.collect(plan_gc(self.graph()))
+                await self.collect(plan_gc(graph), graph)
             except ApiError as exc:
                 log.debug("gc pass: %s", exc)
+                self._full = True
                 self._dirty.set()
-            # A pass walks the whole graph: on a big cluster under churn, rest at least twice as
-            # long as the pass took, so the collector never takes more than a third of the CPU.
+            # On a big cluster under churn, rest at least twice as long as the pass took, so
+            # the collector never takes more than a third of the CPU.
             await trio.sleep(max(PASS_INTERVAL, 2 * (trio.current_time() - started)))
 
     async def _owner_exists(self, obj: dict) -> bool:
@@ -119,9 +188,8 @@ class GarbageCollector:
             if exc.code not in (404, 409):
                 raise
 
-    async def collect(self, plan: GCPlan) -> None:
-        graph = None
-        if plan.delete_background or plan.orphan or plan.finalize:
+    async def collect(self, plan: GCPlan, graph: dict[ObjRef, dict] | None = None) -> None:
+        if graph is None and (plan.delete_background or plan.orphan or plan.finalize):
             graph = self.graph()
         for ref in plan.delete_background:
             obj = (graph or {}).get(ref)
