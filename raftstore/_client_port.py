@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import os
 from typing import Any
 
 import msgpack
@@ -35,13 +36,29 @@ class _Connection:
         self.nursery = nursery
         self.out: list[bytes] = []
         self.has_output = trio.Event()
+        self.sending = False
 
     def reply(self, rid: int, result: Any) -> None:
-        self.out.append(_packb([rid, 0, result]))
-        self.has_output.set()
+        self._queue(_packb([rid, 0, result]))
 
     def reply_error(self, rid: int, exc: BaseException) -> None:
-        self.out.append(_packb([rid, 1, error_to_wire(exc)]))
+        self._queue(_packb([rid, 1, error_to_wire(exc)]))
+
+    def _queue(self, data: bytes) -> None:
+        if not self.out and not self.sending:
+            # Nothing queued or being sent: write at once from this callback (the socket is
+            # non-blocking) instead of waking the writer task, which costs a scheduler pass
+            # (~30 us) on every sequential request. What does not fit goes to the writer.
+            try:
+                sent = os.write(self.stream.socket.fileno(), data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                sent = 0  # the writer's send_all reports the broken connection
+            if sent == len(data):
+                return
+            data = data[sent:]
+        self.out.append(data)
         self.has_output.set()
 
     async def writer(self) -> None:
@@ -50,7 +67,11 @@ class _Connection:
             self.has_output = trio.Event()
             data = b"".join(self.out)
             self.out.clear()
-            await self.stream.send_all(data)
+            self.sending = True
+            try:
+                await self.stream.send_all(data)
+            finally:
+                self.sending = False
 
     # --- hot path -------------------------------------------------------------------------------
 

@@ -317,6 +317,12 @@ class _Journal(FileJournal):
         super().deleteEntriesFrom(entryFrom)
         self.dirty = True
 
+    def setRaftCommitIndex(self, raftCommitIndex: int) -> None:  # noqa: N802, N803
+        # pysyncobj sets it on every heartbeat, and a set marks the meta file for rewriting
+        # (a file create + rename each second on an idle follower): only when it moved.
+        if raftCommitIndex != self.getRaftCommitIndex():
+            super().setRaftCommitIndex(raftCommitIndex)
+
     def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802 - pysyncobj's name
         keep = self._FileJournal__journal[entryTo:]  # type: ignore[has-type]
         tmp = self._path + ".compacting"
@@ -366,8 +372,12 @@ class _StampingTransport(TCPTransport):
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "append_entries":
             message["lease_stamp"] = (message["term"], time.monotonic())
+            if replica._commit_notice and not message.get("entries"):
+                message["no_ack"] = True
         elif kind == "next_node_idx" and replica._echo is not None:
             message["lease_echo"] = replica._echo
+        if kind == "next_node_idx" and replica._skip_ack and message["success"]:
+            return True
         if replica._deferred is not None and kind == replica._defer_kind:
             # Held back until the latency-critical sends of this tick are out (see
             # Replica._send_deferred); stamped now, so the lease still counts from the
@@ -437,6 +447,10 @@ class Replica(SyncObj):
         self._read_waiting: list[tuple[int, float, list[Callable[[bool], None]]]] = []
         self._prevote_term = -1
         self._prevote_grants: set[Any] = set()
+        # Leader: sending a commit notice (see _SyncObj__applyLogEntries). Follower: handling
+        # one, whose success acknowledgement is not sent.
+        self._commit_notice = False
+        self._skip_ack = False
         # Messages of one kind held back during a tick (see _send_deferred).
         self._deferred: list[tuple[Any, dict[str, Any]]] | None = None
         self._defer_kind: str | None = None
@@ -600,7 +614,13 @@ class Replica(SyncObj):
             and self._SyncObj__transport.ready
         )
         if presend:
-            self._SyncObj__sendAppendEntries()
+            # Followers need not acknowledge it: it carries no entries, so the leader learns
+            # nothing from a success; its heartbeats keep the lease (saves two messages a write).
+            self._commit_notice = True
+            try:
+                self._SyncObj__sendAppendEntries()
+            finally:
+                self._commit_notice = False
         need_send = _base_apply_entries(self)
         if self._defer_kind == "next_node_idx":
             self._send_deferred()  # follower: acknowledgements held back until applied
@@ -944,6 +964,7 @@ class Replica(SyncObj):
             # the client of a write waits for this apply. Acknowledge right after applying.
             self._deferred, self._defer_kind = [], "next_node_idx"
         self._echo = message.get("lease_stamp")
+        self._skip_ack = bool(message.get("no_ack")) and not message.get("entries")
         try:
             verified = self._trim_matching(message)
             if verified is None:
@@ -963,6 +984,7 @@ class Replica(SyncObj):
                 self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=verified + 1, success=True)
         finally:
             self._echo = None
+            self._skip_ack = False
 
     def _trim_matching(self, message: dict[str, Any]) -> dict[str, Any] | int | None:
         """Raft §5.3: "If an existing entry conflicts with a new one (same index but different
