@@ -107,6 +107,10 @@ class DockerRuntime:
         self._images: dict[str, tuple[float, str]] = {}  # image -> (when found, image ID)
         # id -> (summary State, ContainerInfo): re-inspect only on change.
         self._cache: dict[str, tuple[str, ContainerInfo]] = {}
+        # Containers created by start_container whose start has not returned yet. The engine
+        # holds a container's lock while starting it, so inspecting one blocks until its start
+        # is done: a relist that did so held up every other pod of the node behind that start.
+        self._starting: set[str] = set()
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs),
@@ -164,6 +168,8 @@ class DockerRuntime:
         for s in summaries:
             cid = s["Id"]
             seen.add(cid)
+            if cid in self._starting:
+                continue
             cached = self._cache.get(cid)
             if cached is not None and cached[0] == s.get("State"):
                 result.append(cached[1])
@@ -265,14 +271,23 @@ class DockerRuntime:
             raise ContainerStartError("CreateContainerError", exc.explanation or str(exc)) from exc
         except self._errors.DockerException as exc:
             raise ContainerStartError("CreateContainerError", str(exc)) from exc
+        self._starting.add(cid)
         try:
-            await self._call(self._api.start, cid)
-        except self._errors.DockerException as exc:
-            message = getattr(exc, "explanation", None) or str(exc)
-            await self.remove_container(cid)
-            raise ContainerStartError("RunContainerError", message) from exc
-        data = await self._call(self._api.inspect_container, cid)
-        return self._info_from_inspect(data)
+            try:
+                await self._call(self._api.start, cid)
+            except self._errors.DockerException as exc:
+                message = getattr(exc, "explanation", None) or str(exc)
+                await self.remove_container(cid)
+                raise ContainerStartError("RunContainerError", message) from exc
+            data = await self._call(self._api.inspect_container, cid)
+        finally:
+            self._starting.discard(cid)
+        info = self._info_from_inspect(data)
+        state = (data.get("State") or {}).get("Status") or ""
+        if state == "running":
+            # The next relist finds it unchanged and need not inspect it again.
+            self._cache[cid] = (state, info)
+        return info
 
     async def _remove_by_name(self, spec: ContainerSpec) -> None:
         name = (f"ep_{spec.container_name}_{spec.pod_name}_{spec.pod_namespace}_"

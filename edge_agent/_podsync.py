@@ -151,6 +151,9 @@ class PodSyncer:
             started = False
             while True:
                 self._wake_event = trio.Event()
+                # Containers started while the list is in flight may be missing from it (the
+                # runtime does not wait for starts in progress): their probes are kept.
+                tracked_before = self.probes.tracked()
                 try:
                     observed = await self.runtime.list_containers()
                 except Exception as exc:  # the engine is down: keep trying, pods stay as they are
@@ -165,7 +168,7 @@ class PodSyncer:
                     grouped.setdefault(c.pod_uid, []).append(c)
                 self.containers = grouped
                 running_ids = {c.id for c in observed if c.running}
-                self.probes.forget_all_but(running_ids)
+                self.probes.forget_all_but(running_ids | (self.probes.tracked() - tracked_before))
                 for uid in set(self.desired) | set(grouped):
                     if uid in self._busy or (uid not in self.desired and not self.authoritative):
                         continue

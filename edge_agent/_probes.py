@@ -128,6 +128,10 @@ class ProbeManager:
             if cid not in keep:
                 self.forget(cid)
 
+    def tracked(self) -> set[str]:
+        """IDs of the containers being probed (or known ready without a probe)."""
+        return set(self._entries)
+
     def state(self, container_id: str) -> ProbeState:
         entry = self._entries.get(container_id)
         if entry is None:

@@ -123,7 +123,8 @@ class ContainerRuntime(Protocol):
     scheme: str
 
     async def list_containers(self) -> list[ContainerInfo]:
-        """Every container (running or not) that this node's agent created."""
+        """Every container (running or not) that this node's agent created, except those
+        whose `start_container` is still in progress (the caller knows about those)."""
         ...
 
     async def image_id(self, image: str) -> str | None:
