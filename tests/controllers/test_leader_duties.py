@@ -116,3 +116,47 @@ async def test_duties_follow_leadership_and_restart_fresh():
 
 async def _false(value: bool) -> bool:
     return not value
+
+
+class _CountingRegistry(Registry):
+    """Counts the lists of Nodes (only the duties' informers list them here)."""
+
+    node_lists = 0
+
+    async def list(self, resource, *args, **kw):  # type: ignore[no-untyped-def, override]
+        if resource == "nodes":
+            self.node_lists += 1
+        return await super().list(resource, *args, **kw)
+
+
+async def test_a_short_leadership_lapse_keeps_the_caches(monkeypatch):
+    # Under load a leader can miss one lease renewal and regain it a moment later: duties stop at
+    # once (no write without the lease) but resume over the same informers, without re-listing
+    # every object, and each term's handlers go away with it (nothing is handled twice).
+    from controlplane import leader
+
+    monkeypatch.setattr(leader, "RESTART_BACKOFF", 0.05)
+    store = MemoryStore()
+    registry = _CountingRegistry(store)
+    await registry.ensure_namespaces()
+    for n in ("n1", "n2", "n3"):
+        await registry.create("nodes", None, node_body(n))
+    await registry.create("deployments", "default", deployment_body(3))
+    config = LeaderConfig(name="m1", node_lifecycle=NodeLifecycleConfig(grace_period=8.0))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fake_agents, registry)
+        state = await nursery.start(lambda task_status: run_leader_duties(registry, store, config=config,
+                                                                          task_status=task_status))
+        await wait_until(lambda: available(registry, 3))
+        assert registry.node_lists == 1
+        store.set_leader(False)
+        await wait_until(lambda: _false(state.running))
+        store.set_leader(True)
+        d = await registry.get("deployments", "default", "web")
+        d["spec"]["replicas"] = 5
+        await registry.update("deployments", "default", "web", d)
+        await wait_until(lambda: available(registry, 5))
+        assert state.terms == 2
+        assert registry.node_lists == 1  # the informers did not list again
+        assert len((await registry.list("pods", "default"))["items"]) == 5
+        nursery.cancel_scope.cancel()
