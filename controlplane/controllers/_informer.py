@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 # leader loop stops duties anyway when the quorum is really gone.
 RELIST_BACKOFF = 0.2
 
+# Events handled between two yields to the event loop.
+YIELD_EVERY = 64
+
 Handler = Callable[[dict | None, dict | None], None]
 
 
@@ -119,7 +122,11 @@ class Informer:
                 async for batch in self.registry.watch(
                     self.resource, self.namespace, resource_version=str(self.revision)
                 ):
-                    for ev in batch:
+                    for n, ev in enumerate(batch, 1):
+                        if n % YIELD_EVERY == 0:
+                            # A batch can hold thousands of events (a burst of bindings): let
+                            # the API server's requests in between the handlers' work.
+                            await trio.lowlevel.checkpoint()
                         key = object_key(ev.object)
                         if ev.type == "DELETED":
                             prev = self.cache.pop(key, None)

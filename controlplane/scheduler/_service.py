@@ -41,6 +41,8 @@ MAX_BACKOFF = 10.0
 # but when only the counts change ("0/57 nodes" -> "0/58 nodes") at most this often.
 STATUS_REFRESH = 10.0
 SCHEDULER_NAME = "default-scheduler"
+# Pods examined between two yields to the event loop (~0.4 ms each at 1,000 nodes).
+YIELD_EVERY = 16
 # Pause after the store refused a whole batch (503/504), so a lost quorum is not a busy loop.
 STORE_RETRY = 0.2
 
@@ -201,7 +203,15 @@ class SchedulerService:
         hopeless: dict[tuple, FitError] = {}
         # Failures count toward the batch too: their status writes are store writes as well, and
         # one pass must never turn thousands of pending pods into one giant Raft entry.
+        examined = 0
         while self.active and len(bindings) + len(failed) < self.batch_size:
+            examined += 1
+            if examined % YIELD_EVERY == 0:
+                # Let the API server's requests in: a whole batch at once kept the event loop
+                # (and every request on this master) waiting ~0.1 s at 1,000 nodes.
+                await trio.lowlevel.checkpoint()
+                if not self.active:
+                    break
             key, _ = self.active.popitem(last=False)
             pod = self.pods.get(key)
             if pod is None or not _wants_scheduling(pod):
