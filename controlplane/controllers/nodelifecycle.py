@@ -15,7 +15,7 @@ import trio
 
 from controlplane.errors import ApiError
 
-from ._informer import Informer
+from ._informer import Informer, object_key
 from ._nodelifecycle_plan import (
     LeaseObserver,
     NodeLifecycleConfig,
@@ -62,8 +62,28 @@ class NodeLifecycleController:
         self.bucket = TokenBucket(self.config.eviction_qps, self.config.eviction_burst, trio.current_time())
         self.evicted: set[str] = set()
         # A fresh leader has seen no renewal yet: every node starts a full grace period now.
+        # node -> pod key -> pod, kept by the pods handler: a monitor pass every half second
+        # must not walk every pod of the cluster (30,000 at scale) to find a node's pods.
+        self._by_node: dict[str, dict[str, dict]] = {}
         nodes.add_handler(self._on_node)
         leases.add_handler(self._on_lease)
+        pods.add_handler(self._on_pod)
+
+    def _on_pod(self, old: dict | None, new: dict | None) -> None:
+        if old is not None:
+            node = (old.get("spec") or {}).get("nodeName")
+            bucket = self._by_node.get(node) if node else None
+            if bucket is not None:
+                bucket.pop(object_key(old), None)
+                if not bucket:
+                    del self._by_node[node]
+        if new is not None:
+            node = (new.get("spec") or {}).get("nodeName")
+            if node:
+                self._by_node.setdefault(node, {})[object_key(new)] = new
+
+    def pods_on(self, node: str) -> list[dict]:
+        return list(self._by_node.get(node, {}).values())
 
     def _on_node(self, old: dict | None, new: dict | None) -> None:
         if new is None:
@@ -99,12 +119,6 @@ class NodeLifecycleController:
         now = trio.current_time()
         now_text = now_rfc3339()
         nodes = self.nodes.list()
-        # One pass over the pods per monitor pass, not one per unreachable node.
-        by_node: dict[str, list[dict]] = {}
-        for pod in self.pods.list():
-            node_name = (pod.get("spec") or {}).get("nodeName")
-            if node_name:
-                by_node.setdefault(node_name, []).append(pod)
         unreachable = []
         for node in nodes:
             name = meta(node)["name"]
@@ -112,7 +126,7 @@ class NodeLifecycleController:
                 if self.observer.unreachable(name, now, self.config.grace_period):
                     unreachable.append(node)
                     self.unreachable_since.setdefault(name, now)
-                    await self._mark(node, now_text, by_node.get(name, []))
+                    await self._mark(node, now_text, self.pods_on(name))
                 else:
                     self.unreachable_since.pop(name, None)
                     cleared = clear_unreachable(node)
@@ -124,13 +138,13 @@ class NodeLifecycleController:
                 if exc.code not in (404, 409):
                     raise
         if unreachable and evictions_allowed(len(nodes), len(unreachable)):
-            await self._evict(now, by_node)
+            await self._evict(now)
         elif unreachable:
             log.warning(
                 "%d of %d nodes unreachable: not evicting (the masters are likely the ones cut off)",
                 len(unreachable), len(nodes),
             )
-        await self._collect_orphans({meta(n)["name"] for n in nodes}, by_node)
+        await self._collect_orphans({meta(n)["name"] for n in nodes})
 
     async def _mark(self, node: dict, now_text: str, pods: list[dict]) -> None:
         name = meta(node)["name"]
@@ -150,9 +164,9 @@ class NodeLifecycleController:
                     if exc.code not in (404, 409):
                         raise
 
-    async def _evict(self, now: float, by_node: dict[str, list[dict]]) -> None:
+    async def _evict(self, now: float) -> None:
         for node, since in list(self.unreachable_since.items()):
-            for pod in by_node.get(node, []):
+            for pod in self.pods_on(node):
                 if not await self._maybe_evict(pod, now, since):
                     return  # rate limit reached: the next monitor pass continues
 
@@ -176,13 +190,12 @@ class NodeLifecycleController:
         self._event(pod, "Normal", "TaintManagerEviction", f"Marking for deletion Pod {pm['namespace']}/{pm['name']}")
         return True
 
-    async def _collect_orphans(self, node_names: set[str], by_node: dict[str, list[dict]]) -> None:
+    async def _collect_orphans(self, node_names: set[str]) -> None:
         """Pods bound to a node that no longer exists can never be cleaned up by an agent."""
         if not self.nodes.synced.is_set():
             return
-        for node, pods in by_node.items():
-            if node in node_names:
-                continue
+        for node in [n for n in self._by_node if n not in node_names]:
+            pods = self.pods_on(node)
             # The caches may lag each other: ask the store whether the node really is gone.
             try:
                 await self.registry.get("nodes", None, node)
