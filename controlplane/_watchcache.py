@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -283,8 +284,11 @@ class WatchCache:
     def resource(self, rtype: Any) -> _Resource | None:
         return self._resources.get(rtype.plural) if self.ready else None
 
-    def snapshot(self, rtype: Any, namespace: str | None, selection: _Selection) -> tuple[list[KeyValue], int]:
-        """The matching key-values in key order at the cache's revision (no await: consistent)."""
+    def snapshot(
+        self, rtype: Any, namespace: str | None, selection: _Selection, limit: int = 0
+    ) -> tuple[list[KeyValue], int]:
+        """The matching key-values in key order at the cache's revision (no await: consistent);
+        with ``limit``, at most ``limit + 1`` of them (one more tells that more remain)."""
         res = self._resources[rtype.plural]
         prefix = res.prefix + f"{namespace}/" if rtype.namespaced and namespace else res.prefix
         node = self.indexed_node(rtype, selection)
@@ -294,10 +298,17 @@ class WatchCache:
             keys = res.keys
         else:
             keys = res.keys.irange(prefix, prefix + "\uffff")
-        kvs = [res.kvs[k] for k in keys]
-        if not selection.everything:
-            decode = self.registry._decode_shared
-            kvs = [kv for kv in kvs if selection.may_match(kv.value) and selection.matches(decode(kv))]
+        kvs_of = res.kvs
+        if selection.everything:
+            return [kvs_of[k] for k in (islice(keys, limit + 1) if limit else keys)], self.revision
+        decode = self.registry._decode_shared
+        kvs = []
+        for k in keys:
+            kv = kvs_of[k]
+            if selection.may_match(kv.value) and selection.matches(decode(kv)):
+                kvs.append(kv)
+                if limit and len(kvs) > limit:
+                    break
         return kvs, self.revision
 
     def watch(

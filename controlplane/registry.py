@@ -394,7 +394,7 @@ class Registry:
             if cache is not None and resource_version_match != "Exact":
                 target = await self._cache_target(resource_version, linearizable)
                 if target is None or await cache.wait_for(target):
-                    kvs, revision = cache.snapshot(rtype, namespace, selection)
+                    kvs, revision = cache.snapshot(rtype, namespace, selection, limit)
                     return self._list_header(rtype, revision, kvs, limit)
         items: builtins.list[KeyValue] = []
         more = False
