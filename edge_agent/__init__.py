@@ -9,7 +9,6 @@ from ._agent import AgentConfig as AgentConfig
 from ._agent import EdgeAgent as EdgeAgent
 from ._agent import make_runtime as make_runtime
 from ._agent import run_agent as run_agent
-from ._agent import run_hollow_nodes as run_hollow_nodes
 from ._api import ApiError as ApiError
 from ._api import ApiSession as ApiSession
 from ._api import ApiUnavailable as ApiUnavailable
@@ -18,11 +17,13 @@ from ._api import HttpApiSession as HttpApiSession
 from ._api import ResourceExpired as ResourceExpired
 from ._cache import PodCache as PodCache
 from ._hollow import HollowRuntime as HollowRuntime
+from ._hollow_runner import run_hollow_nodes as run_hollow_nodes
 from ._join import JoinError as JoinError
 from ._join import NodeCredentials as NodeCredentials
 from ._join import join_or_load as join_or_load
 from ._logs import LogRequest as LogRequest
 from ._logs import serve_logs as serve_logs
+from ._node import NodeLease as NodeLease
 from ._node import node_object as node_object
 from ._plan import BackoffPolicy as BackoffPolicy
 from ._plan import ContainerRecord as ContainerRecord

@@ -28,11 +28,10 @@ from ._api import (
     Backoff,
     HttpApiSession,
     ResourceExpired,
-    tls_verify,
 )
 from ._cache import PodCache
 from ._logs import LogLookupError, LogRequest, serve_logs
-from ._node import lease_object, micro_time, node_object, ready_condition, rfc3339
+from ._node import NodeLease, node_object, ready_condition, rfc3339
 from ._plan import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, BackoffPolicy
 from ._podspec import containers_of, pod_key, pod_uid
 from ._podsync import DEFAULT_RESYNC_INTERVAL, PodSyncer
@@ -45,9 +44,6 @@ log = logging.getLogger("edge_agent")
 # (one late or lost renewal must not make a healthy node NotReady).
 DEFAULT_LEASE_SECONDS = 20
 DEFAULT_LEASE_RENEW = 2.0
-# Hollow (simulated) nodes run by the hundred in scale tests, whose clusters use a longer grace
-# period: 5 s keeps 1,000 nodes at 200 lease writes/s instead of 500.
-HOLLOW_LEASE_RENEW = 5.0
 # Fraction by which a renewal may come early (never late: the grace period is what counts).
 LEASE_JITTER = 0.15
 # The kubelet reports node status every 5 minutes when nothing changed (the Lease is the
@@ -139,8 +135,11 @@ class EdgeAgent:
         self._pending_status: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {}
         self._pending_deletes: dict[str, dict[str, Any]] = {}
         self._writes = trio.Event()
-        self._node_uid: str | None = None
-        self._lease_rv: str | None = None
+        self.lease = NodeLease(config.node_name, config.lease_seconds, config.lease_renew)
+        # Set by a process running many (hollow) nodes that renews their Leases on a lane of
+        # its own (edge_agent._hollow_runner): the heartbeat loop then only registers the node
+        # and refreshes its status.
+        self.lease_renewed_elsewhere = False
         self._last_node_status = 0.0
         self._rv: str | None = None
         self._runtime_version: str | None = None
@@ -363,7 +362,7 @@ class EdgeAgent:
                 existing = await self.session.get_node(self.config.node_name)
                 if existing is None:
                     raise ApiUnavailable("node vanished while registering") from exc
-        self._node_uid = (existing.get("metadata") or {}).get("uid")
+        self.lease.node_uid = (existing.get("metadata") or {}).get("uid")
         await self._update_node_status(existing)
         self.registered.set()
 
@@ -384,31 +383,6 @@ class EdgeAgent:
         await self.session.update_node_status(body)
         self._last_node_status = time.monotonic()
 
-    async def _renew_lease(self) -> None:
-        assert self.session is not None
-        name = self.config.node_name
-        for _ in range(3):
-            if self._lease_rv is None:
-                current = await self.session.get_lease(name)
-                if current is None:
-                    created = await self.session.create_lease(
-                        lease_object(name, self.config.lease_seconds, node_uid=self._node_uid))
-                    self._lease_rv = (created.get("metadata") or {}).get("resourceVersion")
-                    return
-                self._lease_rv = (current.get("metadata") or {}).get("resourceVersion")
-            lease = lease_object(name, self.config.lease_seconds, node_uid=self._node_uid,
-                                 resource_version=self._lease_rv)
-            lease["spec"]["renewTime"] = micro_time()
-            try:
-                updated = await self.session.update_lease(lease)
-            except ApiError as exc:
-                if exc.code in (404, 409):
-                    self._lease_rv = None  # someone else wrote it, or it was deleted: re-read
-                    continue
-                raise
-            self._lease_rv = (updated.get("metadata") or {}).get("resourceVersion")
-            return
-
     async def _heartbeat_loop(self) -> None:
         assert self.session is not None
         backoff = Backoff(0.2, self.config.lease_renew)
@@ -417,7 +391,8 @@ class EdgeAgent:
             try:
                 if not self.registered.is_set():
                     await self._register()
-                await self._renew_lease()
+                if not self.lease_renewed_elsewhere:
+                    await self.lease.renew(self.session)
                 due = time.monotonic() - self._last_node_status >= self.config.node_status_interval
                 if failed or due:
                     # After an outage the node controller may have marked us NotReady/Unknown.
@@ -501,73 +476,3 @@ async def run_agent(config: AgentConfig, *, runtime: ContainerRuntime | None = N
     """
     agent = EdgeAgent(config, runtime=runtime, session=session)
     await agent.serve(task_status=task_status)
-
-
-# Hollow nodes only change state when the agent acts, so a slow relist is enough; it keeps
-# hundreds of simulated nodes in one process cheap.
-HOLLOW_RESYNC_INTERVAL = 10.0
-# Hollow agents per shared HTTP connection pool (see run_hollow_nodes).
-HOLLOW_AGENTS_PER_POOL = 20
-# Idle connections each pool keeps: every agent's watch, its status writes in flight and its
-# lease renewal. Fewer made most requests open a fresh TLS connection under load (handshakes
-# were a sixth of a 300-node runner's CPU).
-HOLLOW_POOL_KEEPALIVE = HOLLOW_AGENTS_PER_POOL * (2 + STATUS_WRITE_CONCURRENCY)
-
-
-def hollow_address(index: int) -> str:
-    """Address of hollow node `index` (0-based): 127.2.x.y, never bound (nothing listens)."""
-    return f"127.2.{index // 250}.{index % 250 + 1}"
-
-
-async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
-                           data_dir: str, verify: bool | str = True, name_prefix: str = "hollow",
-                           labels: dict[str, str] | None = None, cpu: str = "4",
-                           memory: str = "8Gi", max_pods: int = 110, first_index: int = 0,
-                           event_observer: Callable[[str, str, dict[str, Any]], None] | None = None,
-                           lease_renew: float = HOLLOW_LEASE_RENEW,
-                           task_status: trio.TaskStatus[list[EdgeAgent]] = trio.TASK_STATUS_IGNORED
-                           ) -> None:
-    """Run `count` SIMULATED nodes (HollowRuntime: no containers) in this process, for scale
-    tests: each registers its Node, renews its Lease, watches its pods and reports them Running.
-    They share one HTTP connection pool. Never returns unless cancelled; started with the
-    agents. Nodes are numbered from `first_index` (several runner processes side by side);
-    `event_observer(node name, event type, pod)` sees every pod watch event."""
-    import httpx
-
-    if count < 1:
-        raise ValueError("count must be >= 1")
-    # Every agent keeps one watch open plus short requests. Agents share connection pools in
-    # groups: one pool for all would cost O(pool size) per request (httpcore scans the pool on
-    # every request and response), which at hundreds of agents was most of the runner's CPU.
-    ssl_verify = tls_verify(verify)
-    clients: list[httpx.AsyncClient] = []
-    agents: list[EdgeAgent] = []
-    try:
-        async with trio.open_nursery() as nursery:
-            for i in range(first_index, first_index + count):
-                if (i - first_index) % HOLLOW_AGENTS_PER_POOL == 0:
-                    clients.append(httpx.AsyncClient(
-                        verify=ssl_verify, trust_env=False,
-                        limits=httpx.Limits(max_connections=None,
-                                            max_keepalive_connections=HOLLOW_POOL_KEEPALIVE)))
-                name = f"{name_prefix}-{i:04d}"
-                config = AgentConfig(
-                    node_name=name, data_dir=str(Path(data_dir) / name),
-                    address=hollow_address(i), servers=servers, token=token, verify=verify,
-                    labels=dict(labels or {}),
-                    runtime="hollow", log_port=None, cpu=cpu, memory=memory,
-                    max_pods=max_pods, resync_interval=HOLLOW_RESYNC_INTERVAL,
-                    lease_renew=lease_renew)
-                session = HttpApiSession(servers, token, verify=verify, client=clients[-1])
-                agent = EdgeAgent(config, session=session)
-                agent.cache.persist = False  # hundreds of nodes' pod files: nothing to recover
-                if event_observer is not None:
-                    agent.event_observer = (
-                        lambda etype, obj, _name=name: event_observer(_name, etype, obj))
-                await nursery.start(agent.serve)
-                agents.append(agent)
-            task_status.started(agents)
-    finally:
-        with trio.CancelScope(shield=True):
-            for client in clients:
-                await client.aclose()

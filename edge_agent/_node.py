@@ -3,11 +3,18 @@ node info, and the Lease it renews in kube-node-lease (Kubernetes' node heartbea
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._api import ApiSession
+
+log = logging.getLogger("edge_agent.lease")
 
 # Reported as the node's kubelet version suffix.
 AGENT_VERSION = "0.1.0"
@@ -15,6 +22,13 @@ AGENT_VERSION = "0.1.0"
 DEFAULT_MAX_PODS = 110
 # Namespace holding node Leases (Kubernetes' layout).
 LEASE_NAMESPACE = "kube-node-lease"
+
+# A renewal is reported late (log warning, `NodeLease.late_renewals`) once the Lease has been
+# silent this much longer than the renew interval, as a fraction of the Lease duration: a
+# quarter leaves three quarters of the way to a node controller whose grace equals the duration.
+LEASE_LATE_FRACTION = 0.25
+# Tries of one renewal when another writer got in between (409) or the Lease vanished (404).
+LEASE_WRITE_TRIES = 3
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm",
          "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
@@ -130,3 +144,78 @@ def lease_object(name: str, duration_seconds: int, *, node_uid: str | None = Non
         "spec": {"holderIdentity": name, "leaseDurationSeconds": duration_seconds,
                  "renewTime": micro_time()},
     }
+
+
+class NodeLease:
+    """This node's Lease in kube-node-lease, the heartbeat the node controller watches.
+
+    `renew` creates the Lease or moves its renewTime forward under optimistic concurrency (the
+    resourceVersion of our last write; a conflict re-reads). Every successful renewal is timed
+    against the previous one: a gap longer than the renew interval plus `LEASE_LATE_FRACTION`
+    of the Lease duration is logged as a warning and counted, because a node that heartbeats
+    late is one step from being declared lost and having its pods replaced. `on_renewed(name,
+    started, ended)` (monotonic seconds) lets a process running many nodes aggregate.
+    """
+
+    def __init__(self, name: str, duration_seconds: int, renew_interval: float, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self.duration_seconds = duration_seconds
+        self.renew_interval = renew_interval
+        self.node_uid: str | None = None  # the Node's uid once registered (owner reference)
+        self.resource_version: str | None = None
+        self.last_renewed: float | None = None
+        self.late_renewals = 0
+        self.on_renewed: Callable[[str, float, float], None] | None = None
+        self._clock = clock
+
+    @property
+    def late_after(self) -> float:
+        """Silence (seconds since the last renewal) past which a renewal counts as late."""
+        return self.renew_interval + LEASE_LATE_FRACTION * self.duration_seconds
+
+    def silent_for(self) -> float:
+        return 0.0 if self.last_renewed is None else self._clock() - self.last_renewed
+
+    async def renew(self, session: ApiSession) -> None:
+        """Write a fresh renewTime (creating the Lease if missing). Raises what the session
+        raises (ApiUnavailable, ApiError) when the write cannot be made."""
+        from ._api import ApiError
+
+        started = self._clock()
+        for _ in range(LEASE_WRITE_TRIES):
+            try:
+                if self.resource_version is None:
+                    current = await session.get_lease(self.name)
+                    if current is None:
+                        created = await session.create_lease(lease_object(
+                            self.name, self.duration_seconds, node_uid=self.node_uid))
+                        self._renewed(created, started)
+                        return
+                    self.resource_version = (current.get("metadata") or {}).get(
+                        "resourceVersion")
+                updated = await session.update_lease(lease_object(
+                    self.name, self.duration_seconds, node_uid=self.node_uid,
+                    resource_version=self.resource_version))
+            except ApiError as exc:
+                if exc.code in (404, 409):
+                    self.resource_version = None  # someone else wrote it, or it was deleted
+                    continue
+                raise
+            self._renewed(updated, started)
+            return
+        raise ApiError(409, "Conflict", f"lease {self.name} kept changing under us")
+
+    def _renewed(self, lease: dict[str, Any], started: float) -> None:
+        self.resource_version = (lease.get("metadata") or {}).get("resourceVersion")
+        now = self._clock()
+        if self.last_renewed is not None:
+            gap = now - self.last_renewed
+            if gap > self.late_after:
+                self.late_renewals += 1
+                log.warning("lease of node %s renewed %.1fs after the previous renewal (due "
+                            "every %.1fs, late beyond %.1fs; this write took %.2fs)", self.name,
+                            gap, self.renew_interval, self.late_after, now - started)
+        self.last_renewed = now
+        if self.on_renewed is not None:
+            self.on_renewed(self.name, started, now)
