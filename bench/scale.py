@@ -76,6 +76,12 @@ HOLLOW_PREFIX = "hollow"
 # writes a renewal (or its delivery to the leader's informer) is late now and then; a flapping
 # node would take its pods' readiness with it.
 NODE_GRACE_PERIOD_S = 20.0
+# The pods' image. A tag, not :latest: Kubernetes pulls :latest on every start (pull policy
+# Always), which makes every pod report ContainerCreating before Running -- one status write
+# more per pod than a deployment of a pinned image, which is what sites run.
+IMAGE = "edgeplane/demo:1.0"
+# Seconds per hollow node allowed for every node to be Ready before the run starts.
+NODE_READY_S_PER_NODE = 0.3
 
 
 def _percentiles(samples: list[float]) -> dict[str, float | int | None]:
@@ -115,7 +121,7 @@ def _rss_mb(pid: int) -> float:
 def _runner_main(args: argparse.Namespace) -> int:
     """Child process: run hollow nodes; append watch-probe deliveries and first sightings of
     benchmark pods (scheduler throughput) to --events-file as JSON lines."""
-    from edge_agent import run_hollow_nodes
+    from edge_agent._hollow_runner import run_hollow_nodes
 
     logging_setup()
     out = open(args.events_file, "a", buffering=1)
@@ -132,6 +138,9 @@ def _runner_main(args: argparse.Namespace) -> int:
         out.write(json.dumps({"ns": md.get("namespace"), "name": name, "node": node,
                               "t": time.time()}) + "\n")
 
+    def stats(figures: dict[str, Any]) -> None:
+        out.write(json.dumps({"kind": "runner", "runner": args.first, **figures}) + "\n")
+
     token = pathlib.Path(args.token_file).read_text().strip()
 
     async def main() -> None:
@@ -139,7 +148,7 @@ def _runner_main(args: argparse.Namespace) -> int:
                                data_dir=args.data_dir, verify=args.ca_file,
                                name_prefix=HOLLOW_PREFIX, first_index=args.first,
                                cpu="32", memory="64Gi", max_pods=250,
-                               event_observer=observe)
+                               event_observer=observe, stats_observer=stats)
 
     try:
         trio.run(main)
@@ -152,6 +161,25 @@ def logging_setup() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _lease_figures(stats: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Node Lease renewals over the run, from the runners' periodic summaries: renewals late
+    beyond the lease's late threshold (a quarter of the Lease past the renew interval), the
+    longest gap between two renewals of a node, the slowest renewal request, failures, and the
+    runners' worst event-loop lag."""
+    summaries = [s for per in stats.values() for s in per]
+    last = [per[-1] for per in stats.values() if per]
+
+    def worst(key: str) -> float | None:
+        values = [s[key] for s in summaries if s.get(key) is not None]
+        return max(values) if values else None
+
+    return {"late": sum(s.get("late_total", 0) for s in last),
+            "failures": sum(s.get("failures_total", 0) for s in last),
+            "max_gap_s": worst("gap_max_run_s"), "request_p99_s_worst": worst("request_p99_s"),
+            "silent_max_s": worst("silent_max_s"),
+            "runner_loop_lag_max_s": worst("loop_lag_max_s")}
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -167,10 +195,12 @@ class _Run:
         self.timeout = timeout
         self.say = say
         self.events_file = root / "events.jsonl"
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[subprocess.Popen[bytes]] = []  # everything started, to stop
+        self.runner_procs: list[subprocess.Popen[bytes]] = []
         self.errors: list[str] = []
         self.mutating: list[float] = []
         self.reads: list[float] = []
+        self.by_master: dict[str, dict[str, list[float]]] = {}
         self.probe_created: dict[str, float] = {}
         self.cluster: Any = None
         self.result: dict[str, Any] = {}
@@ -200,7 +230,7 @@ class _Run:
             if count <= 0:
                 break
             log = open(self.root / f"runner{i}.log", "ab")
-            self.procs.append(subprocess.Popen(
+            self.runner_procs.append(subprocess.Popen(
                 [sys.executable, "-m", "bench.scale", "--hollow-runner",
                  "--count", str(count), "--first", str(first),
                  "--servers", ",".join(self.master_urls()),
@@ -210,8 +240,13 @@ class _Run:
                  "--events-file", str(self.events_file)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True))
+            self.procs.append(self.runner_procs[-1])
             log.close()
             first += count
+
+    @property
+    def runner_count(self) -> int:
+        return len(self.runner_procs)
 
     def stop(self) -> None:
         from cli._local import stop_local_cluster
@@ -268,9 +303,11 @@ class _Run:
 
     async def wait_nodes(self, api: Any) -> None:
         t0 = last_say = time.monotonic()
-        with trio.fail_after(max(60.0, self.nodes * 0.3)):
+        limit = max(60.0, self.nodes * NODE_READY_S_PER_NODE)
+        ready = 0
+        with trio.move_on_after(limit):
             while True:
-                for p in self.procs:
+                for p in self.runner_procs:
                     if p.poll() is not None:
                         raise RuntimeError(f"a hollow runner exited (code {p.returncode}); "
                                            f"see {self.root}/runner*.log")
@@ -285,50 +322,66 @@ class _Run:
                     self.say(f"  {ready} of {self.nodes} nodes Ready")
                     last_say = time.monotonic()
                 await trio.sleep(1.0)
+        if ready < self.nodes:
+            raise RuntimeError(f"only {ready} of {self.nodes} hollow nodes Ready after "
+                               f"{limit:.0f}s; see {self.root}/runner*.log")
         self.result["nodes_registered_s"] = round(time.monotonic() - t0, 2)
 
-    async def probe_loop(self, api: Any, stop: trio.Event) -> None:
+    def master_clients(self) -> list[tuple[str, Any]]:
+        """(master name, client preferring that master): any master serves the API and the
+        agents spread over all of them, so the probes take turns (a write through a follower
+        is forwarded to the leader and costs more than one sent to the leader)."""
+        masters = self.cluster.masters()
+        urls = [str(m.api_address) for m in masters]
+        return [(m.name, self.client(urls[i:] + urls[:i])) for i, m in enumerate(masters)]
+
+    def sample(self, kind: str, master: str, seconds: float) -> None:
+        (self.mutating if kind == "mutating" else self.reads).append(seconds)
+        self.by_master.setdefault(master, {}).setdefault(kind, []).append(seconds)
+
+    async def probe_loop(self, apis: list[tuple[str, Any]], stop: trio.Event) -> None:
         from controlplane.client import ApiError, ClusterUnreachable
 
-        cm = await api.create("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
-                                             "metadata": {"name": "latency-probe",
-                                                          "namespace": PROBE_NS},
-                                             "data": {"n": "0"}})
+        cm = await apis[0][1].create("configmaps", {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "latency-probe", "namespace": PROBE_NS}, "data": {"n": "0"}})
         n = 0
         while not stop.is_set():
+            master, api = apis[n % len(apis)]
             n += 1
             cm["data"] = {"n": str(n)}
             t = time.monotonic()
             try:
                 cm = await api.update("configmaps", cm)
-                self.mutating.append(time.monotonic() - t)
+                self.sample("mutating", master, time.monotonic() - t)
             except (ApiError, ClusterUnreachable) as exc:
                 self.error("configmap update", exc)
                 cm = await api.get("configmaps", "latency-probe", namespace=PROBE_NS)
             t = time.monotonic()
             try:
                 await api.get("configmaps", "latency-probe", namespace=PROBE_NS)
-                self.reads.append(time.monotonic() - t)
+                self.sample("read", master, time.monotonic() - t)
             except (ApiError, ClusterUnreachable) as exc:
                 self.error("configmap get", exc)
             await trio.sleep(PROBE_INTERVAL_S)
 
-    async def watch_probe_loop(self, api: Any, stop: trio.Event) -> None:
+    async def watch_probe_loop(self, apis: list[tuple[str, Any]], stop: trio.Event) -> None:
         from controlplane.client import ApiError, ClusterUnreachable
 
         node = f"{HOLLOW_PREFIX}-0000"
         i = 0
         while not stop.is_set():
+            master, api = apis[i % len(apis)]
             name = f"watchprobe-{i}"
             i += 1
             body = {"apiVersion": "v1", "kind": "Pod",
                     "metadata": {"name": name, "namespace": PROBE_NS},
                     "spec": {"nodeName": node, "containers": [
-                        {"name": "c", "image": "edgeplane/demo:latest"}]}}
+                        {"name": "c", "image": IMAGE}]}}
             t = time.monotonic()
             try:
                 await api.create("pods", body)
-                self.mutating.append(time.monotonic() - t)
+                self.sample("mutating", master, time.monotonic() - t)
                 self.probe_created[name] = time.time()
             except (ApiError, ClusterUnreachable) as exc:
                 self.error("probe pod create", exc)
@@ -338,6 +391,7 @@ class _Run:
         from controlplane.client import ApiError, ClusterUnreachable
 
         deployments = -(-self.pods // REPLICAS_PER_DEPLOYMENT)
+        first_master = self.cluster.masters()[0].name  # the one `api` prefers
         interval = 1.0 / self.rate
         t0 = time.monotonic()
         started.append(t0)
@@ -353,13 +407,13 @@ class _Run:
                              "template": {
                                  "metadata": {"labels": {"app": name}},
                                  "spec": {"containers": [{
-                                     "name": "web", "image": "edgeplane/demo:latest",
+                                     "name": "web", "image": IMAGE,
                                      "resources": {"requests": {"cpu": "10m",
                                                                 "memory": "16Mi"}}}]}}}}
             t = time.monotonic()
             try:
                 await api.create("deployments", body)
-                self.mutating.append(time.monotonic() - t)
+                self.sample("mutating", first_master, time.monotonic() - t)
             except (ApiError, ClusterUnreachable) as exc:
                 self.error(f"create deployment {name}", exc)
             # Steady rate: the next create is due at t0 + (d + 1) * interval.
@@ -368,7 +422,9 @@ class _Run:
                 await trio.sleep(delay)
         self.result["create_phase_s"] = round(time.monotonic() - t0, 2)
 
-    async def wait_running(self, api: Any, started: list[float]) -> float:
+    async def wait_running(self, api: Any, started: list[float]) -> float | None:
+        """Seconds from the first create until every pod is Ready, or None after --timeout
+        (the number Ready then is in the result)."""
         while not started:
             await trio.sleep(0.01)
         t0 = started[0]
@@ -381,10 +437,12 @@ class _Run:
                             for d in body.get("items") or [])
             except Exception as exc:  # noqa: BLE001 - a failed poll is recorded, not fatal
                 self.error("deployment list", exc)
+            self.result["pods_ready_last_seen"] = ready
             if ready >= self.pods:
                 return time.monotonic() - t0
             await trio.sleep(PROGRESS_POLL_S)
-        raise RuntimeError(f"only {ready} of {self.pods} pods Ready after {self.timeout:.0f}s")
+        self.say(f"TIMEOUT: only {ready} of {self.pods} pods Ready after {self.timeout:.0f}s")
+        return None
 
     async def main_phase(self) -> None:
         api = self.client()
@@ -400,7 +458,8 @@ class _Run:
             self.say(f"nodes Ready in {self.result['nodes_registered_s']}s; creating "
                      f"{self.pods} pods at {self.rate} Deployments/s ...")
             cpu0 = {n: _cpu_seconds(p) for n, p in pids.items()}
-            runner_cpu0 = [_cpu_seconds(p.pid) for p in self.procs]
+            runner_cpu0 = [_cpu_seconds(p.pid) for p in self.runner_procs]
+            runner_peak = [0.0] * self.runner_count
             t_run = time.monotonic()
             stop = trio.Event()
             started: list[float] = []
@@ -410,27 +469,40 @@ class _Run:
                 while not stop.is_set():
                     for n, p in pids.items():
                         peak_rss[n] = max(peak_rss[n], _rss_mb(p))
+                    for i, proc in enumerate(self.runner_procs):
+                        runner_peak[i] = max(runner_peak[i], _rss_mb(proc.pid))
                     await trio.sleep(1.0)
 
-            probe_api = self.client()
+            probe_apis = self.master_clients()
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self.probe_loop, probe_api, stop)
-                    nursery.start_soon(self.watch_probe_loop, probe_api, stop)
+                    nursery.start_soon(self.probe_loop, probe_apis, stop)
+                    nursery.start_soon(self.watch_probe_loop, probe_apis, stop)
                     nursery.start_soon(sample_rss)
                     nursery.start_soon(self.create_loop, api, started)
                     all_running = await self.wait_running(api, started)
                     stop.set()
+                    nursery.cancel_scope.cancel()  # a create loop still going after a timeout
             finally:
-                await probe_api.aclose()
+                for _, probe_api in probe_apis:
+                    await probe_api.aclose()
             elapsed = time.monotonic() - t_run
-            self.result["all_pods_running_s"] = round(all_running, 2)
+            self.result["all_pods_running_s"] = (None if all_running is None
+                                                 else round(all_running, 2))
+            self.result["timed_out"] = all_running is None
             self.result["master_cpu_pct"] = {
                 n: round((_cpu_seconds(p) - cpu0[n]) / elapsed * 100, 1) for n, p in pids.items()}
-            self.result["hollow_runner_cpu_pct"] = [
-                round((_cpu_seconds(p.pid) - c) / elapsed * 100, 1)
-                for p, c in zip(self.procs, runner_cpu0, strict=True)]
-            self.result["hollow_runner_rss_mb"] = [_rss_mb(p.pid) for p in self.procs]
+            runner_cpu = [(_cpu_seconds(p.pid) - c) / elapsed * 100
+                          for p, c in zip(self.runner_procs, runner_cpu0, strict=True)]
+            for i, proc in enumerate(self.runner_procs):
+                runner_peak[i] = max(runner_peak[i], _rss_mb(proc.pid))
+            self.result["hollow_runner_cpu_pct"] = [round(c, 1) for c in runner_cpu]
+            self.result["hollow_runner_rss_mb_peak"] = runner_peak
+            # Per 100 nodes: what sizing a runner host needs (RSS at its peak, CPU over the run).
+            self.result["hollow_runner_rss_mb_per_100_nodes"] = round(
+                sum(runner_peak) / self.nodes * 100, 1)
+            self.result["hollow_runner_cpu_pct_per_100_nodes"] = round(
+                sum(runner_cpu) / self.nodes * 100, 1)
             self.result["master_rss_mb"] = {n: _rss_mb(p) for n, p in pids.items()}
             for n, mb in self.result["master_rss_mb"].items():
                 peak_rss[n] = max(peak_rss[n], mb)
@@ -454,13 +526,16 @@ class _Run:
     def scheduler_and_watch_figures(self) -> None:
         binds: list[float] = []
         delays: list[float] = []
+        runner_stats: dict[int, list[dict[str, Any]]] = {}
         if self.events_file.exists():
             for line in self.events_file.read_text().splitlines():
                 try:
                     ev = json.loads(line)
                 except ValueError:
                     continue  # a line cut off by a runner's exit
-                if ev.get("ns") == NS:
+                if ev.get("kind") == "runner":
+                    runner_stats.setdefault(ev["runner"], []).append(ev)
+                elif ev.get("ns") == NS:
                     binds.append(ev["t"])
                 elif ev.get("name") in self.probe_created:
                     delays.append(max(0.0, ev["t"] - self.probe_created[ev["name"]]))
@@ -479,6 +554,7 @@ class _Run:
             self.result["scheduler_pods_per_s"] = None
             self.result["scheduler_pods_per_s_peak_5s"] = None
         self.result["watch_event_delay_s"] = _percentiles(delays)
+        self.result["lease_renewals"] = _lease_figures(runner_stats)
         self.result["watch_probes_sent"] = len(self.probe_created)
 
     async def agent_phase(self) -> None:
@@ -511,7 +587,7 @@ class _Run:
                         "apiVersion": "v1", "kind": "Pod",
                         "metadata": {"name": f"p{i}", "namespace": AGENT_NS},
                         "spec": {"nodeName": name, "containers": [
-                            {"name": "c", "image": "edgeplane/demo:latest"}]}})
+                            {"name": "c", "image": IMAGE}]}})
                 while True:
                     body = await api.list("pods", namespace=AGENT_NS)
                     if sum(1 for p in body["items"]
@@ -590,20 +666,33 @@ class _Run:
 
 async def run(nodes: int, pods: int, rate: float, runners: int, timeout: float,
               keep: str | None, say: Any) -> dict[str, Any]:
+    """The whole benchmark; always returns a report. A phase that fails ends the run there
+    (`failure` says which and why); pods not all Running within `timeout` is a result
+    (`timed_out`), after which the agent and failover phases still run, each bounded."""
     root = pathlib.Path(keep or tempfile.mkdtemp(prefix="edgeplane-scale-")).absolute()
     root.mkdir(parents=True, exist_ok=True)
     bench = _Run(root, nodes, pods, rate, runners, timeout, say)
     load_before = os.getloadavg()
+    failure: str | None = None
+    phase = "cluster start"
     try:
         say(f"starting 3 masters in {root} ...")
         await trio.to_thread.run_sync(bench.start_cluster)
         bench.spawn_runners()
+        phase = "main run"
         await bench.main_phase()
         bench.scheduler_and_watch_figures()
+        phase = "agent with 50 pods"
         say("agent with 50 pods ...")
         await bench.agent_phase()
+        phase = "failover and master restart"
         say("failover and master restart at this size ...")
         await bench.failover_phase()
+    except Exception as exc:  # noqa: BLE001 - reported in the result, the run still ends cleanly
+        while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        failure = f"{phase}: {type(exc).__name__}: {exc}"[:500]
+        say(f"FAILED in {failure}")
     finally:
         load_end = os.getloadavg()
         with trio.CancelScope(shield=True):
@@ -612,11 +701,10 @@ async def run(nodes: int, pods: int, rate: float, runners: int, timeout: float,
             shutil.rmtree(root, ignore_errors=True)
     r = bench.result
     lat_mut, lat_read = _percentiles(bench.mutating), _percentiles(bench.reads)
-    max_rss = max(r["master_rss_mb_peak"].values())
     out: dict[str, Any] = {
         "benchmark": "scale",
         "mode": ("3 master processes (Raft over loopback, TLS API) started like `edgectl up`; "
-                 f"hollow nodes in {len(bench.procs) - 1} runner process(es); all on this "
+                 f"hollow nodes in {bench.runner_count} runner process(es); all on this "
                  f"{os.cpu_count()}-core machine"),
         "nodes": nodes, "pods": pods, "deployments": -(-pods // REPLICAS_PER_DEPLOYMENT),
         "create_rate_deployments_per_s": rate,
@@ -625,19 +713,76 @@ async def run(nodes: int, pods: int, rate: float, runners: int, timeout: float,
         **r,
         "api_mutating_s": lat_mut,
         "api_read_s": lat_read,
+        "api_s_by_master": {m: {kind: _percentiles(v) for kind, v in sorted(kinds.items())}
+                            for m, kinds in sorted(bench.by_master.items())},
         "errors": bench.errors[:20],
         "error_count": len(bench.errors),
+        "failure": failure,
+        "completed": failure is None and not r.get("timed_out", True),
         "targets": {"api_mutating_p99_s": TARGET_MUTATING_P99_S,
                     "api_read_p99_s": TARGET_READ_P99_S,
                     "all_pods_running_s": TARGET_ALL_RUNNING_S,
                     "failover_s": TARGET_FAILOVER_S, "master_rss_mb": TARGET_MASTER_RSS_MB},
     }
-    out["meets_targets"] = bool(
-        lat_mut["p99"] is not None and lat_mut["p99"] <= TARGET_MUTATING_P99_S
-        and lat_read["p99"] is not None and lat_read["p99"] <= TARGET_READ_P99_S
-        and r["all_pods_running_s"] <= TARGET_ALL_RUNNING_S
-        and r["failover_s"] <= TARGET_FAILOVER_S and max_rss <= TARGET_MASTER_RSS_MB)
+    checks = _target_checks(out)
+    out["meets_targets"] = bool(out["completed"] and all(ok for _, _, _, ok in checks))
     return out
+
+
+def _target_checks(out: dict[str, Any]) -> list[tuple[str, Any, float, bool]]:
+    """(figure, value, target, met) for each of issue 9's targets."""
+    peak = out.get("master_rss_mb_peak") or {}
+    rows = [("API mutating p99 (s)", (out.get("api_mutating_s") or {}).get("p99"),
+             TARGET_MUTATING_P99_S),
+            ("API read p99 (s)", (out.get("api_read_s") or {}).get("p99"), TARGET_READ_P99_S),
+            ("all pods Running (s)", out.get("all_pods_running_s"), TARGET_ALL_RUNNING_S),
+            ("leader failover (s)", out.get("failover_s"), TARGET_FAILOVER_S),
+            ("master RSS peak (MB)", max(peak.values()) if peak else None, TARGET_MASTER_RSS_MB)]
+    return [(name, value, target, value is not None and value <= target)
+            for name, value, target in rows]
+
+
+def table(out: dict[str, Any]) -> str:
+    """The report as a readable table: the targets first, then the other figures."""
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, dict):
+            return " ".join(f"{k}={fmt(x)}" for k, x in v.items())
+        if isinstance(v, list):
+            return " ".join(fmt(x) for x in v)
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    lines = [f"bench.scale: {out['nodes']} hollow nodes, {out['pods']} pods in "
+             f"{out['deployments']} Deployments; load {fmt(out['load_average_before'])} -> "
+             f"{fmt(out['load_average_end'])}",
+             f"{'figure':34} {'value':>12} {'target':>8}  met"]
+    for name, value, target, ok in _target_checks(out):
+        lines.append(f"{name:34} {fmt(value):>12} {target:>8g}  {'yes' if ok else 'NO'}")
+    lines.append("")
+    for key, label in (
+            ("nodes_registered_s", "nodes Ready (s)"),
+            ("scheduler_pods_per_s", "scheduler pods/s (overall)"),
+            ("scheduler_pods_per_s_peak_5s", "scheduler pods/s (best 5 s)"),
+            ("api_mutating_s", "API mutating (s)"), ("api_read_s", "API read (s)"),
+            ("watch_event_delay_s", "watch delay to agent (s)"),
+            ("master_rss_mb", "master RSS (MB)"), ("master_rss_mb_per_1000_pods",
+                                                   "master RSS per 1,000 pods (MB)"),
+            ("master_cpu_pct", "master CPU (% of a core)"),
+            ("snapshot_bytes", "snapshot (bytes)"), ("journal_bytes", "journal (bytes)"),
+            ("master_restart_s", "master restart at this size (s)"),
+            ("agent_rss_mb_50_pods", "agent RSS, 50 pods (MB)"),
+            ("hollow_runner_rss_mb_per_100_nodes", "runner RSS per 100 nodes (MB)"),
+            ("hollow_runner_cpu_pct_per_100_nodes", "runner CPU per 100 nodes (%)"),
+            ("lease_renewals", "node Lease renewals"),
+            ("pods_running", "pods Running at the end"), ("error_count", "errors")):
+        if key in out:
+            lines.append(f"{label:34} {fmt(out[key])}")
+    if out.get("timed_out"):
+        lines.append(f"TIMED OUT: {out.get('pods_ready_last_seen')} of {out['pods']} pods Ready")
+    if out.get("failure"):
+        lines.append(f"FAILED: {out['failure']}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -675,16 +820,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.json:
             print(msg, file=sys.stderr)
 
-    try:
-        result = trio.run(run, args.nodes, args.pods, args.rate, runners, args.timeout,
-                          args.keep_dir, say)
-    except Exception as exc:
-        while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
-            exc = exc.exceptions[0]
-        print(f"bench.scale failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
-    return 0
+    result = trio.run(run, args.nodes, args.pods, args.rate, runners, args.timeout,
+                      args.keep_dir, say)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(json.dumps(result, indent=2))
+        print(table(result))
+    return 0 if result["completed"] else 1
 
 
 if __name__ == "__main__":

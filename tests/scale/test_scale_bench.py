@@ -1,6 +1,8 @@
 """bench/scale.py at a reduced size (the full size runs on demand): a real 3-master cluster,
 50 hollow nodes, 500 pods in 5 Deployments; the JSON report has every figure issue 9 asks for,
-every pod ends Running and nothing failed along the way."""
+every pod ends Running, no node Lease renewal came late (so no node was lost and no pod
+replaced) and nothing failed along the way. A run that cannot finish in time ends with a
+clear timeout result instead of hanging."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ FIELDS = {
     "all_pods_running_s", "scheduler_pods_per_s", "api_mutating_s", "api_read_s",
     "watch_event_delay_s", "master_rss_mb", "master_cpu_pct", "snapshot_bytes",
     "master_restart_s", "failover_s", "agent_rss_mb_50_pods", "master_rss_mb_per_1000_pods",
-    "load_average_end",
+    "load_average_end", "lease_renewals", "api_s_by_master", "hollow_runner_rss_mb_per_100_nodes",
+    "hollow_runner_cpu_pct_per_100_nodes", "journal_bytes", "completed",
 }
 
 
@@ -32,8 +35,13 @@ def test_bench_scale_reduced_size_json_report() -> None:
     report = json.loads(proc.stdout)  # --json: only the JSON object on stdout
     assert FIELDS <= report.keys(), FIELDS - report.keys()
     assert report["errors"] == [] and report["error_count"] == 0
+    assert report["completed"] is True and report["failure"] is None
+    assert report["timed_out"] is False
     assert report["pods_total"] == 500 and report["pods_running"] == 500
-    assert report["pods_bound_seen_by_agents"] >= 500  # more if a lost node's pods were replaced
+    # Every node heartbeated in time: none was lost, so no pod was replaced.
+    assert report["lease_renewals"]["late"] == 0, report["lease_renewals"]
+    assert report["lease_renewals"]["failures"] == 0, report["lease_renewals"]
+    assert report["pods_bound_seen_by_agents"] == 500
     assert 0 < report["all_pods_running_s"] < 120
     assert report["scheduler_pods_per_s"] > 0
     for key in ("api_mutating_s", "api_read_s", "watch_event_delay_s"):
@@ -41,6 +49,8 @@ def test_bench_scale_reduced_size_json_report() -> None:
         assert figures["count"] > 0, key
         assert 0 <= figures["p50"] <= figures["p99"] <= figures["max"] < 30, (key, figures)
     assert set(report["master_rss_mb"]) == {"m1", "m2", "m3"}
+    assert set(report["api_s_by_master"]) == {"m1", "m2", "m3"}  # the probes visit every master
+    assert 0 < report["hollow_runner_rss_mb_per_100_nodes"] < 1000
     assert all(0 < mb < 4096 for mb in report["master_rss_mb"].values())
     assert 0 < report["agent_rss_mb_50_pods"] < 200
     assert 0 < report["failover_s"] < 30
@@ -53,3 +63,35 @@ def test_bench_scale_rejects_bad_sizes() -> None:
     assert proc.returncode == 2
     assert "--nodes and --pods must be >= 1" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_bench_scale_ends_with_a_timeout_result_when_pods_are_not_running_in_time() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--nodes", "2", "--pods", "400", "--json",
+         "--timeout", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # not completed
+    report = json.loads(proc.stdout)
+    assert report["timed_out"] is True and report["completed"] is False
+    assert report["all_pods_running_s"] is None and report["meets_targets"] is False
+    assert 0 <= report["pods_ready_last_seen"] < 400
+    assert report["failover_s"] > 0  # the later phases still ran, bounded
+    assert "Traceback" not in proc.stderr
+
+
+def test_table_shows_targets_missed_and_the_timeout() -> None:
+    from bench.scale import table
+
+    report = {"nodes": 3, "pods": 30, "deployments": 1, "load_average_before": [1.0],
+              "load_average_end": [2.0], "api_mutating_s": {"p99": 0.5}, "api_read_s": {"p99": 0.01},
+              "all_pods_running_s": None, "failover_s": 0.7, "master_rss_mb_peak": {"m1": 100.0},
+              "timed_out": True, "pods_ready_last_seen": 12, "failure": None}
+    text = table(report)
+    rows = {line[:34].strip(): line for line in text.splitlines()}
+    assert rows["API mutating p99 (s)"].endswith("NO")
+    assert rows["API read p99 (s)"].endswith("yes")
+    assert rows["all pods Running (s)"].endswith("NO")
+    assert rows["leader failover (s)"].endswith("yes")
+    assert "TIMED OUT: 12 of 30 pods Ready" in text

@@ -1,0 +1,138 @@
+"""The hollow-node runner's lease path: NodeLease says when a renewal came late, and a runner's
+Leases are renewed by its lease lane (a process of its own) through a real API server, and stop
+being renewed once the runner is gone."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from typing import Any
+
+import pytest
+import trio
+
+from controlplane.apiserver import StaticTokenAuthenticator, User, create_app, serve_api
+from controlplane.registry import Registry
+from edge_agent import ApiError, NodeLease, run_hollow_nodes
+from raftstore import MemoryStore
+
+TOKEN = "hollow-runner-test-token"
+# API server ports for these tests, inside H9N's 26000-26999 share.
+_PORTS = itertools.cycle(range(26500 + (os.getpid() % 10) * 20, 26700))
+
+
+class _LeaseStore:
+    """A session holding one Lease, enough for NodeLease's logic (pure; the API is tested
+    below with a real server)."""
+
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] | None = None
+        self.rv = 0
+        self.conflict_next = False
+
+    def _stored(self, lease: dict[str, Any]) -> dict[str, Any]:
+        self.rv += 1
+        self.lease = {**lease, "metadata": {**lease["metadata"], "resourceVersion": str(self.rv)}}
+        return self.lease
+
+    async def get_lease(self, name: str) -> dict[str, Any] | None:
+        return self.lease
+
+    async def create_lease(self, lease: dict[str, Any]) -> dict[str, Any]:
+        return self._stored(lease)
+
+    async def update_lease(self, lease: dict[str, Any]) -> dict[str, Any]:
+        assert self.lease is not None
+        if self.conflict_next or lease["metadata"].get("resourceVersion") != str(self.rv):
+            self.conflict_next = False
+            self.rv += 1  # someone else wrote it
+            self.lease["metadata"]["resourceVersion"] = str(self.rv)
+            raise ApiError(409, "Conflict", "the object has been modified")
+        return self._stored(lease)
+
+
+async def test_node_lease_counts_and_logs_a_late_renewal(caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    session = _LeaseStore()
+    lease = NodeLease("n1", 20, 5.0, clock=lambda: now[0])
+    lease.node_uid = "uid-1"
+    assert lease.late_after == 10.0  # renew interval + a quarter of the 20 s Lease
+    await lease.renew(session)  # type: ignore[arg-type]
+    assert session.lease is not None
+    assert session.lease["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    now[0] += 5.0
+    await lease.renew(session)  # type: ignore[arg-type]
+    assert lease.late_renewals == 0
+    # A conflict (another writer) is re-read and retried within the same renewal.
+    session.conflict_next = True
+    now[0] += 4.0
+    await lease.renew(session)  # type: ignore[arg-type]
+    assert lease.late_renewals == 0 and session.lease["spec"]["holderIdentity"] == "n1"
+    with caplog.at_level(logging.WARNING, logger="edge_agent.lease"):
+        now[0] += 12.5
+        assert lease.silent_for() == 12.5
+        await lease.renew(session)  # type: ignore[arg-type]
+    assert lease.late_renewals == 1
+    assert "lease of node n1 renewed 12.5s after the previous renewal" in caplog.text
+
+
+async def _serve_master(nursery: trio.Nursery) -> tuple[Registry, str]:
+    store = MemoryStore()
+    registry = Registry(store)
+    await registry.ensure_namespaces()
+    auth = StaticTokenAuthenticator({TOKEN: User("system:node:hollow", ("system:nodes",), "node")})
+    app = create_app(registry, store=store, authenticator=auth, info={})
+    for _ in range(20):
+        port = next(_PORTS)
+        try:
+            await nursery.start(lambda task_status, port=port: serve_api(
+                app, host="127.0.0.1", port=port, task_status=task_status))
+        except OSError:
+            continue
+        return registry, f"http://127.0.0.1:{port}"
+    raise RuntimeError("no free port for the API server")
+
+
+async def _renew_times(registry: Registry, prefix: str) -> dict[str, str]:
+    items = (await registry.list("leases", "kube-node-lease"))["items"]
+    return {x["metadata"]["name"]: x["spec"]["renewTime"] for x in items
+            if x["metadata"]["name"].startswith(prefix)}
+
+
+@pytest.mark.slow
+async def test_runner_leases_are_renewed_by_its_lane_until_it_stops(tmp_path: Any) -> None:
+    nodes = 6
+    prefix = f"hl-{os.getpid()}"
+    figures: list[dict[str, Any]] = []
+    async with trio.open_nursery() as outer:
+        registry, url = await _serve_master(outer)
+        with trio.CancelScope() as runner_scope:
+            async with trio.open_nursery() as nursery:
+                agents = await nursery.start(lambda task_status: run_hollow_nodes(
+                    nodes, servers=[url], token=TOKEN, data_dir=str(tmp_path), name_prefix=prefix,
+                    lease_renew=0.5, stats_observer=figures.append, task_status=task_status))
+                assert len(agents) == nodes
+                assert all(a.lease_renewed_elsewhere for a in agents)
+                with trio.fail_after(30):
+                    while len(first := await _renew_times(registry, prefix)) < nodes:
+                        await trio.sleep(0.1)
+                    # Every node's Lease moves on: the lane renews each of them.
+                    while any(t == first[n] for n, t in (await _renew_times(
+                            registry, prefix)).items()):
+                        await trio.sleep(0.1)
+                    while not any(f.get("renewals") for f in figures):  # the lane's summary
+                        await trio.sleep(0.1)
+                lease = next(x for x in (await registry.list("leases", "kube-node-lease"))["items"]
+                             if x["metadata"]["name"] == f"{prefix}-0000")
+                node = await registry.get("nodes", None, f"{prefix}-0000")
+                assert lease["metadata"]["ownerReferences"][0]["uid"] == node["metadata"]["uid"]
+                report = next(f for f in figures if f.get("renewals"))
+                assert report["nodes"] == nodes and report["failures_total"] == 0
+                assert report["request_p99_s"] < 5 and report["loop_lag_max_s"] is not None
+                runner_scope.cancel()
+        # The runner is gone: so is its lane, and nothing renews these Leases any more.
+        stopped = await _renew_times(registry, prefix)
+        await trio.sleep(1.5)  # three renew intervals of the lane
+        assert await _renew_times(registry, prefix) == stopped
+        outer.cancel_scope.cancel()
