@@ -500,6 +500,7 @@ class Replica(SyncObj):
         self._defer_kind: str | None = None
         # Held by the tick thread except while it waits in poll() (see _TickPoller).
         self.tick_lock = threading.Lock()
+        self._tick_ident: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._synced_journal: _Journal | None = None
@@ -575,6 +576,7 @@ class Replica(SyncObj):
         self._thread.start()
 
     def _run(self) -> None:
+        self._tick_ident = threading.get_ident()
         tick_s = self.config.tick_s
         while not self._stop.is_set():
             failed = False
@@ -789,6 +791,15 @@ class Replica(SyncObj):
         # costs ~50-100 us on a write's path. When the tick thread is asleep in poll(), the
         # calling thread takes the tick lock and does that work itself; otherwise (the tick
         # thread is busy, or this *is* the tick thread) the command goes the usual way.
+        if threading.get_ident() == self._tick_ident:
+            # A command forwarded to this leader, read from a follower inside poll(): append
+            # and send it now rather than after this poll round and the next tick's preamble.
+            if self._SyncObj__raftState == _RAFT_STATE.LEADER and commandType is None:
+                self._SyncObj__commandsQueue.put_nowait((command, callback))
+                self._checkCommandsToApply()
+            else:
+                super()._applyCommand(command, callback, commandType)
+            return
         if self._stop.is_set() or not self.tick_lock.acquire(blocking=False):
             super()._applyCommand(command, callback, commandType)
             return
@@ -1043,7 +1054,35 @@ class Replica(SyncObj):
             return
         if kind == "next_node_idx":
             self._record_ack(node, message.get("lease_echo"))
+            _base_on_message(self, node, message)
+            if self._SyncObj__raftState == _RAFT_STATE.LEADER:
+                self._advance_commit()
+            return
         _base_on_message(self, node, message)
+
+    def _advance_commit(self) -> None:
+        """Leader, on an acknowledgement: commit (and notify the followers, then apply) at
+        once, instead of after this poll round -- which may first read the other followers'
+        acknowledgements -- and the next tick's preamble. Raft §5.3/§5.4.2: the highest index
+        stored on a majority, if its entry is of the current term; pysyncobj's own tick
+        computes the same and then finds nothing left to do."""
+        log = self._SyncObj__raftLog
+        last = log[-1][1]
+        commit = self._SyncObj__raftCommitIndex
+        if commit >= last:
+            return
+        match = self._SyncObj__raftMatchIndex
+        others = self._SyncObj__otherNodes
+        indexes = sorted([last, *(match.get(n, 0) for n in others)], reverse=True)
+        majority = min(indexes[(len(others) + 1) // 2], last)
+        first = log[0][1]
+        if majority <= commit or majority < first:
+            return
+        if log[majority - first][2] != self._SyncObj__raftCurrentTerm:
+            return
+        self._SyncObj__raftCommitIndex = majority
+        log.setRaftCommitIndex(majority)
+        self._SyncObj__applyLogEntries()
 
     def _refuses_votes(self) -> bool:
         # Raft thesis §4.2.3: a server that heard from a leader within the minimum election
@@ -1092,6 +1131,13 @@ class Replica(SyncObj):
         finally:
             self._echo = None
             self._skip_ack = False
+        if (
+            self._SyncObj__raftState == _RAFT_STATE.FOLLOWER
+            and self._SyncObj__raftCommitIndex > self._SyncObj__raftLastApplied
+        ):
+            # Apply what the leader just committed now, not after this poll round and the
+            # next tick's preamble: the client of a write forwarded by this follower waits.
+            self._SyncObj__applyLogEntries()
 
     def _trim_matching(self, message: dict[str, Any]) -> dict[str, Any] | int | None:
         """Raft §5.3: "If an existing entry conflicts with a new one (same index but different
