@@ -279,7 +279,7 @@ class ApiClient:
         self.namespace = config.namespace
         self.retry_timeout = retry_timeout
         self._current = 0
-        self._resources: list[Resource] = _static_resources()
+        self._static: list[Resource] | None = None  # see _resources
         self._discovered = False
         headers = {"User-Agent": user_agent, "Accept": "application/json"}
         if config.token:
@@ -421,6 +421,19 @@ class ApiClient:
             ) from exc
 
     # ------------------------------------------------------------------ resource names
+
+    @property
+    def _resources(self) -> list[Resource]:
+        # The compiled kinds are loaded on first use: with their defaulting and validation
+        # they cost ~6 MB of memory, which a client given Resource objects (the netproxy of
+        # every edge agent) never needs.
+        if self._static is None:
+            self._static = _static_resources()
+        return self._static
+
+    @_resources.setter
+    def _resources(self, value: list[Resource]) -> None:
+        self._static = value
 
     async def discover(self) -> list[Resource]:
         """Every resource the cluster serves, from ``/api/v1`` and ``/apis`` (cached)."""
