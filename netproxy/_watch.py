@@ -38,12 +38,17 @@ def _resource_version(obj: Mapping[str, Any]) -> str | None:
 async def _watch_kind(
     client: Any, state: ProxyState, plural: str, kind: str, listed: trio.Event
 ) -> None:
+    from controlplane.client import Resource
+
     setter = state.set_services if kind == "Service" else state.set_endpoints
+    # Named by a Resource, not "services": the client then never loads its table of kinds
+    # (~6 MB an edge agent would carry for two names it knows).
+    resource = Resource(group="", version="v1", plural=plural, namespaced=True, kind=kind)
     rv: str | None = None
     pause = RETRY_FIRST_S
     while True:
         try:
-            async for event in client.watch(plural, all_namespaces=True, resource_version=rv):
+            async for event in client.watch(resource, all_namespaces=True, resource_version=rv):
                 pause = RETRY_FIRST_S
                 obj = event.get("object") or {}
                 if event.get("type") == "RELISTED":
