@@ -45,9 +45,10 @@ def _check_depth(depth: int) -> None:
 # --- RFC 7386 --------------------------------------------------------------------------------
 
 
-def apply_merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    return _merge(copy.deepcopy(target), patch, 0)
+def apply_merge_patch(target: Any, patch: Any, *, in_place: bool = False) -> Any:
+    """RFC 7386 JSON merge patch. ``in_place``: ``target`` is the caller's own fresh copy and
+    may be changed (saves a deep copy of a whole object per PATCH)."""
+    return _merge(target if in_place else copy.deepcopy(target), patch, 0)
 
 
 def _merge(target: Any, patch: Any, depth: int) -> Any:
