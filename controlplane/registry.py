@@ -842,7 +842,8 @@ class Registry:
     def _apply_patch(patches: Any, rtype: Any, current: dict[str, Any], patch_type: str, patch: Any) -> Any:
         try:
             if patch_type == "merge":
-                return patches.apply_merge_patch(current, patch)
+                # ``current`` is always this request's own fresh decode: no copy needed
+                return patches.apply_merge_patch(current, patch, in_place=True)
             if patch_type == "json":
                 return patches.apply_json_patch(current, patch)
             if patch_type == "strategic":
