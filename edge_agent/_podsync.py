@@ -85,6 +85,14 @@ class PodSyncer:
         self._records: dict[str, dict[str, ContainerRecord]] = {}
         self._busy: set[str] = set()
         self._wake_event = trio.Event()
+        # Pods to sync in the next round besides those whose containers changed: a round woken
+        # by one pod's event syncs that pod, not all of them (a node receiving n pods one by one
+        # did n rounds over up to n pods: quadratic, most of a hollow-node runner's CPU). Every
+        # pod is synced at least every resync_interval, and on `wake()`.
+        self._dirty: set[str] = set()
+        self._all_dirty = True
+        self._last_full_round = float("-inf")
+        self._last_seen: dict[str, list[ContainerInfo]] = {}
         self.probes = ProbeManager(runtime, self.wake)
         # Whether `desired` is the whole truth, so containers of unknown pods may be removed.
         # An agent with masters sets this only once it has their list: a node that lost its
@@ -104,16 +112,16 @@ class PodSyncer:
         uid = pod_uid(pod)
         if uid:
             self.desired[uid] = pod
-            self.wake()
+            self._wake_pod(uid)
 
     def remove(self, uid: str) -> None:
         self.desired.pop(uid, None)
-        self.wake()
+        self._wake_pod(uid)
 
     def forget_status(self, uid: str) -> None:
         """Make the next computed status be handed out even if unchanged (after a re-list)."""
         self.statuses.pop(uid, None)
-        self.wake()
+        self._wake_pod(uid)
 
     def resend_status(self, uid: str) -> None:
         """Hand out the next computed status even if unchanged, keeping the last one's
@@ -122,9 +130,16 @@ class PodSyncer:
         last = self.statuses.get(uid)
         if last is not None:
             self.statuses[uid] = ({**last[0], STALE_MARK: True}, last[1])
-            self.wake()
+            self._wake_pod(uid)
 
     def wake(self) -> None:
+        """Run a round now, syncing every pod."""
+        self._all_dirty = True
+        self._wake_event.set()
+
+    def _wake_pod(self, uid: str) -> None:
+        """Run a round now, syncing this pod (and any whose containers changed)."""
+        self._dirty.add(uid)
         self._wake_event.set()
 
     def find_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -169,9 +184,23 @@ class PodSyncer:
                 self.containers = grouped
                 running_ids = {c.id for c in observed if c.running}
                 self.probes.forget_all_but(running_ids | (self.probes.tracked() - tracked_before))
+                now = time.monotonic()
+                full = self._all_dirty or now - self._last_full_round >= self.resync_interval
+                if full:
+                    self._all_dirty = False
+                    self._last_full_round = now
+                last_seen, self._last_seen = self._last_seen, grouped
                 for uid in set(self.desired) | set(grouped):
-                    if uid in self._busy or (uid not in self.desired and not self.authoritative):
+                    changed = grouped.get(uid) != last_seen.get(uid)
+                    if uid in self._busy:
+                        if changed:
+                            self._dirty.add(uid)  # seen again once its worker is done
                         continue
+                    if uid not in self.desired and not self.authoritative:
+                        continue
+                    if not (full or changed or uid in self._dirty):
+                        continue  # nothing about this pod changed since it was last synced
+                    self._dirty.discard(uid)
                     self._busy.add(uid)
                     nursery.start_soon(self._sync_pod, uid, self.desired.get(uid),
                                        grouped.get(uid, []))
@@ -227,7 +256,7 @@ class PodSyncer:
         finally:
             self._busy.discard(uid)
             if acted:
-                self.wake()
+                self._wake_pod(uid)
 
     async def _start(self, uid: str, pod: dict[str, Any], action: Start,
                      records: dict[str, ContainerRecord],
