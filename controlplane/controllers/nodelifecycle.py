@@ -72,8 +72,8 @@ class NodeLifecycleController:
     def _on_pod(self, old: dict | None, new: dict | None) -> None:
         if old is not None:
             node = (old.get("spec") or {}).get("nodeName")
-            bucket = self._by_node.get(node) if node else None
-            if bucket is not None:
+            bucket = self._by_node.get(node) if isinstance(node, str) else None
+            if bucket is not None and isinstance(node, str):
                 bucket.pop(object_key(old), None)
                 if not bucket:
                     del self._by_node[node]
