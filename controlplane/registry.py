@@ -597,7 +597,8 @@ class Registry:
             await self._namespace_guard(rtype, meta.get("namespace"))
             return obj
         services = rtype.plural == "services" and not rtype.group
-        requested_spec = encode_object(obj.get("spec") or {})  # what each allocation starts from
+        # what each allocation starts from (services only)
+        requested_spec = encode_object(obj.get("spec") or {}) if services else b""
         avoid: set[str] = set()
         for attempt in range(_GENERATE_RETRIES + _RETRIES):
             ns_compare = await self._namespace_guard(rtype, meta.get("namespace"))
