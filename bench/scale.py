@@ -116,6 +116,23 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """RSS of a hollow runner and its children (its lease lane)."""
+    return round(_rss_mb(pid) + sum(_rss_mb(c) for c in _children(pid)), 1)
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    return _cpu_seconds(pid) + sum(_cpu_seconds(c) for c in _children(pid))
+
+
 # --------------------------------------------------------------------------- hollow runner
 
 def _runner_main(args: argparse.Namespace) -> int:
@@ -458,7 +475,7 @@ class _Run:
             self.say(f"nodes Ready in {self.result['nodes_registered_s']}s; creating "
                      f"{self.pods} pods at {self.rate} Deployments/s ...")
             cpu0 = {n: _cpu_seconds(p) for n, p in pids.items()}
-            runner_cpu0 = [_cpu_seconds(p.pid) for p in self.runner_procs]
+            runner_cpu0 = [_tree_cpu_seconds(p.pid) for p in self.runner_procs]
             runner_peak = [0.0] * self.runner_count
             t_run = time.monotonic()
             stop = trio.Event()
@@ -470,7 +487,7 @@ class _Run:
                     for n, p in pids.items():
                         peak_rss[n] = max(peak_rss[n], _rss_mb(p))
                     for i, proc in enumerate(self.runner_procs):
-                        runner_peak[i] = max(runner_peak[i], _rss_mb(proc.pid))
+                        runner_peak[i] = max(runner_peak[i], _tree_rss_mb(proc.pid))
                     await trio.sleep(1.0)
 
             probe_apis = self.master_clients()
@@ -492,10 +509,10 @@ class _Run:
             self.result["timed_out"] = all_running is None
             self.result["master_cpu_pct"] = {
                 n: round((_cpu_seconds(p) - cpu0[n]) / elapsed * 100, 1) for n, p in pids.items()}
-            runner_cpu = [(_cpu_seconds(p.pid) - c) / elapsed * 100
+            runner_cpu = [(_tree_cpu_seconds(p.pid) - c) / elapsed * 100
                           for p, c in zip(self.runner_procs, runner_cpu0, strict=True)]
             for i, proc in enumerate(self.runner_procs):
-                runner_peak[i] = max(runner_peak[i], _rss_mb(proc.pid))
+                runner_peak[i] = max(runner_peak[i], _tree_rss_mb(proc.pid))
             self.result["hollow_runner_cpu_pct"] = [round(c, 1) for c in runner_cpu]
             self.result["hollow_runner_rss_mb_peak"] = runner_peak
             # Per 100 nodes: what sizing a runner host needs (RSS at its peak, CPU over the run).
