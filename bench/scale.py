@@ -5,8 +5,9 @@
 
 Setup: a real local cluster (`edgectl up --masters 3`: three master processes, Raft over
 loopback, TLS API) and the hollow nodes (edge_agent.run_hollow_nodes: simulated runtime, every
-node registers, renews its Lease, watches its pods and reports them Running) in
---runners separate processes. Then, at a steady rate of --rate Deployments per second, P/100
+node registers, watches its pods and reports them Running; each runner's Leases are renewed by
+its lease-lane process, so a busy runner cannot make its nodes NotReady) in --runners separate
+processes. Then, at a steady rate of --rate Deployments per second, P/100
 Deployments of 100 replicas each are created through the API; the scheduler, the controllers and
 the agents do the rest.
 
@@ -16,12 +17,16 @@ Measured while that runs, from a separate client in this process:
 - scheduler throughput: pods bound per second, from the moments the hollow agents first see
   each pod (overall over the bind span, and the best 5 s window);
 - API latency: a mutating call (ConfigMap update) and a read (ConfigMap get) every 100 ms,
-  plus every Deployment create (mutating);
+  taking turns over the three masters (per-master figures too: a write through a follower is
+  forwarded to the leader), plus every watch-probe pod and Deployment create (mutating);
 - watch event delay: every 0.5 s a pod bound to one hollow node is created; delay = when that
   node's agent receives the ADDED event minus when the create call returned (the commit is
   acknowledged before the response is sent, so this slightly under-counts by the response's
   trip back);
 - master RSS and CPU (from /proc), master RSS growth per 1,000 pods;
+- the hollow nodes' Lease renewals (late ones: silent for longer than the renew interval plus a
+  quarter of the Lease; the longest gap; failures) and the runners' RSS and CPU per 100 nodes
+  (runner and lease lane): a late renewal means the runner, not the masters, limited the run;
 then, at that size: one agent process (hollow runtime) given 50 pods and its RSS; the leader
 is killed (SIGKILL) and the time until a write succeeds again is the failover time; the killed
 master is restarted and the time until its API answers at the leader's revision is its restart
@@ -29,6 +34,11 @@ time (it loads its snapshot and journal); snapshot and journal sizes on disk.
 
 Targets at full size (1,000 nodes, 30,000 pods): API mutating p99 <= 200 ms, read p99 <= 100 ms,
 all pods Running within 120 s, failover <= 2 s, master RSS <= 1 GiB.
+
+The run always ends with a report: pods not all Running within --timeout is a result
+(`timed_out`, the later phases still run, each bounded), a phase that fails ends the run
+(`failure`); the exit status is 0 only for a completed run. Without --json a table follows the
+JSON.
 """
 
 from __future__ import annotations
