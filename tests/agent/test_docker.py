@@ -435,3 +435,34 @@ async def test_containers_of_a_deleted_pod_share_one_grace_period(demo_image, no
         s.upsert(deleting)
         await wait_for(lambda: finalized == ["pair"], 20, "pod finalized")
         assert time.monotonic() - t0 < 5.5  # one 3 s grace period, not two in a row
+
+
+async def test_relist_does_not_wait_for_a_start_in_progress(demo_image, node_name, node_address):
+    """The engine holds a container's lock while it starts it, so a relist that inspected the
+    new container waited for its start -- and every other new pod of the node behind it."""
+    from edge_agent import DockerRuntime
+    from edge_agent._podspec import container_spec
+
+    p = pod("relist", node_name=node_name)
+    uid = p["metadata"]["uid"]
+    spec = container_spec(p, p["spec"]["containers"][0], node_name=node_name,
+                          node_address=node_address, restart_count=0)
+    runtime = DockerRuntime(node_name)
+    started = trio.Event()
+
+    async def start() -> None:
+        await runtime.start_container(spec)
+        started.set()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(start)
+            # Created, start in progress (a start takes the engine well over 100 ms).
+            await wait_for(lambda: runtime._starting, 30, "the container to be created", 0.002)
+            listing = await runtime.list_containers()
+            assert not started.is_set(), "the relist waited for the container's start"
+            assert [c for c in listing if c.pod_uid == uid] == []  # its starter knows about it
+        listing = await runtime.list_containers()
+        assert [c.state for c in listing if c.pod_uid == uid] == ["running"]
+    finally:
+        await runtime.aclose()
