@@ -409,9 +409,14 @@ class _TickPoller(PollPoller):
     replica's state exactly while the tick thread sleeps, and never concurrently with it."""
 
     tick_lock: threading.Lock
+    next_wait: Callable[[], float]
 
     def poll(self, timeout: float) -> None:
         raw = self._PollPoller__poll  # type: ignore[attr-defined]
+        if timeout > 0:
+            # Recomputed here, after the tick: a tick that just sent the heartbeats has moved
+            # the deadline (a wait computed before it would wake the thread again at once).
+            timeout = self.next_wait()
         if timeout > 0:
             self.tick_lock.release()
             try:
@@ -560,6 +565,7 @@ class Replica(SyncObj):
                 conn.encryptor = cipher
         self._poller.__class__ = _TickPoller
         self._poller.tick_lock = self.tick_lock
+        self._poller.next_wait = self._next_wait
         # No tick has run yet, so the journal can be reopened as our kind.
         self._SyncObj__raftLog._destroy()  # type: ignore[has-type]
         self._journal = _Journal(journal, fsync=config.fsync)
@@ -582,7 +588,9 @@ class Replica(SyncObj):
             failed = False
             with self.tick_lock:
                 try:
-                    self.doTick(self._next_wait())
+                    # Never 0: _TickPoller recomputes a positive wait after the tick (a 0
+                    # would poll without waiting and run a second, idle tick).
+                    self.doTick(max(self._next_wait(), _TIMER_SLACK_S))
                 except Exception:
                     # A failed tick must not kill the replica; pysyncobj's own loop does the same.
                     logger.exception("raft tick failed")
