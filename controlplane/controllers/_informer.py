@@ -46,6 +46,9 @@ class Informer:
         self.resource = resource
         self.namespace = namespace
         self.cache: dict[str, dict] = {}
+        # namespace -> key -> object: a controller listing one namespace (a Service's pods, a
+        # Deployment's ReplicaSets) does not walk every object of the cluster
+        self._by_ns: dict[str, dict[str, dict]] = {}
         self.handlers: list[Handler] = []
         self.synced = trio.Event()
         self.revision = 0
@@ -63,8 +66,24 @@ class Informer:
     def list(self, namespace: str | None = None) -> list[dict]:
         if namespace is None:
             return list(self.cache.values())
-        prefix = f"{namespace}/"
-        return [o for k, o in self.cache.items() if k.startswith(prefix)]
+        return list(self._by_ns.get(namespace, {}).values())
+
+    def _store(self, key: str, obj: dict) -> None:
+        self.cache[key] = obj
+        ns, sep, _ = key.partition("/")
+        if sep:
+            self._by_ns.setdefault(ns, {})[key] = obj
+
+    def _drop(self, key: str) -> dict | None:
+        prev = self.cache.pop(key, None)
+        ns, sep, _ = key.partition("/")
+        if sep and prev is not None:
+            bucket = self._by_ns.get(ns)
+            if bucket is not None:
+                bucket.pop(key, None)
+                if not bucket:
+                    del self._by_ns[ns]
+        return prev
 
     def _progressed(self) -> None:
         self._progress.set()
@@ -98,6 +117,11 @@ class Informer:
         fresh = {object_key(o): o for o in items}
         old_cache = self.cache
         self.cache = fresh
+        self._by_ns = {}
+        for key, obj in fresh.items():
+            ns, sep, _ = key.partition("/")
+            if sep:
+                self._by_ns.setdefault(ns, {})[key] = obj
         for key, obj in fresh.items():
             prev = old_cache.get(key)
             if prev is None or prev["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
@@ -129,11 +153,11 @@ class Informer:
                             await trio.lowlevel.checkpoint()
                         key = object_key(ev.object)
                         if ev.type == "DELETED":
-                            prev = self.cache.pop(key, None)
+                            prev = self._drop(key)
                             self._emit(prev, None)
                         else:
                             prev = self.cache.get(key)
-                            self.cache[key] = ev.object
+                            self._store(key, ev.object)
                             self._emit(prev, ev.object)
                         self.revision = ev.revision
                     self._progressed()
