@@ -2,7 +2,9 @@
 
 Recording never blocks a controller: ``event()`` puts the event in a bounded buffer and a
 background task writes it. Repeats of the same (object, reason, message) within the recorder's
-lifetime bump ``count`` and ``lastTimestamp`` of the existing Event, as Kubernetes' aggregation.
+lifetime bump ``count`` and ``lastTimestamp`` of the existing Event, as Kubernetes' aggregation;
+each involved object may record a burst of 25 events, then one per 5 minutes (client-go's
+spam filter).
 When the buffer is full (a storm), new events are dropped: they are informational.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +29,13 @@ QUEUE_SIZE = 1000
 WRITERS = 4
 # Remembered (object, reason, message) series for aggregation.
 SERIES_CACHE = 4096
+# client-go's EventSourceObjectSpamFilter: per involved object, a burst of 25 events, then one
+# per 5 minutes. A ReplicaSet scaling up by 100 records 25 "Created pod" events, not 100 (with
+# 30,000 pods those writes were a tenth of the leader's store writes).
+SPAM_BURST = 25
+SPAM_REFILL_SECONDS = 300.0
+# Involved objects whose spam budget is remembered (client-go keeps 4096).
+SPAM_CACHE = 4096
 
 
 def _now() -> str:
@@ -39,7 +49,20 @@ class EventRecorder:
         self.host = host
         self._send, self._recv = trio.open_memory_channel[dict](QUEUE_SIZE)
         self._series: dict[tuple, tuple[str, int]] = {}
+        self._budgets: dict[tuple, tuple[float, float]] = {}  # object -> (tokens, when)
         self.dropped = 0
+        self.filtered = 0
+
+    def _allowed(self, involved: dict[str, str]) -> bool:
+        key = (involved["kind"], involved.get("namespace", ""), involved["name"], involved["uid"])
+        now = time.monotonic()
+        tokens, then = self._budgets.pop(key, (float(SPAM_BURST), now))
+        tokens = min(float(SPAM_BURST), tokens + (now - then) / SPAM_REFILL_SECONDS)
+        allowed = tokens >= 1.0
+        self._budgets[key] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self._budgets) > SPAM_CACHE:
+            self._budgets.pop(next(iter(self._budgets)))
+        return allowed
 
     def event(self, obj: dict, type_: str, reason: str, message: str) -> None:
         """Record an Event about ``obj`` (any API object); ``type_`` is Normal or Warning."""
@@ -53,6 +76,9 @@ class EventRecorder:
         }
         if meta.get("namespace"):
             involved["namespace"] = meta["namespace"]
+        if not self._allowed(involved):
+            self.filtered += 1
+            return
         try:
             self._send.send_nowait({"involved": involved, "type": type_, "reason": reason, "message": message})
         except trio.WouldBlock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -451,3 +452,25 @@ def test_gc_pass_after_a_deletion_judges_only_what_it_concerns() -> None:
     assert {r.name for r in judged} == {"b", "pb0", "pb1", "pb2"}
     plan = plan_gc(judged)
     assert {r.name for r in plan.delete_foreground} == {"pb0", "pb1", "pb2"} and not plan.finalize
+
+
+def test_event_spam_filter_allows_a_burst_per_object() -> None:
+    # client-go's EventSourceObjectSpamFilter: 25 events per involved object, then one per 5 min
+    # (a ReplicaSet creating 100 pods records 25 "Created pod" events).
+    from controlplane.controllers.events import SPAM_BURST, EventRecorder
+
+    recorder = EventRecorder(registry=None, component="test")
+    rs = {"kind": "ReplicaSet", "metadata": {"name": "web", "namespace": "d", "uid": "u1"}}
+    other = {"kind": "ReplicaSet", "metadata": {"name": "db", "namespace": "d", "uid": "u2"}}
+    for i in range(SPAM_BURST + 5):
+        recorder.event(rs, "Normal", "SuccessfulCreate", f"Created pod: web-{i}")
+    recorder.event(other, "Normal", "SuccessfulCreate", "Created pod: db-0")
+    assert recorder.filtered == 5
+    queued = []
+    while True:
+        try:
+            queued.append(recorder._recv.receive_nowait())
+        except trio.WouldBlock:
+            break
+    assert len(queued) == SPAM_BURST + 1
+    assert queued[-1]["involved"]["name"] == "db"
