@@ -16,7 +16,6 @@ from typing import Any
 import click
 
 from ._cluster import cluster_group, node_group
-from ._resources import register as register_resources
 
 __all__ = ["cli", "main"]
 
@@ -39,8 +38,9 @@ Shell completion: eval "$(_EDGECTL_COMPLETE=bash_source edgectl)"   (zsh: zsh_so
 
 class _LazyGroup(click.Group):
     """A group whose heaviest subcommands are imported only when named: `up`/`down` and
-    `master` load the Raft store and the TLS machinery (~26 MB), which `edgectl node join` --
-    the agent process on a small edge machine -- must not carry."""
+    `master` load the Raft store and the TLS machinery (~26 MB), the resource commands YAML
+    and table rendering (~3 MB), none of which `edgectl node join` -- the agent process on a
+    small edge machine -- needs."""
 
     def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]] | None = None,
                  **kwargs: Any) -> None:
@@ -57,9 +57,19 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-@click.group(cls=_LazyGroup, lazy={"up": ("._local", "up_command"),
-                                   "down": ("._local", "down_command"),
-                                   "master": ("._master", "master_group")},
+# Commands imported when named (see _LazyGroup): name -> (module, attribute).
+_LAZY_COMMANDS = {
+    "up": ("._local", "up_command"),
+    "down": ("._local", "down_command"),
+    "master": ("._master", "master_group"),
+    **{name: ("._resources", f"{name}_command")
+       for name in ("apply", "get", "describe", "delete", "scale", "logs", "cordon",
+                    "uncordon", "drain")},
+    "rollout": ("._resources", "rollout_group"),
+}
+
+
+@click.group(cls=_LazyGroup, lazy=_LAZY_COMMANDS,
              epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"],
                                                "max_content_width": 100})
 @click.version_option(package_name="edgeplane", prog_name="edgectl")
@@ -69,7 +79,6 @@ def cli() -> None:
 
 cli.add_command(cluster_group)
 cli.add_command(node_group)
-register_resources(cli)
 
 
 def _register_optional() -> None:
