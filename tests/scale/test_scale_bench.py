@@ -54,6 +54,7 @@ def test_bench_scale_reduced_size_json_report() -> None:
     assert all(0 < mb < 4096 for mb in report["master_rss_mb"].values())
     assert 0 < report["agent_rss_mb_50_pods"] < 200
     assert 0 < report["failover_s"] < 30
+    assert 0 < report["failover_new_leader_s"] < 30
     assert 0 < report["master_restart_s"] < 120
 
 
