@@ -56,6 +56,8 @@ HOLLOW_POOL_KEEPALIVE = 6
 # come in bursts further apart than that, and each reconnect is a TLS handshake (handshakes
 # were a tenth of a busy runner's CPU). The masters keep idle connections 75 s.
 KEEPALIVE_EXPIRY = 60.0
+# How often the runner looks for agents that registered their Node (to tell the lease lane).
+UID_POLL = 0.2
 # How often a runner's figures (lease renewals, event-loop lag) are summarised.
 STATS_INTERVAL = 5.0
 # Event-loop lag probe period: short enough to catch a busy loop, negligible cost.
@@ -77,9 +79,9 @@ def hollow_address(index: int) -> str:
 class LeaseLane:
     """The lease lane of a runner: `python -m edge_agent._lease_lane`, a process renewing the
     Leases of the runner's nodes with its own event loop and connection pool (see the module
-    docstring for why). It learns each Node's uid from the API once the agent registered it,
-    renews as the agent's heartbeat would, and prints a summary of the renewals every few
-    seconds, which `latest` holds. It exits when its stdin closes: it never outlives the
+    docstring for why). `send_uids` tells it the Node uids of registered agents (the Lease's
+    owner); it renews as the agent's heartbeat would and prints a summary of the renewals every
+    few seconds, which `latest` holds. It exits when its stdin closes: it never outlives the
     runner."""
 
     def __init__(self, names: list[str], *, servers: list[str], token: str | None,
@@ -87,6 +89,7 @@ class LeaseLane:
         self.config = {"names": names, "servers": servers, "token": token, "verify": verify,
                        "renew_interval": renew_interval, "lease_seconds": lease_seconds}
         self.latest: dict[str, Any] = {}
+        self._stdin: trio.abc.SendStream | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -98,6 +101,7 @@ class LeaseLane:
             assert proc.stdin is not None and proc.stdout is not None
             # The token goes through the pipe, not argv, which any local user can read.
             await proc.stdin.send_all(json.dumps(self.config).encode() + b"\n")
+            self._stdin = proc.stdin
             task_status.started()
             buffer = b""
             async for chunk in proc.stdout:
@@ -110,6 +114,26 @@ class LeaseLane:
                         log.warning("lease lane: %r", line[:200])
             await proc.wait()
             raise RuntimeError(f"the lease lane exited (code {proc.returncode})")
+
+    async def send_uids(self, uids: dict[str, str]) -> None:
+        assert self._stdin is not None, "the lane is not running"
+        await self._stdin.send_all(json.dumps(uids).encode() + b"\n")
+
+
+async def _send_node_uids(agents: list[EdgeAgent], lane: LeaseLane) -> None:
+    """Tell the lane each Node's uid once its agent registered it, and again if it changes
+    (the Node was deleted and registered anew): a local check, no API call."""
+    sent: dict[str, str] = {}
+    while True:
+        fresh: dict[str, str] = {}
+        for agent in agents:  # the list grows while agents start
+            uid = agent.lease.node_uid
+            if uid and sent.get(agent.config.node_name) != uid:
+                fresh[agent.config.node_name] = uid
+        if fresh:
+            await lane.send_uids(fresh)
+            sent.update(fresh)
+        await trio.sleep(UID_POLL)
 
 
 async def _loop_lag(samples: list[float]) -> None:
@@ -167,6 +191,7 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(lane.run)
+            nursery.start_soon(_send_node_uids, agents, lane)
             for index, name in enumerate(names, start=first_index):
                 if (index - first_index) % HOLLOW_AGENTS_PER_POOL == 0:
                     clients.append(httpx.AsyncClient(

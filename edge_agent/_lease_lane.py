@@ -1,7 +1,8 @@
 """The lease lane of a hollow-node runner: a small process renewing the Leases of the runner's
 nodes (see edge_agent._hollow_runner for why a process of its own). Started by `LeaseLane` as
 `python -m edge_agent._lease_lane`: its config (JSON: names, servers, token, verify,
-renew_interval, lease_seconds) comes on stdin, whose closing ends it; a summary of the renewals
+renew_interval, lease_seconds) comes on stdin, then the Node uids as the runner's agents register
+(a renewal carries the Node as owner); stdin's closing ends it; a summary of the renewals
 (`LeaseLog.summary`, JSON) goes to stdout every STATS_INTERVAL seconds; late renewals are logged
 to stderr by `NodeLease`.
 """
@@ -24,8 +25,9 @@ from ._node import NodeLease
 
 log = logging.getLogger("edge_agent.hollow")
 
-# How often a node whose Node is not registered yet is looked up before its first renewal.
-REGISTRATION_POLL = 0.5
+# How often a node whose Node uid the runner has not sent yet is checked before its first
+# renewal (a local check: the runner sends uids as its agents register).
+REGISTRATION_POLL = 0.2
 # Connections each node's pool keeps: one, the node's own, as a kubelet keeps one to its API
 # server. A pool per node, not one for all: httpcore matches every queued request against every
 # connection of its pool whenever a request starts or ends, which is quadratic in the requests
@@ -79,16 +81,8 @@ async def keep_renewing(lease: NodeLease, session: HttpApiSession,
                         lease_log: LeaseLog) -> None:
     """One node's renewals, forever: what the agent's heartbeat loop does for its Lease."""
     backoff = Backoff(0.2, lease.renew_interval)
-    while lease.node_uid is None:  # the runner's agent registers the Node
-        try:
-            node = await session.get_node(lease.name)
-        except (ApiUnavailable, ApiError) as exc:
-            log.info("node %s: %s", lease.name, exc)
-            node = None
-        if node is not None:
-            lease.node_uid = (node.get("metadata") or {}).get("uid")
-        else:
-            await trio.sleep(REGISTRATION_POLL)
+    while lease.node_uid is None:  # the runner's agent registers the Node, then says its uid
+        await trio.sleep(REGISTRATION_POLL)
     while True:
         server, started = session.server, time.monotonic()
         try:
@@ -106,19 +100,29 @@ async def keep_renewing(lease: NodeLease, session: HttpApiSession,
 
 
 async def main_async() -> None:
-    """Read the config from stdin, renew until stdin closes."""
+    """Read the config from stdin, renew until stdin closes. Every later stdin line is a JSON
+    object {node name: Node uid} for Nodes the runner's agents (re-)registered."""
     import httpx
 
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
-    raw = b""
-    while not raw.endswith(b"\n"):
+    buffer = b""
+    while b"\n" not in buffer:
         chunk = await stdin.receive_some()
         if not chunk:
             return
-        raw += chunk
+        buffer += chunk
+    raw, buffer = buffer.split(b"\n", 1)
     config = json.loads(raw)
     leases = [NodeLease(name, int(config["lease_seconds"]), float(config["renew_interval"]))
               for name in config["names"]]
+    by_name = {lease.name: lease for lease in leases}
+
+    def take_uids(data: bytes) -> None:
+        for line in data.split(b"\n"):
+            if line.strip():
+                for name, uid in json.loads(line).items():
+                    if name in by_name:
+                        by_name[name].node_uid = uid
     lease_log = LeaseLog(leases)
     for lease in leases:
         lease.on_renewed = lease_log.renewed
@@ -143,8 +147,10 @@ async def main_async() -> None:
             for lease, client in zip(leases, clients, strict=True):
                 session = HttpApiSession(config["servers"], config["token"], client=client)
                 nursery.start_soon(keep_renewing, lease, session, lease_log)
-            while await stdin.receive_some():  # the runner is gone once its end closes
-                pass
+            while chunk := await stdin.receive_some():  # empty: the runner is gone
+                buffer += chunk
+                complete, _, buffer = buffer.rpartition(b"\n")
+                take_uids(complete)
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
