@@ -628,6 +628,7 @@ class RaftStore:
             "log_length": raft["log_length"],
             "log_first_index": raft["log_first_index"],
             "applied_truncations": raft["applied_truncations"],
+            "last_snapshot_fork_ms": raft["last_snapshot_fork_ms"],
             "in_flight": len(self._in_flight),
             "pending": len(self._pending),
         }
