@@ -237,7 +237,10 @@ async def _start_duties(nursery: trio.Nursery, registry: Any, config: LeaderConf
     nursery.start_soon(_hold_duties_lease, registry, config.name)
     recorder = EventRecorder(registry, "edgeplane-controller-manager", host=config.name)
     await nursery.start(recorder.run)
-    # Built without an await in between: each registers its handlers, which replay the caches.
+    # Each controller registers its handlers; the caches are replayed to them afterwards in
+    # chunks (nodes first, so the scheduler's pods find their nodes), before any worker runs.
+    for inf in i.values():
+        inf.defer_replays()
     controllers = [
         ReplicaSetController(registry, i["replicasets"], i["pods"], recorder),
         DeploymentController(registry, i["deployments"], i["replicasets"], recorder),
@@ -250,11 +253,15 @@ async def _start_duties(nursery: trio.Nursery, registry: Any, config: LeaderConf
     gc = GarbageCollector(
         registry, {p: i[p] for p in ("deployments", "replicasets", "pods", "services", "configmaps", "endpoints")}
     )
+    scheduler = None
     if config.run_scheduler:
         scheduler = SchedulerService(
             registry, i["pods"], i["nodes"], EventRecorder(registry, "default-scheduler", host=config.name),
             scheduler=Scheduler(), batch_size=config.scheduler_batch_size,
         )
+    for name in ("namespaces", "nodes", "leases", *i):
+        await i[name].replay_deferred()
+    if scheduler is not None:
         await nursery.start(scheduler.recorder.run)  # type: ignore[union-attr]
         await nursery.start(scheduler.run)
     for c in controllers:

@@ -24,6 +24,8 @@ RELIST_BACKOFF = 0.2
 
 # Events handled between two yields to the event loop.
 YIELD_EVERY = 64
+# Cached objects replayed to deferred handlers between two yields to the event loop.
+REPLAY_CHUNK = 256
 
 Handler = Callable[[dict | None, dict | None], None]
 
@@ -53,12 +55,41 @@ class Informer:
         self.synced = trio.Event()
         self.revision = 0
         self._progress = trio.Event()
+        self._deferred: list[Handler] | None = None
 
     def add_handler(self, handler: Handler) -> None:
-        """Register ``handler``; like client-go, it is first told every cached object as an add."""
+        """Register ``handler``; like client-go, it is first told every cached object as an add
+        (at once, or by :meth:`replay_deferred` inside :meth:`defer_replays`)."""
         self.handlers.append(handler)
+        if self._deferred is not None:
+            self._deferred.append(handler)
+            return
         for obj in list(self.cache.values()):
             handler(None, obj)
+
+    def defer_replays(self) -> None:
+        """Handlers added from now on are told the cached objects by :meth:`replay_deferred`
+        (a fresh leader's controllers over 30,000 cached pods: seconds of work in one piece
+        would hold every API request of this master)."""
+        self._deferred = []
+
+    async def replay_deferred(self) -> None:
+        """Tell the deferred handlers every cached object as an add, yielding to the event loop
+        every :data:`REPLAY_CHUNK` objects. The handlers are registered already, so changes that
+        arrive meanwhile reach them too; each object is read from the cache when its turn
+        comes (never older than what a handler was already told), and one deleted meanwhile
+        is skipped. A handler may thus see an update or delete of an object before its add,
+        which handlers of live events must tolerate anyway."""
+        handlers, self._deferred = self._deferred or [], None
+        if not handlers:
+            return
+        for n, key in enumerate(list(self.cache), 1):
+            obj = self.cache.get(key)
+            if obj is not None:
+                for handler in handlers:
+                    handler(None, obj)
+            if n % REPLAY_CHUNK == 0:
+                await trio.lowlevel.checkpoint()
 
     def get(self, key: str) -> dict | None:
         return self.cache.get(key)
@@ -135,9 +166,15 @@ class Informer:
         started = False
         while True:
             try:
-                listed = await self.registry.list(self.resource, self.namespace)
-                self._replace(listed["items"])
-                self.revision = int(listed["metadata"]["resourceVersion"])
+                header, kvs = await self.registry.list_kvs(self.resource, self.namespace)
+                items = []
+                for n, kv in enumerate(kvs, 1):
+                    items.append(self.registry.decode(kv))
+                    if n % REPLAY_CHUNK == 0:
+                        # 30,000 pods take a second or more to decode: not in one piece
+                        await trio.lowlevel.checkpoint()
+                self._replace(items)
+                self.revision = int(header["metadata"]["resourceVersion"])
                 self.synced.set()
                 self._progressed()
                 if not started:

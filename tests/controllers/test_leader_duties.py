@@ -123,10 +123,10 @@ class _CountingRegistry(Registry):
 
     node_lists = 0
 
-    async def list(self, resource, *args, **kw):  # type: ignore[no-untyped-def, override]
+    async def list_kvs(self, resource, *args, **kw):  # type: ignore[no-untyped-def, override]
         if resource == "nodes":
             self.node_lists += 1
-        return await super().list(resource, *args, **kw)
+        return await super().list_kvs(resource, *args, **kw)
 
 
 async def test_a_short_leadership_lapse_keeps_the_caches(monkeypatch):
