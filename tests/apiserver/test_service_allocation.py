@@ -174,8 +174,10 @@ async def test_repair_adds_missing_keys_and_frees_orphans(registry: Registry) ->
     vip, port = created["spec"]["clusterIP"], created["spec"]["ports"][0]["nodePort"]
     # a Service stored before allocation existed: its keys are missing
     await registry.store.delete(SERVICE_IP_PREFIX + vip)
-    # a key nobody holds (a Service removed by a path that did not free it)
-    await registry.store.put(SERVICE_IP_PREFIX + "127.12.0.14", b"default/gone")
+    # a key nobody holds (a Service removed by a path that did not free it); not the VIP the
+    # Service drew at random from the 14 of the range
+    orphan = "127.12.0.14" if vip != "127.12.0.14" else "127.12.0.13"
+    await registry.store.put(SERVICE_IP_PREFIX + orphan, b"default/gone")
     assert await repair_allocations(registry.store) == (1, 1)
     assert await held(registry, SERVICE_IP_PREFIX) == {vip: "default/np"}
     assert await held(registry, NODE_PORT_PREFIX) == {str(port): "default/np"}
