@@ -54,6 +54,8 @@ HISTORY_PER_RESOURCE = 20_000
 # How long a read waits for the cache to reach the revision it must reflect before it is served
 # by the store instead (the pump normally lags by one scheduling round).
 CATCH_UP_SECONDS = 3.0
+# Objects indexed between two yields to the event loop while the cache starts.
+INDEX_CHUNK = 512
 # The one field index: a node's agent lists and watches its pods by spec.nodeName.
 NODE_FIELD = "spec.nodeName"
 _NO_NODE = ""
@@ -118,7 +120,8 @@ class WatchCache:
     # ------------------------------------------------------------------ the pump
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Fill the cache, then follow the store until cancelled or the store closes.
+        """Fill the cache, then follow the store until cancelled or the store closes;
+        ``started`` once filled (it serves reads once its node index is built, see ``ready``).
 
         If the pump falls behind the store's history it rebuilds, ending every watcher with 410.
         """
@@ -133,6 +136,11 @@ class WatchCache:
                 if not started:
                     started = True
                     task_status.started()
+                # Until the node index is built (a second or two for 30,000 pods, in chunks so
+                # the API keeps answering), reads and watches are served by the store.
+                await self._build_index(self._resources["pods"])
+                self.ready = True
+                self._notify()
                 try:
                     async for batch in self.store.watch("", rr.revision + 1):
                         self._apply(batch)
@@ -149,6 +157,7 @@ class WatchCache:
                 task_status.started()
 
     def _reset(self, kvs: list[KeyValue], revision: int) -> None:
+        self.ready = False
         self._end_all(errors.expired("the watch cache was rebuilt; re-list"))
         self._resources = {}
         for rtype in kinds.RESOURCES:
@@ -162,8 +171,6 @@ class WatchCache:
         for res in self._resources.values():
             res.keys = SortedList(res.kvs)
         self.revision = revision
-        self.ready = True
-        self._notify()
 
     def _end_all(self, error: errors.ApiError) -> None:
         for res in self._resources.values():
@@ -256,6 +263,15 @@ class WatchCache:
             bucket.discard(w)
             if not bucket:
                 del res.node_watchers[w.node]
+
+    async def _build_index(self, res: _Resource) -> None:
+        decode = self.registry._decode  # (not the shared cache: only the node is kept)
+        by_node: dict[str, set[str]] = {}
+        for n, (key, kv) in enumerate(list(res.kvs.items()), 1):
+            by_node.setdefault(_node_of(decode(kv)), set()).add(key)
+            if n % INDEX_CHUNK == 0:
+                await trio.lowlevel.checkpoint()
+        res.by_node = by_node
 
     def _index(self, res: _Resource) -> dict[str, set[str]]:
         if res.by_node is None:

@@ -57,6 +57,9 @@ async def start_api(nursery: trio.Nursery, *, log_proxy: Any = None, bookmark_in
     store = MemoryStore(history_limit=history_limit)
     registry = Registry(store)
     await nursery.start(registry.serve_watch_cache)  # as a master serves its API
+    with trio.fail_after(5):
+        while not registry.watch_cache.ready:  # type: ignore[union-attr]
+            await trio.sleep(0.001)
     await registry.ensure_namespaces()
     auth = StaticTokenAuthenticator({
         ADMIN_TOKEN: User("admin", ("system:masters",), "admin"),

@@ -31,7 +31,8 @@ async def _registry(nursery: trio.Nursery, cached: bool) -> Registry:
     registry = Registry(MemoryStore())
     if cached:
         await nursery.start(registry.serve_watch_cache)
-        assert registry.watch_cache is not None and registry.watch_cache.ready
+        assert registry.watch_cache is not None
+        await _until(lambda: registry.watch_cache.ready)  # type: ignore[union-attr]
     await registry.ensure_namespaces()
     return registry
 
