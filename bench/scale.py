@@ -195,7 +195,7 @@ def _lease_figures(stats: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
     """Node Lease renewals over the run, from the runners' periodic summaries: renewals late
     beyond the lease's late threshold (a quarter of the Lease past the renew interval), the
     longest gap between two renewals of a node, the slowest renewal request, failures, and the
-    runners' worst event-loop lag."""
+    worst event-loop lag of the lease lanes and of the runners."""
     summaries = [s for per in stats.values() for s in per]
     last = [per[-1] for per in stats.values() if per]
 
@@ -207,6 +207,9 @@ def _lease_figures(stats: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
             "failures": sum(s.get("failures_total", 0) for s in last),
             "max_gap_s": worst("gap_max_run_s"), "request_p99_s_worst": worst("request_p99_s"),
             "silent_max_s": worst("silent_max_s"),
+            # Small next to request_p99_s_worst: renewals were sent on time and the masters were
+            # slow to answer them; large: the lane itself was starved.
+            "lane_lag_max_s": worst("lane_lag_max_s"),
             "runner_loop_lag_max_s": worst("loop_lag_max_s")}
 
 
