@@ -162,7 +162,8 @@ class _Selection:
         # decoding, so 1,000 agents' watches do not each decode every pod event.
         self.needles: tuple[bytes, ...] = ()
         if self.fields is not None:
-            self.needles = tuple(encode_object(v) for f, op, v in self.fields.terms
+            # (msgpack encodes a lone string the same way as inside an object)
+            self.needles = tuple(encode_object(v) for f, op, v in self.fields.terms  # type: ignore[arg-type]
                                  if op == "=" and v and f in _VERBATIM_FIELDS)
 
     def may_match(self, value: bytes) -> bool:
