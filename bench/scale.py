@@ -19,8 +19,10 @@ Measured while that runs, from a separate client in this process:
 - API latency: a mutating call (ConfigMap update) and a read (ConfigMap get) every 100 ms,
   taking turns over the three masters (per-master figures too: a write through a follower is
   forwarded to the leader), plus every watch-probe pod and Deployment create (mutating);
-- watch event delay: every 0.5 s a pod bound to one hollow node is created; delay = when that
-  node's agent receives the ADDED event minus when the create was sent (an upper bound: the
+- watch event delay: every 0.5 s a pod bound to the watch-probe node (one hollow node alone in
+  a runner process of its own, so a busy runner's event loop is not measured; the Deployments
+  select the other nodes) is created; delay = when that node's agent receives the ADDED event
+  minus when the create was sent (an upper bound: the
   commit happens before the answer; `watch_event_delay_after_answer_s`, from the answer, is the
   lower bound -- the event often reaches the agent first);
 - master RSS and CPU (from /proc), master RSS growth per 1,000 pods;
@@ -82,6 +84,11 @@ AGENT_PODS = 50
 # during a 6,000-pod run and its lease renewals fell behind.
 NODES_PER_RUNNER = 200
 HOLLOW_PREFIX = "hollow"
+# The watch-probe node: one hollow node alone in its own runner process, so the watch delay
+# is the masters' (commit, fan-out, network), not a busy runner's event loop. The benchmark's
+# Deployments select the other nodes by this label; the probe pods name the probe node.
+PROBE_NODE_PREFIX = "watchprobe"
+GROUP_LABEL = "bench.edgeplane.io/group"
 # The masters' node grace period: the Lease duration agents announce (20 s, renewed every 5 s).
 # The default 8 s declares a node lost after one late renewal, and under a burst of 30,000 pod
 # writes a renewal (or its delivery to the leader's informer) is late now and then; a flapping
@@ -167,14 +174,16 @@ def _runner_main(args: argparse.Namespace) -> int:
                               "t": time.time()}) + "\n")
 
     def stats(figures: dict[str, Any]) -> None:
-        out.write(json.dumps({"kind": "runner", "runner": args.first, **figures}) + "\n")
+        out.write(json.dumps({"kind": "runner", "runner": f"{args.prefix}-{args.first}",
+                              **figures}) + "\n")
 
     token = pathlib.Path(args.token_file).read_text().strip()
 
     async def main() -> None:
         await run_hollow_nodes(args.count, servers=args.servers.split(","), token=token,
                                data_dir=args.data_dir, verify=args.ca_file,
-                               name_prefix=HOLLOW_PREFIX, first_index=args.first,
+                               name_prefix=args.prefix, first_index=args.first,
+                               labels={GROUP_LABEL: args.prefix},
                                cpu="32", memory="64Gi", max_pods=250,
                                event_observer=observe, stats_observer=stats)
 
@@ -191,7 +200,7 @@ def logging_setup() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
-def _lease_figures(stats: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+def _lease_figures(stats: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Node Lease renewals over the run, from the runners' periodic summaries: renewals late
     beyond the lease's late threshold (a quarter of the Lease past the renew interval), the
     longest gap between two renewals of a node, the slowest renewal request, failures, and the
@@ -228,6 +237,7 @@ class _Run:
         self.events_file = root / "events.jsonl"
         self.procs: list[subprocess.Popen[bytes]] = []  # everything started, to stop
         self.runner_procs: list[subprocess.Popen[bytes]] = []
+        self.probe_proc: subprocess.Popen[bytes] | None = None
         self.errors: list[str] = []
         self.mutating: list[float] = []
         self.reads: list[float] = []
@@ -254,6 +264,23 @@ class _Run:
     def master_urls(self) -> list[str]:
         return [str(m.api_address) for m in self.cluster.masters()]
 
+    def _spawn_runner(self, log_name: str, prefix: str, count: int,
+                      first: int) -> subprocess.Popen[bytes]:
+        log = open(self.root / log_name, "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.scale", "--hollow-runner", "--prefix", prefix,
+             "--count", str(count), "--first", str(first),
+             "--servers", ",".join(self.master_urls()),
+             "--token-file", str(self.cluster.dir / "admin-token"),
+             "--ca-file", str(self.cluster.dir / "ca.crt"),
+             "--data-dir", str(self.root / "nodes"),
+             "--events-file", str(self.events_file)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        log.close()
+        self.procs.append(proc)
+        return proc
+
     def spawn_runners(self) -> None:
         per = -(-self.nodes // self.runners)
         first = 0
@@ -261,20 +288,10 @@ class _Run:
             count = min(per, self.nodes - first)
             if count <= 0:
                 break
-            log = open(self.root / f"runner{i}.log", "ab")
-            self.runner_procs.append(subprocess.Popen(
-                [sys.executable, "-m", "bench.scale", "--hollow-runner",
-                 "--count", str(count), "--first", str(first),
-                 "--servers", ",".join(self.master_urls()),
-                 "--token-file", str(self.cluster.dir / "admin-token"),
-                 "--ca-file", str(self.cluster.dir / "ca.crt"),
-                 "--data-dir", str(self.root / "nodes"),
-                 "--events-file", str(self.events_file)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True))
-            self.procs.append(self.runner_procs[-1])
-            log.close()
+            self.runner_procs.append(
+                self._spawn_runner(f"runner{i}.log", HOLLOW_PREFIX, count, first))
             first += count
+        self.probe_proc = self._spawn_runner("watchprobe.log", PROBE_NODE_PREFIX, 1, 0)
 
     @property
     def runner_count(self) -> int:
@@ -339,16 +356,17 @@ class _Run:
         ready = 0
         with trio.move_on_after(limit):
             while True:
-                for p in self.runner_procs:
-                    if p.poll() is not None:
+                for p in [*self.runner_procs, self.probe_proc]:
+                    if p is not None and p.poll() is not None:
                         raise RuntimeError(f"a hollow runner exited (code {p.returncode}); "
-                                           f"see {self.root}/runner*.log")
+                                           f"see {self.root}/runner*.log, watchprobe.log")
                 body = await api.list("nodes", limit=5000)
-                ready = sum(1 for n in body.get("items") or []
-                            if n["metadata"]["name"].startswith(HOLLOW_PREFIX)
-                            and any(c.get("type") == "Ready" and c.get("status") == "True"
-                                    for c in (n.get("status") or {}).get("conditions") or []))
-                if ready >= self.nodes:
+                names = [n["metadata"]["name"] for n in body.get("items") or []
+                         if any(c.get("type") == "Ready" and c.get("status") == "True"
+                                for c in (n.get("status") or {}).get("conditions") or [])]
+                ready = sum(1 for n in names if n.startswith(HOLLOW_PREFIX))
+                probe_ready = f"{PROBE_NODE_PREFIX}-0000" in names
+                if ready >= self.nodes and probe_ready:
                     break
                 if time.monotonic() - last_say > 10:
                     self.say(f"  {ready} of {self.nodes} nodes Ready")
@@ -400,7 +418,7 @@ class _Run:
     async def watch_probe_loop(self, apis: list[tuple[str, Any]], stop: trio.Event) -> None:
         from controlplane.client import ApiError, ClusterUnreachable
 
-        node = f"{HOLLOW_PREFIX}-0000"
+        node = f"{PROBE_NODE_PREFIX}-0000"
         i = 0
         while not stop.is_set():
             master, api = apis[i % len(apis)]
@@ -438,7 +456,8 @@ class _Run:
                              "selector": {"matchLabels": {"app": name}},
                              "template": {
                                  "metadata": {"labels": {"app": name}},
-                                 "spec": {"containers": [{
+                                 "spec": {"nodeSelector": {GROUP_LABEL: HOLLOW_PREFIX},
+                                          "containers": [{
                                      "name": "web", "image": IMAGE,
                                      "resources": {"requests": {"cpu": "10m",
                                                                 "memory": "16Mi"}}}]}}}}
@@ -559,7 +578,7 @@ class _Run:
         binds: list[float] = []
         delays: list[float] = []
         delays_after: list[float] = []
-        runner_stats: dict[int, list[dict[str, Any]]] = {}
+        runner_stats: dict[str, list[dict[str, Any]]] = {}
         if self.events_file.exists():
             for line in self.events_file.read_text().splitlines():
                 try:
@@ -875,6 +894,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hollow-runner", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--prefix", default=HOLLOW_PREFIX, help=argparse.SUPPRESS)
     ap.add_argument("--servers", help=argparse.SUPPRESS)
     ap.add_argument("--token-file", help=argparse.SUPPRESS)
     ap.add_argument("--ca-file", help=argparse.SUPPRESS)
