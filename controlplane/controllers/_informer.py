@@ -169,7 +169,7 @@ class Informer:
                 header, kvs = await self.registry.list_kvs(self.resource, self.namespace)
                 items = []
                 for n, kv in enumerate(kvs, 1):
-                    items.append(self.registry.decode(kv))
+                    items.append(self.registry.decode_cached(kv))
                     if n % REPLAY_CHUNK == 0:
                         # 30,000 pods take a second or more to decode: not in one piece
                         await trio.lowlevel.checkpoint()

@@ -1,0 +1,105 @@
+"""Structural sharing of decoded objects held by long-lived caches (the leader's informers).
+
+30,000 pods decode to ~7.5 KB of Python objects each, most of it dicts and lists that are the
+same in every pod of a ReplicaSet (labels, owner references, the containers, the node
+selector, empty ``securityContext``/``lastState`` maps) or of pods that changed in the same
+second (conditions with one ``lastTransitionTime``). :func:`share` replaces such subtrees by
+one canonical copy, the way a compiler interns constants.
+
+Objects returned by :func:`share` are shared across cached objects: like every object an
+informer hands out they must be treated as immutable (copy before changing; controllers
+deep-copy or build new dicts, and tests/controllers check that no cached object changes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+__all__ = ["share"]
+
+# Canonical subtrees kept (keyed by their JSON): enough for every distinct label set, owner
+# reference, container list and condition of a 30,000-pod cluster; past it the table starts
+# afresh (already shared subtrees stay shared) so per-object unique parts cannot grow it forever.
+TABLE_LIMIT = 65_536
+# Strings longer than this are rarely repeated (messages, certificates): not worth a lookup.
+MAX_STRING = 64
+
+_table: dict[Any, Any] = {}
+
+# Keys whose values are unique per object (or per container): a subtree holding one directly is
+# never shared (its own children still are), so the table is not filled with one-off entries.
+_UNIQUE_KEYS = frozenset({"uid", "resourceVersion", "podIP", "podIPs", "containerID", "hostIP", "name"})
+
+
+def _canon(value: Any) -> tuple[Any, bool]:
+    """(the canonical copy of ``value``, whether it is unique to its object and so not shared)."""
+    table = _table
+    unique = False
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in _UNIQUE_KEYS and k != "name":
+                unique = True
+            elif isinstance(v, (dict, list)):
+                value[k], u = _canon(v)
+                unique = unique or u
+            elif isinstance(v, str) and len(v) <= MAX_STRING:
+                value[k] = _intern(v)
+        if unique:
+            return value, True
+        try:
+            # the JSON (orjson, ~1 us) is the subtree's identity; the tag keeps a dict and a
+            # list of the same JSON apart from strings
+            key: Any = (0, orjson.dumps(value))
+        except orjson.JSONEncodeError:  # an int beyond 64 bits: kept as it is
+            return value, True
+    else:
+        for i, v in enumerate(value):
+            if isinstance(v, (dict, list)):
+                value[i], u = _canon(v)
+                unique = unique or u
+            elif isinstance(v, str) and len(v) <= MAX_STRING:
+                value[i] = _intern(v)
+        if unique:
+            return value, True
+        try:
+            key = (1, orjson.dumps(value))
+        except orjson.JSONEncodeError:
+            return value, True
+    found = table.get(key)
+    if found is not None:
+        return found, False
+    if len(table) >= TABLE_LIMIT:
+        table.clear()
+    table[key] = value
+    return value, False
+
+
+def _intern(value: str) -> str:
+    found = _table.get(value)
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    if len(_table) >= TABLE_LIMIT:
+        _table.clear()
+    _table[value] = value
+    return value
+
+
+def share(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` (freshly decoded, owned by the caller) with its repeated subtrees and short
+    strings replaced by canonical shared copies; the top-level dict and its sections
+    (metadata, spec, status) stay ``obj``'s own. From then on ``obj`` is immutable."""
+    for section in obj.values():
+        if isinstance(section, dict):
+            for k, v in section.items():
+                if k in _UNIQUE_KEYS:
+                    continue
+                if isinstance(v, (dict, list)):
+                    section[k] = _canon(v)[0]
+                elif isinstance(v, str) and len(v) <= MAX_STRING:
+                    section[k] = _intern(v)
+    for k, v in obj.items():
+        if isinstance(v, str) and len(v) <= MAX_STRING:
+            obj[k] = _intern(v)
+    return obj
