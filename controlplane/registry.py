@@ -572,11 +572,8 @@ class Registry:
     def _generate_name(self, base: str) -> str:
         return base + "".join(secrets.choice(_GENERATE_ALPHABET) for _ in range(5))
 
-    async def create(
-        self, resource: Any, namespace: str | None, obj: dict[str, Any], *, dry_run: bool = False
-    ) -> dict[str, Any]:
-        """Create ``obj``: defaulted, validated, 409 AlreadyExists if the name is taken."""
-        rtype = resolve_resource(resource)
+    def _prepare_create(self, rtype: Any, namespace: str | None, obj: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """``obj`` made ready to store (identity, defaults, validation); (its metadata, its generateName)."""
         meta = self._check_identity(rtype, namespace, obj)
         generate = meta.get("generateName") if not meta.get("name") else None
         if generate is not None and not isinstance(generate, str):
@@ -603,6 +600,53 @@ class Registry:
         elif rtype.plural == "namespaces":
             obj["status"] = {"phase": "Active"}
         self._validate(rtype, obj, None)
+        return meta, generate
+
+    async def create_many(
+        self, resource: Any, items: builtins.list[tuple[str | None, dict[str, Any]]]
+    ) -> builtins.list[dict[str, Any] | ApiError]:
+        """Create many named objects of one resource in ONE store round (one Raft entry): per
+        item the stored object or an ApiError (409 AlreadyExists, 404 for a missing namespace,
+        invalid). For kinds without allocations (not services) and without generateName retries:
+        the leader's Event writes."""
+        rtype = resolve_resource(resource)
+        if rtype.plural == "services" and not rtype.group:
+            raise ValueError("create_many does not allocate service addresses; use create")
+        results: builtins.list[dict[str, Any] | ApiError | None] = [None] * len(items)
+        txns: builtins.list[tuple[builtins.list[Compare], builtins.list[tuple], builtins.list[tuple]]] = []
+        pending: builtins.list[tuple[int, dict[str, Any]]] = []
+        guards: dict[str | None, Any] = {}
+        for i, (namespace, obj) in enumerate(items):
+            try:
+                meta, _ = self._prepare_create(rtype, namespace, obj)
+                ns = meta.get("namespace")
+                if ns not in guards:
+                    guards[ns] = await self._namespace_guard(rtype, ns)
+                key = self.key(rtype, ns, meta["name"])
+                compares = [Compare.absent(key)] + ([guards[ns]] if guards[ns] else [])
+                txns.append((compares, [Op.put(key, encode_object(obj))], [Op.get(key)]))
+                pending.append((i, obj))
+            except ApiError as exc:
+                results[i] = exc
+        if txns:
+            outcome = await self._store_call(self.store.txn_many, txns, write=True)
+            for (i, obj), txn in zip(pending, outcome, strict=True):
+                name = obj["metadata"]["name"]
+                if txn.succeeded:
+                    obj["metadata"]["resourceVersion"] = str(txn.revision)
+                    results[i] = obj
+                elif txn.results and txn.results[0] is not None:
+                    results[i] = errors.already_exists(rtype.plural, name, rtype.group)
+                else:  # the namespace changed (deleted or terminating) since it was checked
+                    results[i] = errors.conflict(rtype.plural, name, errors.MODIFIED, rtype.group)
+        return results  # type: ignore[return-value]
+
+    async def create(
+        self, resource: Any, namespace: str | None, obj: dict[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Create ``obj``: defaulted, validated, 409 AlreadyExists if the name is taken."""
+        rtype = resolve_resource(resource)
+        meta, generate = self._prepare_create(rtype, namespace, obj)
         if dry_run:
             await self._namespace_guard(rtype, meta.get("namespace"))
             return obj

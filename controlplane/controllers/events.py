@@ -24,9 +24,13 @@ log = logging.getLogger(__name__)
 
 # Buffered events before dropping (client-go's broadcaster keeps 1000).
 QUEUE_SIZE = 1000
-# Concurrent event writes: enough to keep up with a scheduling burst without crowding out
-# the controllers' own writes.
-WRITERS = 4
+# Event writers: one, since what queues up while it writes goes into its next store round
+# (CREATE_BATCH) and a repeat is then always seen as one series (two writers could both create
+# the same series' Event from two batches).
+WRITERS = 1
+# New Events written in one store round (one Raft entry) by a writer: a scheduling round of
+# 256 pods records 256 "Scheduled" events; one entry each was most of the leader's commits.
+CREATE_BATCH = 128
 # Remembered (object, reason, message) series for aggregation.
 SERIES_CACHE = 4096
 # client-go's EventSourceObjectSpamFilter: per involved object, a burst of 25 events, then one
@@ -93,12 +97,49 @@ class EventRecorder:
 
     async def _writer(self) -> None:
         async for item in self._recv:
-            try:
-                await self._write(item)
-            except ApiError as exc:
-                log.debug("event %s not recorded: %s", item["reason"], exc)
+            batch = [item]
+            # what queued up meanwhile goes with it: new Events in one store write
+            while len(batch) < CREATE_BATCH:
+                try:
+                    batch.append(self._recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            creates: dict[tuple, dict] = {}
+            for one in batch:
+                try:
+                    created = await self._write(one)
+                except ApiError as exc:
+                    log.debug("event %s not recorded: %s", one["reason"], exc)
+                    continue
+                if created is None:
+                    continue
+                series_key, body = created
+                same = creates.get(series_key)
+                if same is None:
+                    creates[series_key] = body
+                else:  # a repeat within the batch: one Event, counted twice
+                    same["count"] += 1
+                    same["lastTimestamp"] = body["lastTimestamp"]
+            if creates:
+                await self._create(list(creates.items()))
 
-    async def _write(self, item: dict) -> None:
+    async def _create(self, creates: list[tuple[tuple, dict]]) -> None:
+        try:
+            results = await self.registry.create_many(
+                "events", [(body["metadata"]["namespace"], body) for _, body in creates])
+        except ApiError as exc:
+            log.debug("%d events not recorded: %s", len(creates), exc)
+            return
+        for (series_key, body), result in zip(creates, results, strict=True):
+            if isinstance(result, ApiError):
+                log.debug("event %s not recorded: %s", body["reason"], result)
+                continue
+            if len(self._series) >= SERIES_CACHE:
+                self._series.pop(next(iter(self._series)))
+            self._series[series_key] = (body["metadata"]["name"], body["count"])
+
+    async def _write(self, item: dict) -> tuple[tuple, dict] | None:
+        """Bump a known series' Event; else the (series, body) of a new Event to create."""
         involved = item["involved"]
         namespace = involved.get("namespace") or "default"
         series_key = (involved["kind"], namespace, involved["name"], involved["uid"], item["reason"], item["message"])
@@ -111,7 +152,7 @@ class EventRecorder:
                 current = {**current, "count": count + 1, "lastTimestamp": now}
                 await self.registry.update("events", namespace, name, current)
                 self._series[series_key] = (name, count + 1)
-                return
+                return None
             except ApiError as exc:
                 if exc.code != 404:
                     raise
@@ -131,7 +172,4 @@ class EventRecorder:
             "reportingComponent": self.component,
             "reportingInstance": self.host or self.component,
         }
-        await self.registry.create("events", namespace, body)
-        if len(self._series) >= SERIES_CACHE:
-            self._series.pop(next(iter(self._series)))
-        self._series[series_key] = (name, 1)
+        return series_key, body
