@@ -20,6 +20,7 @@ from controlplane.controllers import (
     ReplicaSetController,
 )
 from controlplane.controllers._endpoints_plan import HOST_PORTS_ANNOTATION
+from controlplane.errors import ApiError
 from controlplane.registry import Registry
 from raftstore import MemoryStore
 
@@ -412,4 +413,38 @@ async def test_no_eviction_when_most_nodes_are_silent(registry, autojump_clock):
             await trio.sleep(0.5)
         p = await registry.get("pods", "default", "p")
         assert not p["metadata"].get("deletionTimestamp")
+        nursery.cancel_scope.cancel()
+
+
+async def test_replicaset_creates_pods_in_slow_start_batches():
+    rounds: list[int] = []
+
+    class Counting(Registry):
+        async def create_many(self, resource, items):  # type: ignore[no-untyped-def, override]
+            rounds.append(len(items))
+            return await super().create_many(resource, items)
+
+    registry = Counting(MemoryStore())
+    await registry.ensure_namespaces()
+    await registry.create("replicasets", "default", rs_body(100))
+    async with trio.open_nursery() as nursery:
+        infs = await start(nursery, registry, "replicasets", "pods")
+        ctl = ReplicaSetController(registry, infs["replicasets"], infs["pods"])
+        await ctl.sync("default/web-1")
+        assert len(await names(registry, "pods")) == 100
+        assert rounds == [1, 2, 4, 8, 16, 32, 37]  # 7 store rounds, not 100
+        nursery.cancel_scope.cancel()
+
+
+async def test_replicaset_stops_creating_after_a_failed_batch(registry):
+    await registry.create("replicasets", "default", rs_body(50))
+    ns = await registry.get("namespaces", None, "default")
+    async with trio.open_nursery() as nursery:
+        infs = await start(nursery, registry, "replicasets", "pods")
+        ctl = ReplicaSetController(registry, infs["replicasets"], infs["pods"])
+        await registry.update_status("namespaces", None, "default", {**ns, "status": {"phase": "Terminating"}})
+        with pytest.raises(ApiError) as err:
+            await ctl.sync("default/web-1")
+        assert err.value.code == 403
+        assert await names(registry, "pods") == []
         nursery.cancel_scope.cancel()
