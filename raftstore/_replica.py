@@ -433,6 +433,18 @@ class _StampingTransport(TCPTransport):
                 message["no_ack"] = True
         elif kind == "next_node_idx" and replica._echo is not None:
             message["lease_echo"] = replica._echo
+        if (
+            kind == "append_entries"
+            and replica._defer_kind == "apply_command_response"
+            and replica._deferred
+        ):
+            # Forwarded commands' answers ride on the append-entries to their follower (one
+            # message fewer per forwarded write); the follower registers them before it looks
+            # at the entries. Answers for nodes without an append-entries go out on their own.
+            mine = [m for n, m in replica._deferred if n == node]
+            if mine:
+                message["responses"] = mine
+                replica._deferred = [(n, m) for n, m in replica._deferred if n != node]
         hold = replica._ae_hold
         if hold is not None and kind == "append_entries" and node != replica._ae_first:
             hold.append((node, message))
@@ -1177,6 +1189,11 @@ class Replica(SyncObj):
         return time.monotonic() - last < self.config.vote_refusal_s
 
     def _on_append_entries(self, node: Any, message: dict[str, Any]) -> None:
+        for response in message.pop("responses", None) or ():
+            # Answers to commands this follower forwarded (see _StampingTransport.send): the
+            # very message pysyncobj would have sent on its own, handled the same way.
+            if isinstance(response, dict) and response.get("type") == "apply_command_response":
+                _base_on_message(self, node, response)
         if message["term"] < self._SyncObj__raftCurrentTerm or self.selfNode is None:
             _base_on_message(self, node, message)  # ignored by pysyncobj (stale leader)
             return
