@@ -60,8 +60,10 @@ __all__ = [
 # Loopback and LAN masters answer a TCP connect within milliseconds; a dead host should be
 # skipped quickly so the next master gets the request.
 CONNECT_TIMEOUT_S = 2.0
-# Reads may wait for a Raft commit (and, on a new leader, an election): generous but bounded.
-READ_TIMEOUT_S = 30.0
+# A live master answers within its store's operation timeout (5 s; after that it says 504 itself),
+# and a long answer streams steadily (this bounds the wait for each read, not the whole body):
+# silence for twice that means the master is hung (SIGSTOPped, swapped out), so a read moves on.
+READ_TIMEOUT_S = 10.0
 # How long requests keep cycling through the masters before giving up (about ten elections).
 RETRY_TIMEOUT_S = 15.0
 # First pause after a round in which every master failed; doubles each round up to the cap.
