@@ -19,10 +19,11 @@ import orjson
 
 __all__ = ["share"]
 
-# Canonical subtrees kept (keyed by their JSON): enough for every distinct label set, owner
-# reference, container list and condition of a 30,000-pod cluster; past it the table starts
-# afresh (already shared subtrees stay shared) so per-object unique parts cannot grow it forever.
-TABLE_LIMIT = 65_536
+# Canonical subtrees and strings kept (keyed by their JSON, ~300 B an entry): the label sets,
+# owner references and containers of a few thousand ReplicaSets and the conditions of the
+# last minutes; past it the table starts afresh (already shared subtrees stay shared) so
+# one-off parts (timestamps, names) cannot grow it forever. 65,536 entries cost ~20 MB.
+TABLE_LIMIT = 16_384
 # Strings longer than this are rarely repeated (messages, certificates): not worth a lookup.
 MAX_STRING = 64
 

@@ -313,14 +313,15 @@ class Registry:
         """:meth:`decode` for objects kept by caches (informers, watch events): subtrees and
         short strings repeated across objects (a ReplicaSet's labels, owner reference and
         containers in each of its pods) are shared (~8.2 -> ~2.9 KB per pod), so the object
-        and its parts must never be mutated (copy first)."""
+        and its parts must never be mutated (copy first). Only for objects kept long (the
+        sharing table costs memory and CPU: watch events that are encoded and dropped skip it)."""
         return share(Registry._decode(kv))
 
     def _decode_shared(self, kv: KeyValue) -> dict[str, Any]:
         cache_key = (kv.key, kv.mod_revision)
         obj = self._shared.get(cache_key)
         if obj is None:
-            obj = self.decode_cached(kv)
+            obj = self._decode(kv)
             self._shared[cache_key] = obj
             if len(self._shared) > _SHARED_CACHE_SIZE:
                 self._shared.popitem(last=False)

@@ -14,6 +14,7 @@ from typing import Any
 
 import trio
 
+from controlplane._sharing import share
 from controlplane.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -194,8 +195,11 @@ class Informer:
                             self._emit(prev, None)
                         else:
                             prev = self.cache.get(key)
-                            self._store(key, ev.object)
-                            self._emit(prev, ev.object)
+                            # kept until replaced: its repeated parts shared with other objects
+                            # (equal values, so other holders of the event see no change)
+                            obj = share(ev.object)
+                            self._store(key, obj)
+                            self._emit(prev, obj)
                         self.revision = ev.revision
                     self._progressed()
                 # The stream ended (store closing): re-list after a pause rather than spin.
