@@ -29,9 +29,12 @@ MAX_STRING = 64
 
 _table: dict[Any, Any] = {}
 
-# Keys whose values are unique per object (or per container): a subtree holding one directly is
-# never shared (its own children still are), so the table is not filled with one-off entries.
-_UNIQUE_KEYS = frozenset({"uid", "resourceVersion", "podIP", "podIPs", "containerID", "hostIP", "name"})
+# Fields of the sections (metadata, spec, status) unique per object: not looked up at all.
+_UNIQUE_FIELDS = frozenset({"name", "uid", "resourceVersion", "podIP", "podIPs", "hostIP"})
+# Keys whose values are unique per object (or per container) below the sections: a subtree
+# holding one directly is never shared (its own children still are), so the table is not
+# filled with one-off entries. (An owner reference's uid is shared by all the owner's pods.)
+_UNIQUE_KEYS = frozenset({"containerID"})
 
 
 def _canon(value: Any) -> tuple[Any, bool]:
@@ -40,7 +43,7 @@ def _canon(value: Any) -> tuple[Any, bool]:
     unique = False
     if isinstance(value, dict):
         for k, v in value.items():
-            if k in _UNIQUE_KEYS and k != "name":
+            if k in _UNIQUE_KEYS:
                 unique = True
             elif isinstance(v, (dict, list)):
                 value[k], u = _canon(v)
@@ -94,7 +97,7 @@ def share(obj: dict[str, Any]) -> dict[str, Any]:
     for section in obj.values():
         if isinstance(section, dict):
             for k, v in section.items():
-                if k in _UNIQUE_KEYS:
+                if k in _UNIQUE_FIELDS:
                     continue
                 if isinstance(v, (dict, list)):
                     section[k] = _canon(v)[0]
