@@ -4,9 +4,10 @@ Group commit. Writes are queued on the trio thread. When fewer than ``max_in_fli
 proposals are in flight, everything queued in the current scheduler pass is proposed at once
 (one command alone, or one ``batch`` command); while proposals are in flight, new commands
 accumulate and leave as one batch when a proposal completes. An idle store therefore sends a
-write immediately (pysyncobj runs with ``appendEntriesUseBatch=False`` and wakes its tick thread
-through a pipe), and a loaded one sends few large log entries: both latency and throughput,
-with no polling. Followers work the same way: pysyncobj forwards the batch to the leader.
+write immediately (pysyncobj runs with ``appendEntriesUseBatch=False``; while the tick thread
+sleeps, ``propose`` forwards or appends the command on this thread under the tick lock, else it
+wakes the tick thread through a pipe), and a loaded one sends few large log entries: both
+latency and throughput, with no polling. Followers work the same way: pysyncobj forwards the batch to the leader.
 
 Results come back on the tick thread and are handed to trio with ``TrioToken.run_sync_soon``;
 the tick thread never blocks on trio.
