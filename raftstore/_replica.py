@@ -1175,7 +1175,7 @@ class Replica(SyncObj):
         computes the same and then finds nothing left to do."""
         log = self._SyncObj__raftLog
         last = log[-1][1]
-        commit = self._SyncObj__raftCommitIndex
+        commit: int = self._SyncObj__raftCommitIndex  # type: ignore[has-type]
         if commit >= last:
             return
         match = self._SyncObj__raftMatchIndex
