@@ -194,6 +194,10 @@ class RaftStore:
             )
         )
         store._replica.start()
+        # Serve nothing before the snapshot and journal are loaded (the first tick, once the
+        # replica's address is bound): a restarted master would otherwise answer stale reads,
+        # and fill its watch cache, from an empty state.
+        await trio.to_thread.run_sync(store._replica.loaded.wait, abandon_on_cancel=True)
         return store
 
     async def aclose(self) -> None:

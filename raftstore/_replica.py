@@ -590,6 +590,10 @@ class Replica(SyncObj):
         self.tick_lock = threading.Lock()
         self._tick_ident: int | None = None
         self._stop = threading.Event()
+        # Set after the first tick that loaded the snapshot (pysyncobj loads it there, not in
+        # its constructor) and applied the journal up to the known commit index: before that
+        # the state is empty or partial, and even a stale read must not see it.
+        self.loaded = threading.Event()
         self._thread: threading.Thread | None = None
         self._synced_journal: _Journal | None = None
         self._journal: _Journal | None = None
@@ -676,6 +680,8 @@ class Replica(SyncObj):
                     # Never 0: _TickPoller recomputes a positive wait after the tick (a 0
                     # would poll without waiting and run a second, idle tick).
                     self.doTick(max(self._next_wait(), _TIMER_SLACK_S))
+                    if not self.loaded.is_set() and not self._SyncObj__needLoadDumpFile:
+                        self.loaded.set()
                 except Exception:
                     # A failed tick must not kill the replica; pysyncobj's own loop does the same.
                     logger.exception("raft tick failed")

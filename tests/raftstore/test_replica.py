@@ -187,6 +187,7 @@ async def test_restart_loads_snapshot_and_journal(tmp_path):
         await _until_leader(s)
         for i in range(200):
             await s.put(f"/r/{i}", str(i).encode())
+        in_snapshot = s.revision  # the snapshot below holds at least this
         s.replica.forceLogCompaction()
         snapshot = os.path.join(config.data_dir, "raft.snapshot")
         with trio.fail_after(20):
@@ -201,6 +202,12 @@ async def test_restart_loads_snapshot_and_journal(tmp_path):
         log_length = s.status()["log_length"]
     assert log_length < 300  # the snapshot really replaced log entries
     async with open_raft_store(config) as s:
+        # Opened means loaded: even a stale read, before any election, sees at least the
+        # snapshot (a restarted master must not answer from, or fill its watch cache with, an
+        # empty state; journal entries past the last known commit index wait for a leader).
+        assert s.revision >= in_snapshot
+        kv = await s.get("/r/10", linearizable=False)
+        assert kv is not None and kv.value == b"10"
         await _until_leader(s)
         await s.barrier()
         assert s.digest() == before
