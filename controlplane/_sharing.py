@@ -39,54 +39,36 @@ _UNIQUE_KEYS = frozenset({"containerID"})
 
 def _canon(value: Any) -> tuple[Any, bool]:
     """(the canonical copy of ``value``, whether it is unique to its object and so not shared)."""
-    table = _table
     unique = False
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k in _UNIQUE_KEYS:
-                unique = True
-            elif isinstance(v, (dict, list)):
-                value[k], u = _canon(v)
-                unique = unique or u
-            elif isinstance(v, str) and len(v) <= MAX_STRING:
-                value[k] = _intern(v)
-        if unique:
-            return value, True
-        try:
-            # the JSON (orjson, ~1 us) is the subtree's identity; the tag keeps a dict and a
-            # list of the same JSON apart from strings
-            key: Any = (0, orjson.dumps(value))
-        except orjson.JSONEncodeError:  # an int beyond 64 bits: kept as it is
-            return value, True
-    else:
-        for i, v in enumerate(value):
-            if isinstance(v, (dict, list)):
-                value[i], u = _canon(v)
-                unique = unique or u
-            elif isinstance(v, str) and len(v) <= MAX_STRING:
-                value[i] = _intern(v)
-        if unique:
-            return value, True
-        try:
-            key = (1, orjson.dumps(value))
-        except orjson.JSONEncodeError:
-            return value, True
-    found = table.get(key)
-    if found is not None:
-        return found, False
-    if len(table) >= TABLE_LIMIT:
-        table.clear()
-    table[key] = value
-    return value, False
+    # the tag keeps a dict and a list of the same JSON apart (and both apart from strings);
+    # a list's int indexes are never in _UNIQUE_KEYS
+    tag, entries = (0, value.items()) if isinstance(value, dict) else (1, enumerate(value))
+    for k, v in entries:
+        if k in _UNIQUE_KEYS:
+            unique = True
+        elif isinstance(v, (dict, list)):
+            value[k], u = _canon(v)
+            unique = unique or u
+        elif isinstance(v, str) and len(v) <= MAX_STRING:
+            value[k] = _intern(v, v)
+    if unique:
+        return value, True
+    try:
+        # the JSON (orjson, ~1 us) is the subtree's identity
+        key = (tag, orjson.dumps(value))
+    except orjson.JSONEncodeError:  # an int beyond 64 bits: kept as it is
+        return value, True
+    return _intern(key, value), False
 
 
-def _intern(value: str) -> str:
-    found = _table.get(value)
+def _intern(key: Any, value: Any) -> Any:
+    """The canonical value for ``key`` (a short string itself, or a subtree's tagged JSON)."""
+    found = _table.get(key)
     if found is not None:
-        return found  # type: ignore[no-any-return]
+        return found
     if len(_table) >= TABLE_LIMIT:
         _table.clear()
-    _table[value] = value
+    _table[key] = value
     return value
 
 
@@ -102,8 +84,8 @@ def share(obj: dict[str, Any]) -> dict[str, Any]:
                 if isinstance(v, (dict, list)):
                     section[k] = _canon(v)[0]
                 elif isinstance(v, str) and len(v) <= MAX_STRING:
-                    section[k] = _intern(v)
+                    section[k] = _intern(v, v)
     for k, v in obj.items():
         if isinstance(v, str) and len(v) <= MAX_STRING:
-            obj[k] = _intern(v)
+            obj[k] = _intern(v, v)
     return obj
