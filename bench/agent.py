@@ -119,6 +119,20 @@ def _ready(pod: dict[str, Any]) -> bool:
         c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
 
 
+def _agent_costs(p99: float, rss: list[float], idle_cpu: list[float],
+                 idle_seconds: float) -> dict[str, Any]:
+    """The agents' memory and idle CPU, and how the run compares with the targets."""
+    return {
+        "agent_rss_mb": [round(r, 1) for r in rss],
+        "agent_idle_cpu_pct": [round(c, 2) for c in idle_cpu],
+        "idle_window_s": idle_seconds,
+        "targets": {"p99_s": TARGET_P99_S, "rss_mb": TARGET_RSS_MB,
+                    "idle_cpu_pct": TARGET_IDLE_CPU_PCT},
+        "meets_targets": (p99 <= TARGET_P99_S and max(rss) <= TARGET_RSS_MB
+                          and max(idle_cpu) < TARGET_IDLE_CPU_PCT),
+    }
+
+
 async def run(pods: int, nodes: int, idle_seconds: float, quiet: bool,
               interval: float = 0.0) -> dict[str, Any]:
     from cli._image import build_demo_image
@@ -240,13 +254,7 @@ async def run(pods: int, nodes: int, idle_seconds: float, quiet: bool,
         "load_average_1m": round(os.getloadavg()[0], 2),
         "startup_latency_s": {"p50": round(p50, 3), "p99": round(p99, 3),
                               "max": round(max(latencies), 3)},
-        "agent_rss_mb": [round(r, 1) for r in rss],
-        "agent_idle_cpu_pct": [round(c, 2) for c in idle_cpu],
-        "idle_window_s": idle_seconds,
-        "targets": {"p99_s": TARGET_P99_S, "rss_mb": TARGET_RSS_MB,
-                    "idle_cpu_pct": TARGET_IDLE_CPU_PCT},
-        "meets_targets": (p99 <= TARGET_P99_S and max(rss) <= TARGET_RSS_MB
-                          and max(idle_cpu) < TARGET_IDLE_CPU_PCT),
+        **_agent_costs(p99, rss, idle_cpu, idle_seconds),
     }
     return result
 
@@ -363,13 +371,7 @@ async def run_cluster(pods: int, nodes: int, idle_seconds: float, quiet: bool,
             "engine_cpu_ms_per_pod": round(engine_cpu / pods * 1000),
             "cores": os.cpu_count(),
         },
-        "agent_rss_mb": [round(r, 1) for r in rss],
-        "agent_idle_cpu_pct": [round(c, 2) for c in idle_cpu],
-        "idle_window_s": idle_seconds,
-        "targets": {"p99_s": TARGET_P99_S, "rss_mb": TARGET_RSS_MB,
-                    "idle_cpu_pct": TARGET_IDLE_CPU_PCT},
-        "meets_targets": (p99 <= TARGET_P99_S and max(rss) <= TARGET_RSS_MB
-                          and max(idle_cpu) < TARGET_IDLE_CPU_PCT),
+        **_agent_costs(p99, rss, idle_cpu, idle_seconds),
     }
 
 
