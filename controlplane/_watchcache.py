@@ -159,11 +159,9 @@ class WatchCache:
     def _reset(self, kvs: list[KeyValue], revision: int) -> None:
         self.ready = False
         self._end_all(errors.expired("the watch cache was rebuilt; re-list"))
-        self._resources = {}
-        for rtype in kinds.RESOURCES:
-            prefix = f"/registry/{rtype.plural}/"
-            if prefix not in self._resources:
-                self._resources[rtype.plural] = _Resource(prefix, revision)
+        self._resources = {
+            rtype.plural: _Resource(self.registry.prefix(rtype, None), revision) for rtype in kinds.RESOURCES
+        }
         for kv in kvs:
             res = self._resource_of(kv.key)
             if res is not None:
@@ -210,16 +208,14 @@ class WatchCache:
                 continue
             new = decode(ev.kv) if ev.type == "PUT" else None
             old = decode(ev.prev_kv) if ev.prev_kv is not None else None
+            old_node, new_node = _node_of(old), _node_of(new)
             if res.by_node is not None:
-                old_node, new_node = _node_of(old), _node_of(new)
                 if old_node != new_node or new is None:
                     bucket = res.by_node.get(old_node)
                     if bucket is not None:
                         bucket.discard(key)
                 if new is not None:
                     res.by_node.setdefault(new_node, set()).add(key)
-            else:
-                old_node, new_node = _node_of(old), _node_of(new)
             # The nodes ride along so that a node's watch resuming from the history only
             # decodes its own events.
             res.history.append((ev, old_node, new_node))
@@ -297,16 +293,13 @@ class WatchCache:
                 await self._progress.wait()
         return self.ready and self.revision >= revision
 
-    def resource(self, rtype: Any) -> _Resource | None:
-        return self._resources.get(rtype.plural) if self.ready else None
-
     def snapshot(
         self, rtype: Any, namespace: str | None, selection: _Selection, limit: int = 0
     ) -> tuple[list[KeyValue], int]:
         """The matching key-values in key order at the cache's revision (no await: consistent);
         with ``limit``, at most ``limit + 1`` of them (one more tells that more remain)."""
         res = self._resources[rtype.plural]
-        prefix = res.prefix + f"{namespace}/" if rtype.namespaced and namespace else res.prefix
+        prefix = self.registry.prefix(rtype, namespace)
         node = self.indexed_node(rtype, selection)
         if node is not None:
             keys = sorted(k for k in self._index(res).get(node, ()) if k.startswith(prefix))
@@ -344,7 +337,8 @@ class WatchCache:
         res = self._resources[rtype.plural]
         if start <= self.revision and not res.replays_from(start):
             return None
-        ns_prefix = res.prefix + f"{namespace}/" if rtype.namespaced and namespace else None
+        prefix = self.registry.prefix(rtype, namespace)
+        ns_prefix = prefix if prefix != res.prefix else None
         node = self.indexed_node(rtype, selection)
         if node is not None:
             self._index(res)
