@@ -446,7 +446,7 @@ class Registry:
                 target = await self._cache_target(resource_version, linearizable)
                 if target is None or await cache.wait_for(target):
                     kvs, revision = cache.snapshot(rtype, namespace, selection, limit)
-                    return self._list_header(rtype, revision, kvs, limit)
+                    return self._cached_list_header(rtype, revision, kvs, limit)
         items: builtins.list[KeyValue] = []
         more = False
         chunk = 0 if not limit else (limit if selection.everything else max(limit, _FILTER_CHUNK))
@@ -471,29 +471,27 @@ class Registry:
                     start_after = kvs[-1].key
                     continue
             break
-        meta: dict[str, Any] = {"resourceVersion": str(list_rv)}
-        if more and last_key is not None:
-            meta["continue"] = self._encode_continue(list_rv, last_key)
-        header = {
-            "kind": rtype.list_kind,
-            "apiVersion": f"{rtype.group}/{rtype.version}" if rtype.group else rtype.version,
-            "metadata": meta,
-        }
-        return header, items
+        return self._list_header(rtype, list_rv, last_key if more else None), items
 
-    def _list_header(
+    def _cached_list_header(
         self, rtype: Any, revision: int, kvs: builtins.list[KeyValue], limit: int
     ) -> tuple[dict[str, Any], builtins.list[KeyValue]]:
-        meta: dict[str, Any] = {"resourceVersion": str(revision)}
+        # the cache's snapshot holds one item beyond ``limit`` when more remain
         if limit and len(kvs) > limit:
             kvs = kvs[:limit]
-            meta["continue"] = self._encode_continue(revision, kvs[-1].key)
-        header = {
+            return self._list_header(rtype, revision, kvs[-1].key), kvs
+        return self._list_header(rtype, revision, None), kvs
+
+    def _list_header(self, rtype: Any, revision: int, continue_after: str | None) -> dict[str, Any]:
+        """A list without its items at ``revision``; a continue token when more follow ``continue_after``."""
+        meta: dict[str, Any] = {"resourceVersion": str(revision)}
+        if continue_after is not None:
+            meta["continue"] = self._encode_continue(revision, continue_after)
+        return {
             "kind": rtype.list_kind,
             "apiVersion": f"{rtype.group}/{rtype.version}" if rtype.group else rtype.version,
             "metadata": meta,
         }
-        return header, kvs
 
     @staticmethod
     def _encode_continue(revision: int, last_key: str) -> str:
