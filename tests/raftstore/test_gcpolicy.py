@@ -28,14 +28,16 @@ _SCRIPT = textwrap.dedent("""
             await nursery.start(functools.partial(
                 serve_gc_policy, lambda: LEADER, freeze_interval=0.05, full_interval=0.4))
             assert gc.get_threshold()[0] == GEN0_THRESHOLD
-            await trio.sleep(0.2)
+            with trio.fail_after(10):  # the first freeze (freeze_interval 0.05)
+                while gc.get_freeze_count() < 200_000:
+                    await trio.sleep(0.01)
             # the heap is out of the collector's way: a full collection walks little
             walked = len(gc.get_objects())
             print("frozen", gc.get_freeze_count() >= 200_000, "walked", walked < 50_000)
             del a  # a cycle that became garbage after it was frozen
             gc.collect()
             print("seen by a full collection", ref() is None)
-            await trio.sleep(0.8)
+            await trio.sleep(0.8)  # two full_intervals; fixed: a leader must NOT reclaim in it
             print("reclaimed later", ref() is None)
             nursery.cancel_scope.cancel()
         assert heap

@@ -7,6 +7,7 @@ import os
 
 import pytest
 import trio
+import trio.testing
 from pysyncobj.node import TCPNode
 
 from raftstore import (
@@ -283,7 +284,7 @@ async def test_closing_the_store_ends_watches_with_a_clear_error(tmp_path):
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_forever)
-            await trio.sleep(0.1)
+            await trio.testing.wait_all_tasks_blocked()  # the watch is subscribed and waiting
             await s.aclose()
     assert ended and "closed" in str(ended[0])
 
