@@ -104,7 +104,7 @@ async def test_duties_follow_leadership_and_restart_fresh():
         d = await registry.get("deployments", "default", "web")
         d["spec"]["replicas"] = 9
         await registry.update("deployments", "default", "web", d)
-        await trio.sleep(0.5)
+        await trio.sleep(0.5)  # observation window: no pod may be created while not leading
         assert len((await registry.list("pods", "default"))["items"]) == 6
 
         # Leadership back: a fresh term (new list+watch) converges to the new spec.

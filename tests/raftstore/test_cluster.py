@@ -169,7 +169,7 @@ async def test_replica_without_the_secret_cannot_join_or_inject(tmp_path):
         await leader.call("add_member", intruder.address)
         with pytest.raises(StoreUnavailable):
             await intruder.call("put", "/secret/b", b"2", timeout=3)
-        await trio.sleep(1.0)
+        await trio.sleep(1.0)  # observation window: replication must not reach it meanwhile
         assert await intruder.call("get", "/secret/a", False) is None
         assert (await intruder.call("digest"))[0] == 1  # never received a single entry
 
@@ -184,7 +184,7 @@ async def test_replica_without_the_secret_cannot_join_or_inject(tmp_path):
             except ConnectionResetError:
                 closed = True
         assert closed, "the replica kept a connection that sent an unauthenticated frame"
-        await trio.sleep(0.2)
+        await trio.sleep(0.2)  # observation window for a late unpickle; nothing to wait for
         assert not marker.exists()
 
         # The members still agree and nothing was injected.

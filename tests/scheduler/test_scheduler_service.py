@@ -129,7 +129,7 @@ async def test_unschedulable_pod_is_retried_with_backoff_not_on_every_event(auto
         for i in range(40):  # a node joins every 100 ms for 4 s, none big enough
             await registry.create("nodes", None, make_node(f"n{i}", cpu="1"))
             await trio.sleep(0.1)
-        await trio.sleep(1)
+        await trio.sleep(1)  # back-off timing test: the window itself is what is measured
         # Attempts at ~0 s, then no sooner than 1, 3 (1+2) s after: at most 3 status writes.
         assert 1 <= len(writes) <= 3, [round(t - start, 2) for t in writes]
         cond = next(c for c in (await registry.get("pods", "default", "big"))["status"]["conditions"]
