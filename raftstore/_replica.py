@@ -1054,7 +1054,7 @@ class Replica(SyncObj):
         self._SyncObj__transport.send(node, {"type": "read_index_response", "id": message.get("id"),
                                              "index": commit if ok else None})
 
-    def _on_read_index_response(self, message: dict[str, Any]) -> None:
+    def _on_read_index_response(self, node: Any, message: dict[str, Any]) -> None:
         entry = self._read_pending.pop(message.get("id"), None)  # type: ignore[arg-type]
         if entry is None:
             return
@@ -1147,22 +1147,20 @@ class Replica(SyncObj):
             # Won: let pysyncobj's election start on this very tick.
             self._SyncObj__raftElectionDeadline = 0.0
 
+    # Messages handled here entirely, by method name: PreVote, ReadIndex and append_entries.
+    _OWN_HANDLERS = {
+        "append_entries": "_on_append_entries",
+        "pre_vote": "_on_pre_vote",
+        "pre_vote_response": "_on_pre_vote_response",
+        "read_index": "_on_read_index",
+        "read_index_response": "_on_read_index_response",
+    }
+
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
         kind = message.get("type")
-        if kind == "append_entries":
-            self._on_append_entries(node, message)
-            return
-        if kind == "pre_vote":
-            self._on_pre_vote(node, message)
-            return
-        if kind == "pre_vote_response":
-            self._on_pre_vote_response(node, message)
-            return
-        if kind == "read_index":
-            self._on_read_index(node, message)
-            return
-        if kind == "read_index_response":
-            self._on_read_index_response(message)
+        handler = self._OWN_HANDLERS.get(kind)  # type: ignore[arg-type]
+        if handler is not None:
+            getattr(self, handler)(node, message)
             return
         if kind == "apply_command":
             self._ae_first = node
