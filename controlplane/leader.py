@@ -83,6 +83,16 @@ class DutiesState:
         return {"running": self.running, "since": self.since, "terms": self.terms, "holder": self.holder}
 
 
+def _new_informers(registry: Any) -> dict[str, Informer]:
+    """One (not yet started) informer per resource the duties watch."""
+    informers = {
+        plural: Informer(registry, plural)
+        for plural in ("nodes", "pods", "replicasets", "deployments", "services", "endpoints", "namespaces", "configmaps")
+    }
+    informers["leases"] = Informer(registry, "leases", namespace=LEASE_NAMESPACE)
+    return informers
+
+
 class _SharedInformers:
     """The informers of the duties, kept across terms on this replica.
 
@@ -103,11 +113,7 @@ class _SharedInformers:
     async def get(self) -> dict[str, Informer]:
         """The informers, each synced (started, and listed, on first use)."""
         if self.informers is None:
-            informers = {
-                plural: Informer(self.registry, plural)
-                for plural in ("nodes", "pods", "replicasets", "deployments", "services", "endpoints", "namespaces", "configmaps")
-            }
-            informers["leases"] = Informer(self.registry, "leases", namespace=LEASE_NAMESPACE)
+            informers = _new_informers(self.registry)
             self._scope = trio.CancelScope()
             self.failed = trio.Event()
             self.informers = informers
@@ -215,11 +221,7 @@ async def run_duties(registry: Any, config: LeaderConfig, informers: dict[str, I
     when None); returns only on error. Handlers the term registers are removed when it ends."""
     async with trio.open_nursery() as nursery:
         if informers is None:
-            informers = {
-                plural: Informer(registry, plural)
-                for plural in ("nodes", "pods", "replicasets", "deployments", "services", "endpoints", "namespaces", "configmaps")
-            }
-            informers["leases"] = Informer(registry, "leases", namespace=LEASE_NAMESPACE)
+            informers = _new_informers(registry)
             for inf in informers.values():
                 nursery.start_soon(inf.run)
             for inf in informers.values():
