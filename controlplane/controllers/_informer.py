@@ -146,14 +146,11 @@ class Informer:
             h(old, new)
 
     def _replace(self, items: Sequence[dict]) -> None:
-        fresh = {object_key(o): o for o in items}
         old_cache = self.cache
-        self.cache = fresh
-        self._by_ns = {}
-        for key, obj in fresh.items():
-            ns, sep, _ = key.partition("/")
-            if sep:
-                self._by_ns.setdefault(ns, {})[key] = obj
+        self.cache, self._by_ns = {}, {}
+        for o in items:
+            self._store(object_key(o), o)
+        fresh = self.cache
         for key, obj in fresh.items():
             prev = old_cache.get(key)
             if prev is None or prev["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
