@@ -6,12 +6,11 @@ from __future__ import annotations
 import copy
 
 import trio
-from test_leader_duties import available, deployment_body, fake_agents, node_body, wait_until
+from test_leader_duties import available, duties_config, fake_agents, seed, wait_until
 
 from controlplane.codec import encode_object
-from controlplane.controllers import NodeLifecycleConfig
 from controlplane.controllers._informer import Informer
-from controlplane.leader import LEASE_NAMESPACE, LeaderConfig, run_duties
+from controlplane.leader import LEASE_NAMESPACE, run_duties
 from controlplane.registry import Registry
 from raftstore import MemoryStore
 
@@ -47,17 +46,14 @@ class _Witness:
 async def test_controllers_never_change_cached_objects():
     store = MemoryStore()
     registry = Registry(store)
-    await registry.ensure_namespaces()
-    for n in ("n1", "n2", "n3"):
-        await registry.create("nodes", None, node_body(n))
+    await seed(registry, 4)
     await registry.create("services", "default", {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
-    await registry.create("deployments", "default", deployment_body(4))
     informers = {plural: Informer(registry, plural) for plural in PLURALS}
     informers["leases"] = Informer(registry, "leases", namespace=LEASE_NAMESPACE)
     witness = _Witness()
-    config = LeaderConfig(name="m1", node_lifecycle=NodeLifecycleConfig(grace_period=8.0))
+    config = duties_config()
     async with trio.open_nursery() as nursery:
         for inf in informers.values():
             nursery.start_soon(inf.run)

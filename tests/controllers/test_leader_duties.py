@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 
 from controlplane.controllers import NodeLifecycleConfig
-from controlplane.leader import DUTIES_LEASE_NAME, LeaderConfig, run_leader_duties
+from controlplane.leader import DUTIES_LEASE_NAME, DutiesState, LeaderConfig, run_leader_duties
 from controlplane.registry import Registry
 from raftstore import MemoryStore
 
@@ -61,6 +61,27 @@ async def fake_agents(registry: Registry) -> None:
         await trio.sleep(0.05)
 
 
+def duties_config() -> LeaderConfig:
+    # A node grace far above these tests' length: no node is ever marked lost here.
+    return LeaderConfig(name="m1", node_lifecycle=NodeLifecycleConfig(grace_period=8.0))
+
+
+async def seed(registry: Registry, replicas: int) -> None:
+    """Namespaces, three equal nodes n1..n3 and the Deployment "web"."""
+    await registry.ensure_namespaces()
+    for n in ("n1", "n2", "n3"):
+        await registry.create("nodes", None, node_body(n))
+    await registry.create("deployments", "default", deployment_body(replicas))
+
+
+async def start_duties(nursery: trio.Nursery, registry: Registry, store: MemoryStore) -> DutiesState:
+    """Fake agents plus the leader duties of m1; returns the duties' state."""
+    config = duties_config()
+    nursery.start_soon(fake_agents, registry)
+    return await nursery.start(lambda task_status: run_leader_duties(registry, store, config=config,
+                                                                     task_status=task_status))
+
+
 async def wait_until(predicate, timeout: float = 10.0) -> None:
     with trio.fail_after(timeout):
         while not await predicate():
@@ -77,15 +98,9 @@ async def available(registry: Registry, n: int) -> bool:
 async def test_duties_follow_leadership_and_restart_fresh():
     store = MemoryStore()
     registry = Registry(store)
-    await registry.ensure_namespaces()
-    for n in ("n1", "n2", "n3"):
-        await registry.create("nodes", None, node_body(n))
-    await registry.create("deployments", "default", deployment_body(6))
-    config = LeaderConfig(name="m1", node_lifecycle=NodeLifecycleConfig(grace_period=8.0))
+    await seed(registry, 6)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(fake_agents, registry)
-        state = await nursery.start(lambda task_status: run_leader_duties(registry, store, config=config,
-                                                                          task_status=task_status))
+        state = await start_duties(nursery, registry, store)
         await wait_until(lambda: available(registry, 6))
         assert state.running and state.terms == 1
         pods = (await registry.list("pods", "default"))["items"]
@@ -138,15 +153,9 @@ async def test_a_short_leadership_lapse_keeps_the_caches(monkeypatch):
     monkeypatch.setattr(leader, "RESTART_BACKOFF", 0.05)
     store = MemoryStore()
     registry = _CountingRegistry(store)
-    await registry.ensure_namespaces()
-    for n in ("n1", "n2", "n3"):
-        await registry.create("nodes", None, node_body(n))
-    await registry.create("deployments", "default", deployment_body(3))
-    config = LeaderConfig(name="m1", node_lifecycle=NodeLifecycleConfig(grace_period=8.0))
+    await seed(registry, 3)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(fake_agents, registry)
-        state = await nursery.start(lambda task_status: run_leader_duties(registry, store, config=config,
-                                                                          task_status=task_status))
+        state = await start_duties(nursery, registry, store)
         await wait_until(lambda: available(registry, 3))
         assert registry.node_lists == 1
         store.set_leader(False)
