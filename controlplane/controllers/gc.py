@@ -35,6 +35,11 @@ def _gc_fields(obj: dict) -> tuple[object, object, object]:
     return m.get("ownerReferences"), m.get("deletionTimestamp"), m.get("finalizers")
 
 
+def _ref(plural: str, obj: dict) -> ObjRef:
+    m = meta(obj)
+    return ObjRef(plural, m.get("namespace") or "", m.get("name", ""), m.get("uid", ""))
+
+
 class GarbageCollector:
     name = "garbage-collector"
 
@@ -112,8 +117,7 @@ class GarbageCollector:
         out = {}
         for plural, inf in self.informers.items():
             for obj in inf.cache.values():
-                m = meta(obj)
-                out[ObjRef(plural, m.get("namespace") or "", m.get("name", ""), m.get("uid", ""))] = obj
+                out[_ref(plural, obj)] = obj
         return out
 
     def subgraph(self, uids: set[str]) -> dict[ObjRef, dict]:
@@ -135,8 +139,7 @@ class GarbageCollector:
         out = {}
         for uid in include:
             plural, obj = self._objs[uid]
-            m = meta(obj)
-            out[ObjRef(plural, m.get("namespace") or "", m.get("name", ""), uid)] = obj
+            out[_ref(plural, obj)] = obj
         return out
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
