@@ -98,6 +98,12 @@ async def get(registry: Registry, resource: str, namespace: str | None,
         return None
 
 
+async def hollow_agent(nursery: trio.Nursery, cfg: AgentConfig) -> EdgeAgent:
+    """An agent on a HollowRuntime (statuses only, no containers), started in `nursery`."""
+    return await nursery.start(lambda task_status: run_agent(
+        cfg, runtime=HollowRuntime(cfg.node_name), task_status=task_status))
+
+
 def config(node_name: str, address: str, tmp_path: Any, urls: list[str], **kw: Any) -> AgentConfig:
     return AgentConfig(node_name=node_name, data_dir=str(tmp_path / node_name), address=address,
                        servers=urls, token=TOKEN, log_port=None, lease_renew=0.3,
@@ -108,9 +114,7 @@ async def test_agent_registers_its_node_and_renews_its_lease(node_name, node_add
     async with trio.open_nursery() as nursery:
         [m] = await masters(nursery, 1)
         cfg = config(node_name, node_address, tmp_path, [m.url], labels={"site": "shop-7"})
-        agent: EdgeAgent = await nursery.start(
-            lambda task_status: run_agent(cfg, runtime=HollowRuntime(node_name),
-                                          task_status=task_status))
+        agent: EdgeAgent = await hollow_agent(nursery, cfg)
         node = await wait_for_async(lambda: get(m.registry, "nodes", None, node_name), 10,
                                     "the Node")
         st = node["status"]
@@ -150,8 +154,7 @@ async def test_pod_status_and_graceful_deletion_through_the_api(node_name, node_
     async with trio.open_nursery() as nursery:
         [m] = await masters(nursery, 1)
         cfg = config(node_name, node_address, tmp_path, [m.url])
-        await nursery.start(lambda task_status: run_agent(
-            cfg, runtime=HollowRuntime(node_name), task_status=task_status))
+        await hollow_agent(nursery, cfg)
         created = await m.registry.create("pods", "default", pod("h-1", node_name=node_name))
 
         async def running() -> dict[str, Any] | None:
@@ -199,8 +202,7 @@ async def test_watch_from_a_compacted_revision_is_410_and_the_agent_relists(
         await session.aclose()
         # The agent re-lists and still converges.
         cfg = config(node_name, node_address, tmp_path, [m.url])
-        agent: EdgeAgent = await nursery.start(lambda task_status: run_agent(
-            cfg, runtime=HollowRuntime(node_name), task_status=task_status))
+        agent: EdgeAgent = await hollow_agent(nursery, cfg)
         await m.registry.create("pods", "default", pod("after", node_name=node_name))
         await wait_for(lambda: agent.syncer.find_pod("default", "after"), 10, "pod seen")
         nursery.cancel_scope.cancel()
@@ -356,8 +358,7 @@ async def test_agent_talks_to_a_tls_master_verified_with_the_cluster_ca(node_nam
             ssl_keyfile=str(tmp_path / "tls.key"), task_status=task_status))
         cfg = config(node_name, node_address, tmp_path, [f"https://127.0.0.1:{port}"],
                      verify=str(tmp_path / "ca.crt"))
-        agent: EdgeAgent = await nursery.start(lambda task_status: run_agent(
-            cfg, runtime=HollowRuntime(node_name), task_status=task_status))
+        agent: EdgeAgent = await hollow_agent(nursery, cfg)
         await wait_for(agent.registered.is_set, 10, "registration over TLS")
         nursery.cancel_scope.cancel()
 

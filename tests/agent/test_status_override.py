@@ -8,10 +8,8 @@ from typing import Any
 
 import trio
 
-from edge_agent import HollowRuntime, run_agent
-
 from .conftest import pod
-from .test_api import config, get, masters, wait_for_async
+from .test_api import config, get, hollow_agent, masters, wait_for_async
 
 
 def _ready(p: dict[str, Any] | None) -> str | None:
@@ -26,8 +24,7 @@ async def test_agent_restores_a_readiness_the_node_controller_overrode(node_name
     async with trio.open_nursery() as nursery:
         [m] = await masters(nursery, 1)
         cfg = config(node_name, node_address, tmp_path, [m.url])
-        await nursery.start(lambda task_status: run_agent(
-            cfg, runtime=HollowRuntime(node_name), task_status=task_status))
+        await hollow_agent(nursery, cfg)
         await m.registry.create("pods", "default", pod("h-1", node_name=node_name))
 
         async def ready() -> dict[str, Any] | None:
