@@ -200,10 +200,7 @@ class DockerRuntime:
             return hit[1]
         try:
             data = await self._call(self._api.inspect_image, image)
-        except self._errors.ImageNotFound:
-            self._images.pop(image, None)
-            return None
-        except self._errors.NotFound:
+        except self._errors.NotFound:  # ImageNotFound is one
             self._images.pop(image, None)
             return None
         self._images[image] = (time.monotonic(), str(data["Id"]))
