@@ -1374,11 +1374,7 @@ class Registry:
                 if selection.everything or selection.matches(obj):
                     initial.append(WatchEvent("ADDED", obj, kv.key, kv.mod_revision))
             if send_initial_events:
-                initial.append(WatchEvent("BOOKMARK", {
-                    "kind": rtype.kind, "apiVersion": rtype.api_version,
-                    "metadata": {"resourceVersion": str(rr.revision),
-                                 "annotations": {"k8s.io/initial-events-end": "true"}},
-                }, prefix, rr.revision))
+                initial.append(self._initial_events_end(rtype, prefix, rr.revision))
             if initial:
                 yield initial
             if on_progress is not None:
@@ -1422,16 +1418,21 @@ class Registry:
             kvs, revision = cache.snapshot(rtype, namespace, selection)
             initial = [WatchEvent("ADDED", self._decode_shared(kv), kv.key, kv.mod_revision) for kv in kvs]
             if send_initial_events:
-                initial.append(WatchEvent("BOOKMARK", {
-                    "kind": rtype.kind, "apiVersion": rtype.api_version,
-                    "metadata": {"resourceVersion": str(revision),
-                                 "annotations": {"k8s.io/initial-events-end": "true"}},
-                }, self.prefix(rtype, namespace), revision))
+                initial.append(self._initial_events_end(rtype, self.prefix(rtype, namespace), revision))
             return cache.watch(rtype, namespace, selection, revision + 1, initial, on_progress, from_state=True)
         rv = _parse_rv(resource_version)
         if rv + 1 <= self.store.compact_revision:
             raise errors.expired(f"too old resource version: {rv} ({self.store.compact_revision})")
         return cache.watch(rtype, namespace, selection, rv + 1, [], on_progress)
+
+    @staticmethod
+    def _initial_events_end(rtype: Any, prefix: str, revision: int) -> WatchEvent:
+        """The BOOKMARK that ends a watch-list's initial state (Kubernetes' annotation)."""
+        return WatchEvent("BOOKMARK", {
+            "kind": rtype.kind, "apiVersion": rtype.api_version,
+            "metadata": {"resourceVersion": str(revision),
+                         "annotations": {"k8s.io/initial-events-end": "true"}},
+        }, prefix, revision)
 
     def _convert(self, batch: builtins.list[Any], selection: _Selection) -> builtins.list[WatchEvent]:
         out = []
