@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 
+from ._agent import LEASE_JITTER
 from ._api import ApiError, ApiUnavailable, Backoff, HttpApiSession, tls_verify
 from ._hollow_runner import KEEPALIVE_EXPIRY, STATS_INTERVAL, _loop_lag, _pct
 from ._node import NodeLease
@@ -95,8 +96,8 @@ async def keep_renewing(lease: NodeLease, session: HttpApiSession,
             await trio.sleep(delay)
             continue
         backoff.reset()
-        # Up to 15 % early at random, as the agent does: nodes started together spread.
-        await trio.sleep(lease.renew_interval * random.uniform(0.85, 1.0))
+        # A little early at random, as the agent does: nodes started together spread.
+        await trio.sleep(lease.renew_interval * random.uniform(1 - LEASE_JITTER, 1))
 
 
 async def main_async() -> None:
