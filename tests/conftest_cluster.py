@@ -188,3 +188,26 @@ def module_tmp_path() -> Iterator[pathlib.Path]:
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def cut_off(raft_port: int) -> Iterator[None]:
+    """Drop every loopback packet to or from one Raft port.
+
+    pysyncobj opens one connection per pair of replicas, from the replica whose address sorts
+    higher: the replica with the lowest address only ever accepts connections, so dropping its
+    port cuts it off from every peer, while its API port keeps answering."""
+    table = f"edgeplane_test_cut_{raft_port}"
+    rules = f"""table inet {table} {{
+  chain out {{
+    type filter hook output priority 0;
+    tcp dport {raft_port} drop
+    tcp sport {raft_port} drop
+  }}
+}}
+"""
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], check=False)

@@ -7,16 +7,13 @@ The client must leave it after such an answer instead of sending every later req
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import shutil
-import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 import trio
-from conftest_cluster import LocalClusterHandle, start_cluster
+from conftest_cluster import LocalClusterHandle, cut_off, start_cluster
 
 from controlplane.client import ApiClient, ApiError, ClusterUnreachable
 from controlplane.kubeconfig import load_kubeconfig
@@ -26,29 +23,6 @@ pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (apt-get install nftables)"),
 ]
-
-
-@contextlib.contextmanager
-def cut_off(raft_port: int) -> Iterator[None]:
-    """Drop every loopback packet to or from one Raft port.
-
-    pysyncobj opens one connection per pair of replicas, from the replica whose address sorts
-    higher: the replica with the lowest address only ever accepts connections, so dropping its
-    port cuts it off from every peer, while its API port keeps answering."""
-    table = f"edgeplane_test_cut_{raft_port}"
-    rules = f"""table inet {table} {{
-  chain out {{
-    type filter hook output priority 0;
-    tcp dport {raft_port} drop
-    tcp sport {raft_port} drop
-  }}
-}}
-"""
-    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
-    try:
-        yield
-    finally:
-        subprocess.run(["nft", "delete", "table", "inet", table], check=False)
 
 
 def _cm(name: str) -> dict:

@@ -4,10 +4,10 @@ without deposing the healthy leader (real replica processes; the cut is an nftab
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import pytest
 import trio
+from conftest_cluster import cut_off
 from helpers import running_cluster
 
 pytestmark = [
@@ -15,20 +15,6 @@ pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (apt-get install nftables)"),
 ]
-
-
-def _cut(port: int) -> str:
-    table = f"raftstore_test_cut_{port}"
-    rules = f"""table inet {table} {{
-  chain out {{
-    type filter hook output priority 0;
-    tcp dport {port} drop
-    tcp sport {port} drop
-  }}
-}}
-"""
-    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
-    return table
 
 
 async def test_a_follower_back_from_a_partition_does_not_depose_the_leader(tmp_path):
@@ -43,15 +29,12 @@ async def test_a_follower_back_from_a_partition_does_not_depose_the_leader(tmp_p
             low.resume()
         await leader.call("put", "/prevote/before", b"1")
         term = (await leader.call("status"))["term"]
-        table = _cut(int(low.address.rsplit(":", 1)[1]))
-        try:
+        with cut_off(int(low.address.rsplit(":", 1)[1])):
             # Several election timeouts (0.4-0.8 s) cut off, while the others keep committing.
             for i in range(25):
                 await leader.call("put", f"/prevote/{i}", b"x")
                 await trio.sleep(0.1)
             assert (await low.call("status"))["term"] == term, "a cut-off replica raised its term"
-        finally:
-            subprocess.run(["nft", "delete", "table", "inet", table], check=False)
         # It catches up with the same leader, in the same term.
         with trio.fail_after(20):
             while True:
