@@ -43,20 +43,17 @@ class LeaseLog:
 
     def __init__(self, leases: list[NodeLease]) -> None:
         self.leases = leases
-        self._prev: dict[str, float] = {}
         self._gaps: list[float] = []
         self._durations: list[float] = []
         self.max_gap = 0.0
         self.by_server: dict[str, list[float]] = {}  # renewal times per master
         self.failures = 0
 
-    def renewed(self, node: str, started: float, ended: float) -> None:
-        prev = self._prev.get(node)
-        self._prev[node] = ended
-        self._durations.append(ended - started)
-        if prev is not None:
-            self._gaps.append(ended - prev)
-            self.max_gap = max(self.max_gap, ended - prev)
+    def renewed(self, took: float, gap: float | None) -> None:
+        self._durations.append(took)
+        if gap is not None:
+            self._gaps.append(gap)
+            self.max_gap = max(self.max_gap, gap)
 
     def failed(self) -> None:
         self.failures += 1

@@ -153,8 +153,9 @@ class NodeLease:
     resourceVersion of our last write; a conflict re-reads). Every successful renewal is timed
     against the previous one: a gap longer than the renew interval plus `LEASE_LATE_FRACTION`
     of the Lease duration is logged as a warning and counted, because a node that heartbeats
-    late is one step from being declared lost and having its pods replaced. `on_renewed(name,
-    started, ended)` (monotonic seconds) lets a process running many nodes aggregate.
+    late is one step from being declared lost and having its pods replaced. `on_renewed(took,
+    gap)` (seconds: this write's duration, and the time since the previous renewal, None for
+    the first) lets a process running many nodes aggregate.
     """
 
     def __init__(self, name: str, duration_seconds: int, renew_interval: float, *,
@@ -166,7 +167,7 @@ class NodeLease:
         self.resource_version: str | None = None
         self.last_renewed: float | None = None
         self.late_renewals = 0
-        self.on_renewed: Callable[[str, float, float], None] | None = None
+        self.on_renewed: Callable[[float, float | None], None] | None = None
         self._clock = clock
 
     @property
@@ -209,13 +210,12 @@ class NodeLease:
     def _renewed(self, lease: dict[str, Any], started: float) -> None:
         self.resource_version = (lease.get("metadata") or {}).get("resourceVersion")
         now = self._clock()
-        if self.last_renewed is not None:
-            gap = now - self.last_renewed
-            if gap > self.late_after:
-                self.late_renewals += 1
-                log.warning("lease of node %s renewed %.1fs after the previous renewal (due "
-                            "every %.1fs, late beyond %.1fs; this write took %.2fs)", self.name,
-                            gap, self.renew_interval, self.late_after, now - started)
+        gap = None if self.last_renewed is None else now - self.last_renewed
+        if gap is not None and gap > self.late_after:
+            self.late_renewals += 1
+            log.warning("lease of node %s renewed %.1fs after the previous renewal (due "
+                        "every %.1fs, late beyond %.1fs; this write took %.2fs)", self.name,
+                        gap, self.renew_interval, self.late_after, now - started)
         self.last_renewed = now
         if self.on_renewed is not None:
-            self.on_renewed(self.name, started, now)
+            self.on_renewed(now - started, gap)
