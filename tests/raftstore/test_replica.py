@@ -310,7 +310,9 @@ async def test_restart_after_a_crash_between_snapshot_and_journal_compaction(tmp
                 while not os.path.exists(snapshot):
                     await s.put("/x/tick", b"")
                     await trio.sleep(0.05)
-            await trio.sleep(0.2)  # let the tick thread notice the finished snapshot
+            with trio.fail_after(10):  # the tick thread reaps the snapshot child
+                while s.replica._SyncObj__serializer._Serializer__pid != 0:
+                    await trio.sleep(0.01)
             for i in range(100, 150):
                 await s.put(f"/x/{i}", b"after")
             before = s.digest()
