@@ -92,7 +92,6 @@ class PodSyncer:
         self._dirty: set[str] = set()
         self._all_dirty = True
         self._last_full_round = float("-inf")
-        self._last_seen: dict[str, list[ContainerInfo]] = {}
         self.probes = ProbeManager(runtime, self.wake)
         # Whether `desired` is the whole truth, so containers of unknown pods may be removed.
         # An agent with masters sets this only once it has their list: a node that lost its
@@ -181,7 +180,8 @@ class PodSyncer:
                 grouped: dict[str, list[ContainerInfo]] = {}
                 for c in observed:
                     grouped.setdefault(c.pod_uid, []).append(c)
-                self.containers = grouped
+                # The previous round's list tells which pods' containers changed since.
+                last_seen, self.containers = self.containers, grouped
                 running_ids = {c.id for c in observed if c.running}
                 self.probes.forget_all_but(running_ids | (self.probes.tracked() - tracked_before))
                 now = time.monotonic()
@@ -189,7 +189,6 @@ class PodSyncer:
                 if full:
                     self._all_dirty = False
                     self._last_full_round = now
-                last_seen, self._last_seen = self._last_seen, grouped
                 for uid in set(self.desired) | set(grouped):
                     changed = grouped.get(uid) != last_seen.get(uid)
                     if uid in self._busy:
