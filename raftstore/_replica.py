@@ -987,8 +987,6 @@ class Replica(SyncObj):
         self._lease_until = oldest_needed + self.config.lease_s
         self._lease_term = term
 
-    # --- message interception -------------------------------------------------------------------
-
     # --- ReadIndex (Raft thesis §6.4) ----------------------------------------------------------
 
     def read_index(self, callback: Callable[[bool], None]) -> None:
@@ -1146,6 +1144,8 @@ class Replica(SyncObj):
         if len(self._prevote_grants) + 1 > (len(self._SyncObj__otherNodes) + 1) / 2:
             # Won: let pysyncobj's election start on this very tick.
             self._SyncObj__raftElectionDeadline = 0.0
+
+    # --- message interception -------------------------------------------------------------------
 
     # Messages handled here entirely, by method name: PreVote, ReadIndex and append_entries.
     _OWN_HANDLERS = {
