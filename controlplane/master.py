@@ -80,6 +80,79 @@ _LEADER_POLL_S = 0.25
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 # A joining master keeps asking the cluster to add it for this long (several elections).
 _JOIN_TIMEOUT_S = 60.0
+# The event-loop lag probe wakes this often: fine enough to see a 100 ms stall (the read
+# target), rare enough to cost nothing measurable.
+_LAG_PROBE_S = 0.05
+# A stall at least this long is counted and logged (a read answered late by this much misses
+# the read target by itself).
+_LAG_REPORT_S = 0.1
+# Stalls are summed up in one log line per this many seconds at most.
+_LAG_LOG_EVERY_S = 30.0
+
+
+class _SlowSteps(trio.abc.Instrument):
+    """Diagnosis aid (``EDGEPLANE_SLOW_STEP_MS``): log every task step that holds the event loop
+    longer than the threshold, with the task's name and where it stopped (costs ~1 us a step)."""
+
+    def __init__(self, threshold_s: float) -> None:
+        self.threshold_s = threshold_s
+        self.started: float | None = None  # (None: the step began before the instrument)
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.started = time.perf_counter()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.started is None:
+            return
+        took = time.perf_counter() - self.started
+        if took >= self.threshold_s:
+            where, coro = "", task.coro
+            while coro is not None:  # where it stopped: the innermost awaiting frame outside trio
+                frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+                if frame is not None and "/trio/" not in frame.f_code.co_filename:
+                    where = f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno}"
+                coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+            log.info("slow task step: %.0f ms in %s (at %s)", took * 1000, task.name, where)
+
+
+class LoopLag:
+    """How late the trio loop runs a task that asked to wake (a blocked loop delays every
+    request): the longest stall since start and in the current log window, and how many
+    stalls reached ``_LAG_REPORT_S``. Shown in cluster status and logged."""
+
+    def __init__(self) -> None:
+        self.max_s = 0.0
+        self.window_max_s = 0.0
+        self.stalls = 0
+        self.window_stalls = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"maxStallMs": round(self.max_s * 1000, 1), "stallsOver100ms": self.stalls,
+                "windowMaxStallMs": round(self.window_max_s * 1000, 1)}
+
+    async def serve(self) -> None:
+        slow_ms = os.environ.get("EDGEPLANE_SLOW_STEP_MS")
+        if slow_ms:
+            trio.lowlevel.add_instrument(_SlowSteps(float(slow_ms) / 1000))
+        window_start = time.monotonic()
+        while True:
+            due = trio.current_time() + _LAG_PROBE_S
+            await trio.sleep_until(due)
+            lag = trio.current_time() - due
+            self.max_s = max(self.max_s, lag)
+            self.window_max_s = max(self.window_max_s, lag)
+            if lag >= _LAG_REPORT_S:
+                self.stalls += 1
+                self.window_stalls += 1
+            now = time.monotonic()
+            if now - window_start >= _LAG_LOG_EVERY_S:
+                if self.window_stalls:
+                    log.info("event loop: %d stalls >= %d ms in %.0f s, longest %.0f ms",
+                             self.window_stalls, _LAG_REPORT_S * 1000, now - window_start,
+                             self.window_max_s * 1000)
+                window_start = now
+                self.window_max_s = 0.0
+                self.window_stalls = 0
 
 
 @dataclass
@@ -173,6 +246,7 @@ class Master:
         self.duties: Any = None
         self.network: Any = None
         self.started_at = time.time()
+        self.loop_lag = LoopLag()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -260,6 +334,7 @@ class Master:
                         self.registry, self.store, config=leader_config, task_status=task_status
                     )
                 )
+                nursery.start_soon(self.loop_lag.serve)
                 nursery.start_soon(self._follow_leadership)
                 nursery.start_soon(self._log_leader_changes)
                 if self.config.join_servers:
@@ -573,6 +648,7 @@ class Master:
             "appliedIndex": raw.get("applied_index"),
             "revision": raw.get("revision"),
             "members": members,
+            "eventLoop": self.loop_lag.as_dict(),
             "leaderDuties": {
                 "holder": holder if holder else (self.name if duties.get("running") else None),
                 "renewTime": renewed,
