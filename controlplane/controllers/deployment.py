@@ -17,7 +17,7 @@ from ._deployment_plan import (
     surge_and_unavailable,
 )
 from ._informer import Informer, object_key
-from ._pods import controller_ref, key_of, meta, namespace_of, now_rfc3339, split_key
+from ._pods import controller_ref, key_of, meta, namespace_of, now_rfc3339
 from .events import EventRecorder
 
 
@@ -31,13 +31,36 @@ class DeploymentController(QueueController):
         self.registry = registry
         self.deployments, self.replicasets = deployments, replicasets
         self.recorder = recorder
+        # Deployment uid -> ReplicaSet key -> ReplicaSet it controls: a sync (one per status
+        # change of any of its ReplicaSets) reads its own few, not every ReplicaSet of the
+        # namespace (300 Deployments in one namespace made each sync walk 300).
+        self._owned: dict[str, dict[str, dict]] = {}
         deployments.add_handler(self._on_deployment)
         replicasets.add_handler(self._on_rs)
 
     def _on_deployment(self, old: dict | None, new: dict | None) -> None:
         self.queue.add(object_key(new or old or {}))
 
+    def _index(self, old: dict | None, new: dict | None) -> None:
+        old_ref = controller_ref(old) if old is not None else None
+        new_ref = controller_ref(new) if new is not None else None
+        old_uid = old_ref.get("uid", "") if old_ref is not None else None
+        new_uid = new_ref.get("uid", "") if new_ref is not None else None
+        if old is not None and old_uid is not None and (old_uid != new_uid or key_of(old) != key_of(new or {})):
+            bucket = self._owned.get(old_uid)
+            if bucket is not None:
+                bucket.pop(key_of(old), None)
+                if not bucket:
+                    del self._owned[old_uid]
+        if new is not None and new_uid is not None:
+            self._owned.setdefault(new_uid, {})[key_of(new)] = new
+
+    def owned(self, d: dict) -> list[dict]:
+        """The ReplicaSets ``d`` controls (plan_deployment's owned_replicasets, from the index)."""
+        return list(self._owned.get(meta(d).get("uid", ""), {}).values())
+
     def _on_rs(self, old: dict | None, new: dict | None) -> None:
+        self._index(old, new)
         for rs in (old, new):
             ref = controller_ref(rs) if rs is not None else None
             if ref is not None and ref.get("kind") == "Deployment":
@@ -51,8 +74,7 @@ class DeploymentController(QueueController):
         d = self.deployments.get(key)
         if d is None or meta(d).get("deletionTimestamp"):
             return
-        ns, _ = split_key(key)
-        plan = plan_deployment(d, self.replicasets.list(ns), now_rfc3339())
+        plan = plan_deployment(d, self.owned(d), now_rfc3339())
         await self.commit(d, plan)
         if plan.recheck_after is not None:
             self.queue.add_after(key, plan.recheck_after)
@@ -66,7 +88,7 @@ class DeploymentController(QueueController):
             written.append((key_of(rs), int(meta(rs)["resourceVersion"])))
             replicas = rs["spec"]["replicas"]
             self._event(d, "ScalingReplicaSet", f"Scaled up replica set {meta(rs)['name']} from 0 to {replicas}")
-        by_name = {meta(rs)["name"]: rs for rs in self.replicasets.list(ns)}
+        by_name = {meta(rs)["name"]: rs for rs in self.owned(d)}
         for name in sorted(set(plan.scale) | set(plan.set_revision)):
             current = by_name.get(name)
             if current is None:
