@@ -74,6 +74,28 @@ def decode_member(value: bytes) -> MemberRecord | None:
         return None
 
 
+# Node agents announce themselves with this User-Agent (edge_agent's API session).
+_AGENT_USER_AGENT = b"edgeplane-agent/"
+# Added to the answers the leader gives node agents while every other master is connected: the
+# request is served, and the agent sends its next ones (and its watch) to another master.
+_PREFER_OTHER = (b"x-edgeplane-prefer-other-master", b"true")
+
+
+def _from_agent(scope: dict[str, Any]) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"user-agent":
+            return value.startswith(_AGENT_USER_AGENT)
+    return False
+
+
+def _with_prefer_other(send: Send) -> Send:
+    async def sender(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), _PREFER_OTHER]}
+        await send(message)
+    return sender
+
+
 def _json(status: int, body: Any) -> tuple[int, bytes]:
     return status, json.dumps(body).encode()
 
@@ -87,6 +109,9 @@ class MasterEndpoints:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope.get("path", "").startswith("/edgeplane/"):
+            if self.master.sheds_agents and _from_agent(scope):
+                await self.inner(scope, receive, _with_prefer_other(send))
+                return
             await self.inner(scope, receive, send)
             return
         if scope["path"].rstrip("/") == "/edgeplane/v1/cacerts" and scope.get("method") == "GET":

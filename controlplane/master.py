@@ -80,6 +80,11 @@ _LEADER_POLL_S = 0.25
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 # A joining master keeps asking the cluster to add it for this long (several elections).
 _JOIN_TIMEOUT_S = 60.0
+# How often the leader re-checks whether it can send node agents elsewhere: an agent that meets
+# a master gone since then moves on to the next one by itself.
+_SHED_POLL_S = 0.5
+# A peer heard from within this long counts as up (a few heartbeats).
+_PEER_FRESH_S = 1.0
 # The event-loop lag probe wakes this often: fine enough to see a 100 ms stall (the read
 # target), rare enough to cost nothing measurable.
 _LAG_PROBE_S = 0.05
@@ -97,9 +102,11 @@ class _SlowSteps(trio.abc.Instrument):
     def __init__(self, threshold_s: float) -> None:
         self.threshold_s = threshold_s
         self.started: float | None = None  # (None: the step began before the instrument)
+        self.cpu = 0.0
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self.started = time.perf_counter()
+        self.cpu = time.thread_time()
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         if self.started is None:
@@ -112,7 +119,9 @@ class _SlowSteps(trio.abc.Instrument):
                 if frame is not None and "/trio/" not in frame.f_code.co_filename:
                     where = f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno}"
                 coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-            log.info("slow task step: %.0f ms in %s (at %s)", took * 1000, task.name, where)
+            # CPU time of this thread: the rest of the step waited for a core or the GIL
+            log.info("slow task step: %.0f ms (%.0f ms CPU) in %s (at %s)", took * 1000,
+                     (time.thread_time() - self.cpu) * 1000, task.name, where)
 
 
 class LoopLag:
@@ -230,6 +239,16 @@ def _node_ready(node: dict[str, Any]) -> bool:
     return False
 
 
+def leads_with_all_peers(raw: dict[str, Any]) -> bool:
+    """Whether a store status (``Store.status()``) says: leader with a quorum lease, and every
+    other member connected and heard from lately (False for a master alone)."""
+    peers = raw.get("members", [])[1:]
+    if not raw.get("is_leader") or not peers:
+        return False
+    return all(m.get("connected") and m.get("last_contact_s") is not None
+               and m["last_contact_s"] < _PEER_FRESH_S for m in peers)
+
+
 class Master:
     """One running master; :meth:`serve` runs it. Its methods back the /edgeplane/v1 endpoints."""
 
@@ -247,6 +266,9 @@ class Master:
         self.network: Any = None
         self.started_at = time.time()
         self.loop_lag = LoopLag()
+        #: True while this master leads and every other master is connected: node agents are
+        #: then asked to use the other masters (see _shed_agents)
+        self.sheds_agents = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -335,6 +357,7 @@ class Master:
                     )
                 )
                 nursery.start_soon(self.loop_lag.serve)
+                nursery.start_soon(self._shed_agents)
                 nursery.start_soon(self._follow_leadership)
                 nursery.start_soon(self._log_leader_changes)
                 if self.config.join_servers:
@@ -354,6 +377,22 @@ class Master:
                 await self._bootstrap()
             else:
                 log.info("not the leader term=%s", term)
+
+    async def _shed_agents(self) -> None:
+        """The leader's event loop also runs the scheduler and the controllers: at scale it is
+        the busiest master, and every request it serves waits behind that work. While every
+        other master is connected, the leader asks node agents to use the others: it serves
+        their request and adds ``X-Edgeplane-Prefer-Other-Master: true``, and the agent sends
+        its next requests and its watch to the next master (like Kubernetes' GOAWAY chance, a
+        hint, never a refusal: an agent that cannot reach the others comes back and is served).
+        kubectl and other clients are not affected."""
+        while True:
+            sheds = leads_with_all_peers(self.store.status())
+            if sheds != self.sheds_agents:
+                self.sheds_agents = sheds
+                log.info("node agents %s", "sent to the other masters (this master leads and "
+                         "all are connected)" if sheds else "served here")
+            await trio.sleep(_SHED_POLL_S)
 
     async def _log_leader_changes(self) -> None:
         """One line whenever the cluster's leader changes, as this replica sees it."""

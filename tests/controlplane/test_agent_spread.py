@@ -1,0 +1,88 @@
+"""The Raft leader asks node agents to use the other masters (a hint, never a refusal)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from types import SimpleNamespace
+
+import httpx
+import trio
+
+from controlplane._master_api import MasterEndpoints
+from controlplane.apiserver import StaticTokenAuthenticator, User, create_app, serve_api
+from controlplane.registry import Registry
+from edge_agent import HttpApiSession
+from raftstore import MemoryStore
+
+TOKEN = "spread-test-token"
+# Ports from H9A's share (25500-25999).
+_PORTS = itertools.cycle(range(25600 + (os.getpid() % 20) * 10, 25800))
+NODE_LEASE = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+              "metadata": {"name": "n1", "namespace": "kube-node-lease"},
+              "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 20}}
+
+
+async def _serve(nursery: trio.Nursery, app: object) -> str:
+    for _ in range(20):
+        port = next(_PORTS)
+        try:
+            await nursery.start(lambda task_status, port=port: serve_api(
+                app, host="127.0.0.1", port=port, task_status=task_status))
+        except OSError:
+            continue
+        return f"http://127.0.0.1:{port}"
+    raise RuntimeError("no free port")
+
+
+async def test_agents_leave_the_leader_but_are_served_there() -> None:
+    store = MemoryStore()
+    registry = Registry(store)
+    await registry.ensure_namespaces()
+    auth = StaticTokenAuthenticator({TOKEN: User("system:node:n1", ("system:nodes",), "node")})
+    leader = SimpleNamespace(sheds_agents=True)
+    follower = SimpleNamespace(sheds_agents=False)
+    async with trio.open_nursery() as nursery:
+        urls = [await _serve(nursery, MasterEndpoints(create_app(registry, store=store, authenticator=auth, info={}), m))
+                for m in (leader, follower)]
+        async with httpx.AsyncClient() as http:
+            # kubectl and other clients get no hint
+            plain = await http.get(urls[0] + "/api/v1/namespaces/default", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert plain.status_code == 200
+            assert "x-edgeplane-prefer-other-master" not in plain.headers
+        session = HttpApiSession(urls, TOKEN)
+        try:
+            session._index = 0  # starts on the leader
+            created = await session._request("POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+                                             body=NODE_LEASE)
+            assert created is not None and created["metadata"]["name"] == "n1"  # served there
+            assert session.server == urls[1]  # and moved on
+            await session._request("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1")
+            assert session.server == urls[1]  # the follower gives no hint: the agent stays
+            # An agent that knows only the leader keeps being served by it.
+            alone = HttpApiSession(urls[:1], TOKEN)
+            try:
+                for _ in range(2):
+                    got = await alone._request("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1")
+                    assert got is not None and got["spec"]["holderIdentity"] == "n1"
+            finally:
+                await alone.aclose()
+        finally:
+            await session.aclose()
+        nursery.cancel_scope.cancel()
+
+
+def test_only_a_leader_with_every_peer_connected_sends_agents_away() -> None:
+    from controlplane.master import leads_with_all_peers
+
+    me = {"name": "m1", "address": "a1", "last_contact_s": 0.0}
+
+    def peer(connected: bool, contact: float | None) -> dict[str, object]:
+        return {"name": "m2", "address": "a2", "connected": connected, "last_contact_s": contact}
+
+    assert leads_with_all_peers({"is_leader": True, "members": [me, peer(True, 0.1), peer(True, 0.2)]})
+    assert not leads_with_all_peers({"is_leader": False, "members": [me, peer(True, 0.1)]})
+    assert not leads_with_all_peers({"is_leader": True, "members": [me]})  # alone
+    assert not leads_with_all_peers({"is_leader": True, "members": [me, peer(True, 0.1), peer(False, 0.1)]})
+    assert not leads_with_all_peers({"is_leader": True, "members": [me, peer(True, 0.1), peer(True, 3.0)]})
+    assert not leads_with_all_peers({"is_leader": True, "members": [me, peer(True, None)]})
