@@ -29,6 +29,9 @@ REQUEST_TIMEOUT = 5.0
 WATCH_SECONDS = (240, 300)
 # Status codes that mean "this master cannot serve now, another may".
 _RETRY_ELSEWHERE = {502, 503, 504}
+# A master that would rather not serve agents (the Raft leader, which runs the controllers) adds
+# this header (value "true") to the answer; the session then uses the next master.
+_PREFER_OTHER_HEADER = "x-edgeplane-prefer-other-master"
 
 WatchHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -175,6 +178,11 @@ class HttpApiSession:
                 last_error = f"{self.servers[index]}: HTTP {resp.status_code}"
                 self._move_on(index)
                 continue
+            if resp.headers.get(_PREFER_OTHER_HEADER) == "true" and len(self.servers) > 1:
+                # Served by the leader, which also runs the controllers: next requests (and the
+                # watch, restarted at once) go to another master; if that one cannot be reached
+                # the failover above brings us back here, where we are served as before.
+                self._move_on(index)
             if resp.status_code == 404 and allow_404:
                 return None
             if resp.status_code >= 400:
