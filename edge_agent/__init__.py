@@ -32,7 +32,10 @@ from ._podspec import HOST_PORTS_ANNOTATION as HOST_PORTS_ANNOTATION
 from ._podsync import PodSyncer as PodSyncer
 from ._runtime import ContainerInfo as ContainerInfo
 from ._runtime import ContainerRuntime as ContainerRuntime
+from ._runtime import ContainerRuntimeError as ContainerRuntimeError
 from ._runtime import ContainerSpec as ContainerSpec
+from ._runtime import EventedRuntime as EventedRuntime
+from ._runtime import EventsUnsupported as EventsUnsupported
 from ._status import ProbeState as ProbeState
 from ._status import compute_pod_status as compute_pod_status
 

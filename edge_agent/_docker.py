@@ -9,6 +9,8 @@ idle cost of a node with many pods to that one call.
 from __future__ import annotations
 
 import functools
+import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -25,8 +27,10 @@ from ._runtime import (
     LABEL_POD_UID,
     LABEL_RESTART_COUNT,
     ContainerInfo,
+    ContainerRuntimeError,
     ContainerSpec,
     ContainerStartError,
+    EventsUnsupported,
     ImagePullError,
 )
 
@@ -51,6 +55,13 @@ IMAGE_CACHE_S = 5.0
 DOCKER_API_VERSION = "1.41"
 # Default HTTP timeout of the SDK (seconds) for ordinary calls.
 DOCKER_TIMEOUT = 60
+# Engine events that change what a relist shows for one of our containers: an exit (crash,
+# `docker kill`, OOM), a removal (`docker rm`), a start the agent did not make (`docker start`).
+WATCHED_EVENTS = ("start", "die", "oom", "destroy")
+# How far back a new events subscription asks the engine to replay: the engine subscribes a
+# client only after answering it, so an event in between would be lost. Replayed events cost a
+# relist at most.
+EVENTS_REPLAY_S = 1.0
 
 
 def _parse_ts(text: str | None) -> float | None:
@@ -114,6 +125,19 @@ class DockerRuntime:
         # holds a container's lock while starting it, so inspecting one blocks until its start
         # is done: a relist that did so held up every other pod of the node behind that start.
         self._starting: set[str] = set()
+        # Where to follow the engine's events (a plain HTTP stream read by trio itself, so
+        # cancelling it leaves no thread behind): (unix socket path or None, base URL), or None
+        # for an engine reached over TLS (the agent then relists every second instead).
+        from docker.utils import parse_host
+
+        host = base_url or os.environ.get("DOCKER_HOST")
+        tls = not base_url and bool(os.environ.get("DOCKER_TLS_VERIFY"))
+        parsed = parse_host(host, False, tls=tls)
+        self._events_target: tuple[str | None, str] | None = None
+        if parsed.startswith("http+unix://"):
+            self._events_target = (parsed.removeprefix("http+unix://"), "http://docker")
+        elif parsed.startswith("http://"):
+            self._events_target = (None, parsed)
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs),
@@ -189,6 +213,58 @@ class DockerRuntime:
             if cid not in seen:
                 del self._cache[cid]
         return result
+
+    # ---- events --------------------------------------------------------------------------
+
+    async def follow_events(self, on_connected: Callable[[], None],
+                            on_event: Callable[[str], None]) -> None:
+        """Follow the engine's events for this node's containers (see ContainerRuntime)."""
+        if self._events_target is None:
+            raise EventsUnsupported("following the events of an engine reached over TLS is "
+                                    "not supported")
+        import httpx  # already loaded by the probes; not needed by hollow nodes
+
+        uds, base = self._events_target
+        filters = json.dumps({"type": ["container"], "event": list(WATCHED_EVENTS),
+                              "label": [f"{LABEL_NODE}={self.node_name}"]})
+        params = {"filters": filters, "since": f"{time.time() - EVENTS_REPLAY_S:.3f}"}
+        # verify=False: no CA bundle loaded for a connection that never uses TLS.
+        transport = httpx.AsyncHTTPTransport(uds=uds, verify=False)
+        try:
+            async with httpx.AsyncClient(
+                    transport=transport, base_url=base, trust_env=False,
+                    timeout=httpx.Timeout(DOCKER_TIMEOUT, read=None)) as client:
+                async with client.stream("GET", f"/v{DOCKER_API_VERSION}/events",
+                                         params=params) as resp:
+                    if resp.status_code != 200:
+                        body = (await resp.aread()).decode(errors="replace")[:200]
+                        raise ContainerRuntimeError(
+                            f"engine refused the events stream: HTTP {resp.status_code} {body}")
+                    on_connected()
+                    async for line in resp.aiter_lines():
+                        cid = self._event_container(line)
+                        if cid is not None:
+                            on_event(cid)
+        except httpx.HTTPError as exc:
+            raise ContainerRuntimeError(f"events stream: {type(exc).__name__}: {exc}") from exc
+
+    def _event_container(self, line: str) -> str | None:
+        """The container an event line concerns, or None when it changes nothing we know."""
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(event, dict):
+            return None
+        cid = event.get("id") or (event.get("Actor") or {}).get("ID")
+        if not isinstance(cid, str) or not cid:
+            return None
+        if (event.get("Action") or event.get("status")) == "start":
+            # Our own starts: the starter already reports the container (no relist needed).
+            cached = self._cache.get(cid)
+            if cid in self._starting or (cached is not None and cached[1].running):
+                return None
+        return cid
 
     # ---- images --------------------------------------------------------------------------
 

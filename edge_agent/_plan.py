@@ -72,6 +72,7 @@ class Wait:
     container: str
     reason: str
     message: str
+    until: float  # when the back-off ends (the `now` clock): the pod must be synced again then
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,12 +180,13 @@ def plan_pod(pod: dict[str, Any] | None, containers: list[ContainerInfo],
             if current > 0 and now - finished < current:
                 plan.append(Wait(name, "CrashLoopBackOff",
                                  f"back-off {current:g}s restarting failed container={name} "
-                                 f"pod={pod_ref}"))
+                                 f"pod={pod_ref}", finished + current))
                 continue
             restart_count = latest.restart_count + 1
             next_backoff = backoff.next(current)
         if rec.failed_at is not None and now - rec.failed_at < rec.fail_backoff:
-            plan.append(Wait(name, rec.fail_reason, rec.fail_message))
+            plan.append(Wait(name, rec.fail_reason, rec.fail_message,
+                             rec.failed_at + rec.fail_backoff))
             continue
         plan.append(Start(name, restart_count, next_backoff))
     return plan

@@ -1,15 +1,21 @@
 """PodSyncer: converges the container runtime to the desired pods of this node.
 
-Like the kubelet's PLEG + pod workers: every `resync_interval` (or at once when woken by a pod
-change, a probe result or a finished action) it relists the runtime's containers, and for each
-pod not already being worked on it plans (`plan_pod`, pure), executes the actions, computes the
-status (`compute_pod_status`, pure) and hands it to `status_sink` only if it changed. One pod's
-slow action (a 30 s graceful stop, a pull) never holds up the others.
+Like the kubelet's PLEG + pod workers. A round relists the runtime's containers and, for each
+pod that changed (its spec, its containers, a probe result, the end of its back-off) and is not
+already being worked on, plans (`plan_pod`, pure), executes the actions, computes the status
+(`compute_pod_status`, pure) and hands it to `status_sink` only if it changed. One pod's slow
+action (a 30 s graceful stop, a pull) never holds up the others.
+
+Rounds run only when something happened. With a runtime that reports container events (Docker's
+event stream: the kubelet's evented PLEG) an exit is seen at once and the relist every
+`relist_interval` is only a safety net; a runtime without events, or whose stream is down, is
+relisted every `resync_interval` (the generic PLEG). Every timed relist syncs every pod.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -37,13 +43,32 @@ from ._podspec import (
     pull_policy,
 )
 from ._probes import ProbeManager
-from ._runtime import ContainerInfo, ContainerRuntime, ContainerStartError, ImagePullError
+from ._runtime import (
+    ContainerInfo,
+    ContainerRuntime,
+    ContainerRuntimeError,
+    ContainerStartError,
+    EventsUnsupported,
+    ImagePullError,
+)
 from ._status import ProbeState, compute_pod_status, host_ports
 
 log = logging.getLogger("edge_agent.podsync")
 
-# The kubelet's PLEG relists every second; fast enough for restart-on-exit, cheap at idle.
+# The kubelet's generic PLEG relists every second: fast enough for restart-on-exit. Used when
+# the runtime has no event stream (hollow nodes) or while it is down.
 DEFAULT_RESYNC_INTERVAL = 1.0
+# With the engine's event stream an exit is seen at once; relisting is only the safety net for
+# an event lost without the stream breaking (the kubelet's evented PLEG relists every 300 s).
+# 30 s bounds that case at a cost of one list call per 30 s (every pod is also synced then).
+DEFAULT_RELIST_INTERVAL = 30.0
+# A pod whose sync raised (an engine error mid-way) is retried after this long even if
+# nothing else happens: soon, but never a tight loop against a failing engine.
+SYNC_RETRY_S = 1.0
+# Reconnecting to the engine's event stream: first retry after 0.5 s, doubling up to 5 s
+# (a restarting dockerd takes a few seconds; relisting every second covers the gap).
+EVENTS_RETRY_MIN = 0.5
+EVENTS_RETRY_MAX = 5.0
 # Key put into a remembered status to make it differ from any computed one (resend_status);
 # never written anywhere.
 STALE_MARK = "_edgeplaneStale"
@@ -68,6 +93,7 @@ class PodSyncer:
                  on_finalized: Finalizer | None = None,
                  backoff: BackoffPolicy | None = None,
                  resync_interval: float = DEFAULT_RESYNC_INTERVAL,
+                 relist_interval: float = DEFAULT_RELIST_INTERVAL,
                  pull_registries: Iterable[str] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.runtime = runtime
@@ -77,6 +103,7 @@ class PodSyncer:
         self._on_finalized = on_finalized
         self.backoff = backoff or BackoffPolicy()
         self.resync_interval = resync_interval
+        self.relist_interval = relist_interval
         self.pull_registries = None if pull_registries is None else set(pull_registries)
         self._clock = clock
         self.desired: dict[str, dict[str, Any]] = {}  # uid -> pod
@@ -84,20 +111,32 @@ class PodSyncer:
         self.statuses: dict[str, tuple[dict[str, Any], str]] = {}  # uid -> last handed out
         self._records: dict[str, dict[str, ContainerRecord]] = {}
         self._busy: set[str] = set()
-        self._wake_event = trio.Event()
+        self._wake_event = trio.Event()  # set: run a round (relist) now
+        self._rearm = trio.Event()  # set: a deadline was added, recompute how long to sleep
         # Pods to sync in the next round besides those whose containers changed: a round woken
         # by one pod's event syncs that pod, not all of them (a node receiving n pods one by one
         # did n rounds over up to n pods: quadratic, most of a hollow-node runner's CPU). Every
-        # pod is synced at least every resync_interval, and on `wake()`.
+        # pod is synced at every timed relist, and on `wake()`.
         self._dirty: set[str] = set()
         self._all_dirty = True
         self._last_full_round = float("-inf")
+        self._last_relist = float("-inf")
+        # uid -> time.monotonic() at which the pod must be synced again without any other
+        # change: the end of a back-off (its Wait action), or the retry of a failed sync.
+        self._deadlines: dict[str, float] = {}
+        # The runtime's event stream (evented PLEG), when it has one: while it is live the
+        # syncer relists every relist_interval only; else every resync_interval.
+        self.events_live = False
+        self.events_connects = 0  # subscriptions made (tests: reconnects)
+        self.container_events = 0  # events received
+        self._events_retry = EVENTS_RETRY_MIN
         self.probes = ProbeManager(runtime, self.wake)
         # Whether `desired` is the whole truth, so containers of unknown pods may be removed.
         # An agent with masters sets this only once it has their list: a node that lost its
         # cache must not kill its pods before anyone has said they are gone.
         self.authoritative = True
         self.rounds = 0  # completed relist rounds (tests wait on progress)
+        self.relists = 0  # successful list calls (tests: nothing relists while idle)
         self._round_done = trio.Event()
 
     # ---- desired state (called by the agent: cache recovery, API list/watch) -------------
@@ -134,12 +173,12 @@ class PodSyncer:
     def wake(self) -> None:
         """Run a round now, syncing every pod."""
         self._all_dirty = True
-        self._wake_event.set()
+        self._kick()
 
     def _wake_pod(self, uid: str) -> None:
         """Run a round now, syncing this pod (and any whose containers changed)."""
         self._dirty.add(uid)
-        self._wake_event.set()
+        self._kick()
 
     def find_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         for pod in self.desired.values():
@@ -162,12 +201,16 @@ class PodSyncer:
         round has been dispatched, i.e. once recovered pods' containers were adopted."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.probes.serve)
+            follow = getattr(self.runtime, "follow_events", None)
+            if follow is not None:
+                nursery.start_soon(self._follow_events, follow)
             started = False
             while True:
                 self._wake_event = trio.Event()
                 # Containers started while the list is in flight may be missing from it (the
                 # runtime does not wait for starts in progress): their probes are kept.
                 tracked_before = self.probes.tracked()
+                self._last_relist = time.monotonic()
                 try:
                     observed = await self.runtime.list_containers()
                 except Exception as exc:  # the engine is down: keep trying, pods stay as they are
@@ -177,6 +220,7 @@ class PodSyncer:
                         task_status.started()
                     await trio.sleep(self.resync_interval)
                     continue
+                self.relists += 1
                 grouped: dict[str, list[ContainerInfo]] = {}
                 for c in observed:
                     grouped.setdefault(c.pod_uid, []).append(c)
@@ -185,7 +229,11 @@ class PodSyncer:
                 running_ids = {c.id for c in observed if c.running}
                 self.probes.forget_all_but(running_ids | (self.probes.tracked() - tracked_before))
                 now = time.monotonic()
-                full = self._all_dirty or now - self._last_full_round >= self.resync_interval
+                for uid, when in list(self._deadlines.items()):
+                    if when <= now:  # a back-off ended (or a failed sync is due for a retry)
+                        del self._deadlines[uid]
+                        self._dirty.add(uid)
+                full = self._all_dirty or now - self._last_full_round >= self._relist_period()
                 if full:
                     self._all_dirty = False
                     self._last_full_round = now
@@ -209,16 +257,78 @@ class PodSyncer:
                 self.rounds += 1
                 done, self._round_done = self._round_done, trio.Event()
                 done.set()
-                with trio.move_on_after(self.resync_interval):
-                    await self._wake_event.wait()
+                await self._sleep_until_woken()
+
+    async def _sleep_until_woken(self) -> None:
+        """Sleep until something happens: a pod change, a container event, a probe result, a
+        finished action (all set _wake_event), the earliest back-off end, or the next relist
+        (every second without an event stream; with one, only as the safety net for an event
+        that never came)."""
+        while not self._wake_event.is_set():
+            self._rearm = trio.Event()
+            wake_at = self._last_relist + self._relist_period()
+            if self._deadlines:
+                wake_at = min(wake_at, min(self._deadlines.values()))
+            delay = wake_at - time.monotonic()  # (trio's clock has its own offset)
+            if delay <= 0:
+                return
+            with trio.move_on_after(delay):
+                await self._rearm.wait()
+
+    def _kick(self) -> None:
+        """Run a round (relist, then sync what is dirty or changed) now."""
+        self._wake_event.set()
+        self._rearm.set()
+
+    def _relist_period(self) -> float:
+        return self.relist_interval if self.events_live else self.resync_interval
+
+    # ---- container events (evented PLEG) ----------------------------------------------------
+
+    def _events_connected(self) -> None:
+        self.events_live = True
+        self.events_connects += 1
+        self._events_retry = EVENTS_RETRY_MIN
+        self._kick()  # whatever happened while not subscribed: relist now
+
+    def _container_event(self, container_id: str) -> None:
+        self.container_events += 1
+        self._kick()  # the relist tells what changed, and for which pod
+
+    async def _follow_events(self, follow: Callable[[Callable[[], None], Callable[[str], None]],
+                                                     Awaitable[None]]) -> None:
+        """Keep the runtime's event stream open; while it is down, relist every
+        resync_interval (the generic PLEG) and reconnect with back-off."""
+        while True:
+            try:
+                await follow(self._events_connected, self._container_event)
+                log.warning("the container engine ended its event stream; relisting")
+            except EventsUnsupported as exc:
+                log.info("no container events (%s): relisting every %gs", exc,
+                         self.resync_interval)
+                self.events_live = False
+                return
+            except ContainerRuntimeError as exc:
+                if self.events_live:
+                    log.warning("container events lost: %s; relisting", exc)
+                else:
+                    log.debug("container events: %s", exc)
+            self.events_live = False
+            self._kick()
+            await trio.sleep(self._events_retry * random.uniform(0.8, 1.0))
+            self._events_retry = min(EVENTS_RETRY_MAX, self._events_retry * 2)
 
     async def _sync_pod(self, uid: str, pod: dict[str, Any] | None,
                         containers: list[ContainerInfo]) -> None:
         acted = False
+        self._deadlines.pop(uid, None)
         try:
             records = self._records.setdefault(uid, {})
             actions = plan_pod(pod, containers, records, self.probes.unhealthy(),
                                self._clock(), self.backoff)
+            waits = [a.until for a in actions if isinstance(a, Wait)]
+            if waits:  # synced again when the first back-off ends, whatever else happens
+                self._wake_at(uid, min(waits) - self._clock())
             containers = list(containers)
             kills = [a for a in actions if isinstance(a, Kill)]
             if kills:
@@ -250,12 +360,19 @@ class PodSyncer:
             if pod is not None and self.desired.get(uid) is pod:
                 self._report(uid, pod, containers, records)
         except Exception:
-            # One pod's failure must not stop the node; the next round retries.
+            # One pod's failure must not stop the node; it is retried shortly.
             log.exception("syncing pod %s failed", uid)
+            self._wake_at(uid, SYNC_RETRY_S)
         finally:
             self._busy.discard(uid)
-            if acted:
+            if acted or uid in self._dirty:  # (dirty: changed while this worker ran)
                 self._wake_pod(uid)
+
+    def _wake_at(self, uid: str, delay: float) -> None:
+        """Sync pod `uid` again in `delay` seconds (earlier if something else wakes it)."""
+        when = time.monotonic() + max(0.0, delay)
+        self._deadlines[uid] = min(when, self._deadlines.get(uid, when))
+        self._rearm.set()  # the loop recomputes how long it may sleep (no relist)
 
     async def _start(self, uid: str, pod: dict[str, Any], action: Start,
                      records: dict[str, ContainerRecord],

@@ -9,7 +9,7 @@ cluster), and each only ever touches containers labelled with its own node name.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,6 +27,10 @@ LABEL_GRACE = "io.edgeplane.pod.termination-grace-period"
 
 class ContainerRuntimeError(Exception):
     """Base of the errors a runtime reports for one operation (never for bad agent state)."""
+
+
+class EventsUnsupported(ContainerRuntimeError):
+    """The runtime cannot report container events (its users relist instead)."""
 
 
 class ImagePullError(ContainerRuntimeError):
@@ -158,4 +162,18 @@ class ContainerRuntime(Protocol):
         ...
 
     async def aclose(self) -> None:
+        ...
+
+
+class EventedRuntime(ContainerRuntime, Protocol):
+    """A runtime that can also say when one of its containers changed (Docker's events), so
+    the syncer need not relist every second to notice an exit (the kubelet's evented PLEG)."""
+
+    async def follow_events(self, on_connected: Callable[[], None],
+                            on_event: Callable[[str], None]) -> None:
+        """Follow this node's container events until cancelled: `on_connected()` once
+        subscribed (anything earlier may have been missed: relist), then `on_event(id)` for
+        each container that may have changed (exited, removed, started by someone else).
+        Returns when the engine ends the stream (it stopped); raises ContainerRuntimeError when
+        it cannot be reached, EventsUnsupported when it can never be followed."""
         ...

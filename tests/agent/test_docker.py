@@ -469,3 +469,93 @@ async def test_relist_does_not_wait_for_a_start_in_progress(demo_image, node_nam
         assert [c.state for c in listing if c.pod_uid == uid] == ["running"]
     finally:
         await runtime.aclose()
+
+
+async def test_docker_kill_is_seen_through_the_event_stream(demo_image, node_name,
+                                                           node_address):
+    """Evented PLEG: the exit comes from the engine's event stream, not from a relist."""
+    async with syncer(node_name, node_address, relist_interval=600.0) as (s, rec):
+        await wait_for(lambda: s.events_live, 10, "events stream live")
+        s.resync_interval = 600.0  # neither relist can happen within the test
+        s.upsert(pod("ev", node_name=node_name))
+        await wait_for(lambda: running(rec, "ev"), 20, "ev running")
+        first = rec.container("ev")["containerID"].removeprefix("docker://")
+        events = s.container_events
+        t0 = time.monotonic()
+        subprocess.run(["docker", "kill", first], check=True, capture_output=True)
+        await wait_for(lambda: rec.container("ev").get("restartCount") == 1
+                       and running(rec, "ev"), 10, "restarted container")
+        # A restart includes creating and starting a container (~0.2-0.5 s here).
+        assert time.monotonic() - t0 < 5
+        assert s.container_events > events
+
+
+class SocketCutter:
+    """A unix-socket relay to the Docker engine whose connections the test can cut: what a
+    dockerd restart does to the agent's event stream, without restarting the shared engine."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._open: set[trio.CancelScope] = set()
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        with trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM) as listener:
+            await listener.bind(self.path)
+            listener.listen()
+            task_status.started()
+            async with trio.open_nursery() as nursery:
+                while True:
+                    sock, _ = await listener.accept()
+                    nursery.start_soon(self._relay, trio.SocketStream(sock))
+
+    def cut(self) -> None:
+        """Drop every connection open now (new ones are relayed again)."""
+        for scope in self._open:
+            scope.cancel()
+
+    async def _relay(self, client: trio.SocketStream) -> None:
+        async def pump(src: trio.abc.Stream, dst: trio.abc.Stream) -> None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                async for chunk in src:
+                    await dst.send_all(chunk)
+            nursery.cancel_scope.cancel()  # one side hung up: so does the relay
+
+        scope = trio.CancelScope()
+        self._open.add(scope)
+        try:
+            with scope:
+                async with client, await trio.open_unix_socket("/var/run/docker.sock") as engine:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(pump, client, engine)
+                        nursery.start_soon(pump, engine, client)
+        finally:
+            self._open.discard(scope)
+
+
+async def test_event_stream_reconnects_after_the_engine_connection_breaks(
+        demo_image, node_name, node_address, tmp_path):
+    from edge_agent import DockerRuntime
+
+    cutter = SocketCutter(str(tmp_path / "docker.sock"))
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cutter.serve)
+        runtime = DockerRuntime(node_name, base_url=f"unix://{cutter.path}")
+        s = PodSyncer(runtime, node_name=node_name, node_address=node_address,
+                      status_sink=rec, pull_registries=LOCAL_REGISTRIES, relist_interval=600.0)
+        await nursery.start(s.serve)
+        await wait_for(lambda: s.events_live, 10, "events stream live")
+        s.upsert(pod("rc", node_name=node_name))
+        await wait_for(lambda: running(rec, "rc"), 20, "rc running")
+        relists = s.relists
+        cutter.cut()  # the stream breaks as if dockerd had gone away
+        await wait_for(lambda: s.events_connects == 2 and s.events_live, 15, "reconnected")
+        await wait_for(lambda: s.relists > relists, 5, "relist after the break")
+        s.resync_interval = 600.0  # from here on only the new stream can report an exit
+        first = rec.container("rc")["containerID"].removeprefix("docker://")
+        subprocess.run(["docker", "kill", first], check=True, capture_output=True)
+        await wait_for(lambda: rec.container("rc").get("restartCount") == 1
+                       and running(rec, "rc"), 10, "restart seen through the new stream")
+        nursery.cancel_scope.cancel()
+    await runtime.aclose()

@@ -55,6 +55,7 @@ def test_crash_loop_backs_off_doubling_up_to_the_cap():
     [wait] = plan_pod(p, [exited], rec, {}, NOW, POLICY)
     assert isinstance(wait, Wait) and wait.reason == "CrashLoopBackOff"
     assert "back-off 20s" in wait.message
+    assert wait.until == NOW - 5 + 20  # the agent wakes the pod then, not at some relist
     assert plan_pod(p, [exited], rec, {}, NOW + 15.1, POLICY) == [Start("web", 3, 40.0)]
     rec["web"].backoff = 300.0
     assert plan_pod(p, [exited], rec, {}, NOW + 300, POLICY) == [Start("web", 3, 300.0)]
@@ -76,6 +77,7 @@ def test_image_pull_failure_backs_off_as_image_pull_backoff():
     [wait] = plan_pod(p, [], rec, {}, NOW, POLICY)
     assert (wait.reason, wait.message) == (
         "ImagePullBackOff", 'Back-off pulling image "edgeplane/demo:latest"')
+    assert wait.until == NOW - 3 + 10
     assert plan_pod(p, [], rec, {}, NOW + 7.5, POLICY) == [Start("web", 0, 0.0)]
 
 
