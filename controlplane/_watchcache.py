@@ -59,15 +59,24 @@ INDEX_CHUNK = 512
 # The one field index: a node's agent lists and watches its pods by spec.nodeName.
 NODE_FIELD = "spec.nodeName"
 _NO_NODE = ""
+# Events applied between two yields to the event loop (one Raft batch can carry thousands: a
+# pump that fell behind, 64-pod ReplicaSet creates); ~256 decodes are a few milliseconds.
+APPLY_SLICE = 256
+# Marks an event's old version as not decoded yet (decoded only for a watcher that needs it).
+_UNDECODED = object()
 
 
 class _Watcher:
-    __slots__ = ("ns_prefix", "selection", "node", "start", "buffer", "wakeup", "error")
+    __slots__ = ("ns_prefix", "selection", "node", "node_only", "start", "buffer", "wakeup", "error")
 
     def __init__(self, ns_prefix: str | None, selection: _Selection, node: str | None, start: int) -> None:
         self.ns_prefix = ns_prefix
         self.selection = selection
         self.node = node
+        # Selects by node alone (an agent's pod watch): whether an event's old and new versions
+        # match is known from the node index, without decoding the old version.
+        self.node_only = (node is not None and selection.labels is None and selection.fields is not None
+                          and list(selection.fields.terms) == [(NODE_FIELD, "=", node)])
         self.start = start  # first revision this watcher wants
         self.buffer: list[WatchEvent] = []
         self.wakeup = trio.Event()
@@ -77,13 +86,14 @@ class _Watcher:
 class _Resource:
     """One resource's current keys, its node index (pods) and its watchers."""
 
-    __slots__ = ("prefix", "kvs", "keys", "by_node", "watchers", "node_watchers", "history", "floor")
+    __slots__ = ("prefix", "kvs", "keys", "by_node", "node_of", "watchers", "node_watchers", "history", "floor")
 
     def __init__(self, prefix: str, floor: int) -> None:
         self.prefix = prefix
         self.kvs: dict[str, KeyValue] = {}
         self.keys = SortedList()
         self.by_node: dict[str, set[str]] | None = None  # built on first indexed use
+        self.node_of: dict[str, str] = {}  # key -> its node, for the keys in by_node
         self.watchers: set[_Watcher] = set()  # not indexed: every event of the resource
         self.node_watchers: dict[str, set[_Watcher]] = {}
         self.history: deque[Any] = deque(maxlen=HISTORY_PER_RESOURCE)
@@ -116,6 +126,9 @@ class WatchCache:
         self.ready = False
         self._resources: dict[str, _Resource] = {}
         self._progress = trio.Event()
+        from .registry import WatchEvent  # (the registry imports this module)
+
+        self._watch_event = WatchEvent
 
     # ------------------------------------------------------------------ the pump
 
@@ -143,7 +156,7 @@ class WatchCache:
                 self._notify()
                 try:
                     async for batch in self.store.watch("", rr.revision + 1):
-                        self._apply(batch)
+                        await self._apply_sliced(batch)
                 except Compacted:
                     log.warning("watch cache fell behind the store's history; rebuilding")
                     continue
@@ -188,8 +201,27 @@ class WatchCache:
         self._progress.set()
         self._progress = trio.Event()
 
+    async def _apply_sliced(self, batch: list[Any]) -> None:
+        """:meth:`_apply` in slices of about :data:`APPLY_SLICE` events, yielding to the event
+        loop in between, so one large batch (a burst of creates, a pump that fell behind) does
+        not hold every request. Slices end between revisions: at each yield the cache is exactly
+        the state at its ``revision`` (lists served meanwhile are consistent)."""
+        start, n = 0, len(batch)
+        while n - start > APPLY_SLICE:
+            end = start + APPLY_SLICE
+            last = batch[end - 1].revision
+            while end < n and batch[end].revision == last:
+                end += 1  # (one transaction's events share a revision)
+            self._apply(batch[start:end])
+            start = end
+            await trio.lowlevel.checkpoint()
+        if start < n:
+            self._apply(batch[start:] if start else batch)
+
     def _apply(self, batch: list[Any]) -> None:
         decode = self.registry._decode_shared
+        event_for = self.registry._event_for
+        watch_event = self._watch_event
         for ev in batch:
             res = self._resource_of(ev.kv.key)
             if res is None:
@@ -207,18 +239,27 @@ class WatchCache:
                 res.history.append((ev, None, None))
                 continue
             new = decode(ev.kv) if ev.type == "PUT" else None
-            old = decode(ev.prev_kv) if ev.prev_kv is not None else None
-            old_node, new_node = _node_of(old), _node_of(new)
+            new_node = _node_of(new)
+            old: Any = _UNDECODED if ev.prev_kv is not None else None
             if res.by_node is not None:
+                # the old version's node from the index: no second decode per event
+                old_node = res.node_of.get(key, _NO_NODE)
                 if old_node != new_node or new is None:
                     bucket = res.by_node.get(old_node)
                     if bucket is not None:
                         bucket.discard(key)
                 if new is not None:
                     res.by_node.setdefault(new_node, set()).add(key)
-            # The nodes ride along so that a node's watch resuming from the history only
-            # decodes its own events.
-            res.history.append((ev, old_node, new_node))
+                    res.node_of[key] = new_node
+                else:
+                    res.node_of.pop(key, None)
+                # The nodes ride along so that a node's watch resuming from the history only
+                # decodes its own events.
+                res.history.append((ev, old_node, new_node))
+            else:
+                # Not indexed (so no node watchers): the old version only if a watcher needs it.
+                old_node = _NO_NODE
+                res.history.append((ev, None, None))
             targets: list[_Watcher] = list(res.watchers) if res.watchers else []
             if res.node_watchers:
                 targets.extend(res.node_watchers.get(new_node, ()))
@@ -227,7 +268,17 @@ class WatchCache:
             for w in targets:
                 if ev.revision < w.start or (w.ns_prefix is not None and not key.startswith(w.ns_prefix)):
                     continue
-                out = self.registry._event_for(ev, w.selection, new, old)
+                if w.node_only and (new is not None and new_node == w.node):
+                    # (the common case, a pod of this node written: no need for the old version)
+                    out: WatchEvent | None = watch_event(
+                        "MODIFIED" if ev.prev_kv is not None and old_node == w.node else "ADDED",
+                        new, key, ev.revision)
+                elif ev.type == "PUT" and w.selection.everything:
+                    out = watch_event("ADDED" if ev.prev_kv is None else "MODIFIED", new, key, ev.revision)
+                else:
+                    if old is _UNDECODED:
+                        old = decode(ev.prev_kv)
+                    out = event_for(ev, w.selection, new, old)
                 if out is not None:
                     self._deliver(res, w, out)
         if batch:
@@ -263,19 +314,23 @@ class WatchCache:
     async def _build_index(self, res: _Resource) -> None:
         decode = self.registry._decode  # (not the shared cache: only the node is kept)
         by_node: dict[str, set[str]] = {}
+        node_of: dict[str, str] = {}
         for n, (key, kv) in enumerate(list(res.kvs.items()), 1):
-            by_node.setdefault(_node_of(decode(kv)), set()).add(key)
+            node = node_of[key] = _node_of(decode(kv))
+            by_node.setdefault(node, set()).add(key)
             if n % INDEX_CHUNK == 0:
                 await trio.lowlevel.checkpoint()
-        res.by_node = by_node
+        res.by_node, res.node_of = by_node, node_of
 
     def _index(self, res: _Resource) -> dict[str, set[str]]:
         if res.by_node is None:
             decode = self.registry._decode_shared
             by_node: dict[str, set[str]] = {}
+            node_of: dict[str, str] = {}
             for key, kv in res.kvs.items():
-                by_node.setdefault(_node_of(decode(kv)), set()).add(key)
-            res.by_node = by_node
+                node = node_of[key] = _node_of(decode(kv))
+                by_node.setdefault(node, set()).add(key)
+            res.by_node, res.node_of = by_node, node_of
         return res.by_node
 
     @staticmethod

@@ -170,3 +170,34 @@ async def test_bookmarks_and_initial_events_from_the_cache(nursery: trio.Nursery
     assert [e.type for e in seen] == ["ADDED", "BOOKMARK"]
     assert seen[1].object["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
     assert int(seen[1].object["metadata"]["resourceVersion"]) >= int(seen[0].object["metadata"]["resourceVersion"])
+
+
+async def test_a_large_batch_is_applied_in_slices_each_a_whole_revision(nursery: trio.Nursery,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # One Raft entry of 40 creates reaches the cache as one batch; applied 4 events at a time,
+    # with the event loop free in between, and every list served meanwhile is the state at
+    # its resourceVersion: exactly the pods created up to it.
+    monkeypatch.setattr(_watchcache, "APPLY_SLICE", 4)
+    reg = await _registry(nursery, True)
+    seen: list[tuple[int, list[int]]] = []
+    node_events: list[tuple[str, str, str]] = []
+    nursery.start_soon(lambda: _collect(reg, node_events, field_selector="spec.nodeName=n1"))
+
+    async def lister() -> None:
+        while True:
+            listed = await reg.list("pods", "default", resource_version="0")
+            seen.append((int(listed["metadata"]["resourceVersion"]),
+                         sorted(int(p["metadata"]["resourceVersion"]) for p in listed["items"])))
+            await trio.lowlevel.checkpoint()
+
+    nursery.start_soon(lister)
+    await _until(lambda: seen)
+    created = await reg.create_many("pods", [("default", _pod(f"p{i}", "n1")) for i in range(40)])
+    revisions = sorted(int(p["metadata"]["resourceVersion"]) for p in created)  # type: ignore[index]
+    await _until(lambda: len(seen[-1][1]) == 40)
+    partial = {len(pods) for _, pods in seen if 0 < len(pods) < 40}
+    assert partial  # lists were served between slices
+    for rv, pods in seen:
+        assert pods == [r for r in revisions if r <= rv]
+    await _until(lambda: len(node_events) == 40)
+    assert [e[0] for e in node_events] == ["ADDED"] * 40
