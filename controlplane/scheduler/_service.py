@@ -21,7 +21,7 @@ from controlplane.controllers.events import EventRecorder
 from controlplane.errors import ApiError
 
 from ._framework import FitError, Scheduler
-from ._snapshot import NodeInfo, PodInfo, Snapshot
+from ._snapshot import NodeInfo, PodInfo, Snapshot, _pod_holds_node
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,18 @@ def _wants_scheduling(pod: dict) -> bool:
     if (spec.get("schedulerName") or SCHEDULER_NAME) != SCHEDULER_NAME:
         return False
     return (pod.get("status") or {}).get("phase", "Pending") == "Pending"
+
+
+def _same_placement(old: dict, new: dict) -> bool:
+    """``new`` counts on its node exactly as ``old`` did: same pod, spec and labels, and it
+    still holds the node (not finished). Equal sections compare fast: the informer shares them."""
+    om, nm = old.get("metadata") or {}, new.get("metadata") or {}
+    return (
+        om.get("uid") == nm.get("uid")
+        and old.get("spec") == new.get("spec")
+        and om.get("labels") == nm.get("labels")
+        and _pod_holds_node(old) == _pod_holds_node(new)
+    )
 
 
 def _node_sched_view(info: NodeInfo) -> tuple:
@@ -144,6 +156,10 @@ class SchedulerService:
             self.assumed.pop(key, None)
             self._forget(key)
             was_on = self.snapshot.node_of(key)
+            if old is not None and was_on == new["spec"]["nodeName"] and _same_placement(old, new):
+                # A status change of a counted pod (most events of a busy cluster): what the
+                # snapshot holds of it (requests, ports, labels, terms) cannot have changed.
+                return
             self.snapshot.add_pod(new)
             if was_on is not None and self.snapshot.node_of(key) is None:
                 self._retry_unschedulable()  # finished: its resources are free again

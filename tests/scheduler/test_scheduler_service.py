@@ -168,3 +168,43 @@ async def test_required_anti_affinity_replicas_one_per_node_rest_unschedulable()
                     "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules."
                 )
         nursery.cancel_scope.cancel()
+
+
+async def test_status_updates_of_a_bound_pod_keep_its_room_until_it_finishes():
+    # The scheduler skips re-counting a bound pod on status-only events; the room it holds
+    # must stay taken through them, and be freed when the pod finishes.
+    registry = Registry(MemoryStore())
+    await registry.ensure_namespaces()
+    await registry.create("nodes", None, make_node("n0", cpu="1"))
+    async with trio.open_nursery() as nursery:
+        await _setup(nursery, registry)
+        await registry.create("pods", "default", _strip(make_pod("a", cpu="600m")))
+
+        async def a_bound():
+            return bool((await registry.get("pods", "default", "a"))["spec"].get("nodeName"))
+
+        await _until(a_bound)
+        for phase in ("Pending", "Running", "Running"):
+            pod = await registry.get("pods", "default", "a")
+            status = {**pod.get("status", {}), "phase": phase, "podIP": f"10.0.0.{len(phase)}"}
+            await registry.update_status("pods", "default", "a", {**pod, "status": status})
+        await registry.create("pods", "default", _strip(make_pod("b", cpu="600m")))
+
+        async def b_unschedulable():
+            pod = await registry.get("pods", "default", "b")
+            cond = next((c for c in pod["status"].get("conditions") or [] if c["type"] == "PodScheduled"), None)
+            return cond is not None and cond["status"] == "False"
+
+        await _until(b_unschedulable)
+        assert "Insufficient cpu" in next(
+            c for c in (await registry.get("pods", "default", "b"))["status"]["conditions"]
+            if c["type"] == "PodScheduled")["message"]
+
+        pod = await registry.get("pods", "default", "a")
+        await registry.update_status("pods", "default", "a", {**pod, "status": {**pod["status"], "phase": "Succeeded"}})
+
+        async def b_bound():
+            return (await registry.get("pods", "default", "b"))["spec"].get("nodeName") == "n0"
+
+        await _until(b_bound, timeout=15)
+        nursery.cancel_scope.cancel()
