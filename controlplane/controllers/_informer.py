@@ -195,8 +195,9 @@ class Informer:
                         else:
                             prev = self.cache.get(key)
                             # kept until replaced: its repeated parts shared with other objects
-                            # (equal values, so other holders of the event see no change)
-                            obj = share(ev.object)
+                            # (equal values, so other holders of the event see no change); the
+                            # parts an update left alone are taken from the version it replaces
+                            obj = share(ev.object, prev)
                             self._store(key, obj)
                             self._emit(prev, obj)
                         self.revision = ev.revision

@@ -56,3 +56,21 @@ def test_the_table_is_bounded(monkeypatch):
     for i in range(1000):
         share(_pod(f"p{i}", f"u{i}", f"n{i}", f"T{i}"))
     assert len(_sharing._table) <= 100
+
+
+def test_an_update_takes_unchanged_parts_from_the_version_it_replaces():
+    before = share(_pod("a", "u1", "n1", "T1"))
+    update = _pod("a", "u1", "n1", "T2")
+    update["spec"]["priority"] = 0
+    update["metadata"]["labels"]["tier"] = "1"
+    want = copy.deepcopy(update)
+    after = share(update, before)
+    assert after == want
+    # the spec's containers did not change: the very same part; changed parts are not taken
+    assert after["spec"]["containers"] is before["spec"]["containers"]
+    assert after["metadata"]["labels"] is not before["metadata"]["labels"]
+    assert after["status"]["conditions"][0]["lastTransitionTime"] == "T2"
+    # == holds between True, 1 and 1.0, JSON does not: such a part is not taken over
+    flag = share({"kind": "X", "metadata": {"name": "f"}, "spec": {"w": {"x": True}, "v": [1]}})
+    again = share({"kind": "X", "metadata": {"name": "f"}, "spec": {"w": {"x": 1}, "v": [1.0]}}, flag)
+    assert again["spec"]["w"]["x"] is not True and type(again["spec"]["v"][0]) is float
