@@ -150,9 +150,9 @@ class HttpApiSession:
     def server(self) -> str:
         return self.servers[self._index]
 
-    def _move_on(self, failed_index: int) -> None:
+    def _move_on(self, failed_index: int, *, to: int | None = None) -> None:
         if failed_index == self._index:
-            self._index = (self._index + 1) % len(self.servers)
+            self._index = (self._index + 1) % len(self.servers) if to is None else to
             self._moved.set()
             self._moved = trio.Event()
 
@@ -180,9 +180,11 @@ class HttpApiSession:
                 continue
             if resp.headers.get(_PREFER_OTHER_HEADER) == "true" and len(self.servers) > 1:
                 # Served by the leader, which also runs the controllers: next requests (and the
-                # watch, restarted at once) go to another master; if that one cannot be reached
-                # the failover above brings us back here, where we are served as before.
-                self._move_on(index)
+                # watch, restarted at once) go to another master, picked at random so that the
+                # leader's agents spread over the others; if that one cannot be reached the
+                # failover above brings us back here, where we are served as before.
+                self._move_on(index, to=random.choice(
+                    [i for i in range(len(self.servers)) if i != index]))
             if resp.status_code == 404 and allow_404:
                 return None
             if resp.status_code >= 400:
