@@ -44,13 +44,13 @@ async def test_agents_leave_the_leader_but_are_served_there() -> None:
     follower = SimpleNamespace(sheds_agents=False)
     async with trio.open_nursery() as nursery:
         urls = [await _serve(nursery, MasterEndpoints(create_app(registry, store=store, authenticator=auth, info={}), m))
-                for m in (leader, follower)]
+                for m in (leader, follower, follower)]
         async with httpx.AsyncClient() as http:
             # kubectl and other clients get no hint
             plain = await http.get(urls[0] + "/api/v1/namespaces/default", headers={"Authorization": f"Bearer {TOKEN}"})
             assert plain.status_code == 200
             assert "x-edgeplane-prefer-other-master" not in plain.headers
-        session = HttpApiSession(urls, TOKEN)
+        session = HttpApiSession(urls[:2], TOKEN)
         try:
             session._index = 0  # starts on the leader
             created = await session._request("POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
@@ -69,6 +69,15 @@ async def test_agents_leave_the_leader_but_are_served_there() -> None:
                 await alone.aclose()
         finally:
             await session.aclose()
+        # Many agents that start on the leader spread over the other masters.
+        async with httpx.AsyncClient() as shared:
+            landed = set()
+            for _ in range(20):
+                agent = HttpApiSession(urls, TOKEN, client=shared)
+                agent._index = 0
+                await agent._request("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1")
+                landed.add(agent.server)
+        assert landed == {urls[1], urls[2]}
         nursery.cancel_scope.cancel()
 
 
