@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -112,15 +112,18 @@ def tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
     return verify
 
 
-def _status_error(resp: httpx.Response) -> ApiError:
+def _status_error(code: int, content: bytes) -> ApiError:
+    """The ApiError of an error answer (a Status object, or whatever else came)."""
     try:
-        body = resp.json()
+        body = json.loads(content)
     except ValueError:
         body = {}
-    reason = str(body.get("reason") or resp.reason_phrase or "Error")
-    message = str(body.get("message") or resp.text[:200])
-    cls = ResourceExpired if resp.status_code == 410 else ApiError
-    return cls(resp.status_code, reason, message)
+    if not isinstance(body, dict):
+        body = {}
+    reason = str(body.get("reason") or httpx.codes.get_reason_phrase(code) or "Error")
+    message = str(body.get("message") or content[:200].decode(errors="replace"))
+    cls = ResourceExpired if code == 410 else ApiError
+    return cls(code, reason, message)
 
 
 class HttpApiSession:
@@ -167,30 +170,40 @@ class HttpApiSession:
                 headers = dict(self._headers)
                 if body is not None:
                     headers["Content-Type"] = content_type
-                resp = await self._client.request(
-                    method, url, params=params, headers=headers, timeout=self._timeout,
+                code, answer_headers, content = await self._send(
+                    method, url, params=params, headers=headers,
                     content=None if body is None else json.dumps(body).encode())
             except httpx.TransportError as exc:
                 last_error = f"{self.servers[index]}: {type(exc).__name__}: {exc}"
                 self._move_on(index)
                 continue
-            if resp.status_code in _RETRY_ELSEWHERE:
-                last_error = f"{self.servers[index]}: HTTP {resp.status_code}"
+            if code in _RETRY_ELSEWHERE:
+                last_error = f"{self.servers[index]}: HTTP {code}"
                 self._move_on(index)
                 continue
-            if resp.headers.get(_PREFER_OTHER_HEADER) == "true" and len(self.servers) > 1:
+            if answer_headers.get(_PREFER_OTHER_HEADER) == "true" and len(self.servers) > 1:
                 # Served by the leader, which also runs the controllers: next requests (and the
                 # watch, restarted at once) go to another master, picked at random so that the
                 # leader's agents spread over the others; if that one cannot be reached the
                 # failover above brings us back here, where we are served as before.
                 self._move_on(index, to=random.choice(
                     [i for i in range(len(self.servers)) if i != index]))
-            if resp.status_code == 404 and allow_404:
+            if code == 404 and allow_404:
                 return None
-            if resp.status_code >= 400:
-                raise _status_error(resp)
-            return resp.json() if resp.content else {}
+            if code >= 400:
+                raise _status_error(code, content)
+            return json.loads(content) if content else {}
         raise ApiUnavailable(last_error)
+
+    async def _send(self, method: str, url: str, *, params: dict[str, Any] | None,
+                    headers: dict[str, str], content: bytes | None
+                    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request and its whole answer (status, headers by lower-case name, body): the
+        transport, which hollow nodes replace with a leaner one (edge_agent._hollow_api).
+        Raises httpx.TransportError when no answer came."""
+        resp = await self._client.request(method, url, params=params, headers=headers,
+                                          timeout=self._timeout, content=content)
+        return resp.status_code, resp.headers, resp.content
 
     # ---- pods ------------------------------------------------------------------------------
 
@@ -243,7 +256,7 @@ class HttpApiSession:
                     raise ApiUnavailable(f"{self.servers[index]}: HTTP {resp.status_code}")
                 if resp.status_code >= 400:
                     await resp.aread()
-                    raise _status_error(resp)
+                    raise _status_error(resp.status_code, resp.content)
                 async for line in resp.aiter_lines():
                     if not line.strip():
                         continue
