@@ -808,13 +808,16 @@ class Registry:
         rtype: Any,
         namespace: str | None,
         name: str,
-        mutate: Callable[[dict[str, Any]], Any],
+        mutate: Callable[[dict[str, Any]], Any] | None,
         *,
         subresource: str | None = None,
         dry_run: bool = False,
         create_body: dict[str, Any] | None = None,
+        replacement: bytes | None = None,
     ) -> dict[str, Any]:
         """Read, ``mutate(current) -> desired``, prepare, compare-and-swap; retry lost races.
+        Without ``mutate``, desired is the encoded ``replacement`` (PUT: no copy of the stored
+        object to hand to a mutation).
 
         A desired object carrying a resourceVersion different from the stored one is a 409 at
         once (the caller's precondition); without one, lost races are retried.
@@ -833,7 +836,7 @@ class Registry:
                 raise errors.not_found(rtype.plural, name, rtype.group)
             current = self._decode(kv)
             try:
-                desired = mutate(self._decode(kv))
+                desired = mutate(self._decode(kv)) if mutate is not None else decode_object(replacement)  # type: ignore[arg-type]
                 if not isinstance(desired, dict):
                     raise errors.bad_request(f"the body must be a {rtype.kind} object")
                 wanted_rv = (desired.get("metadata") or {}).get("resourceVersion") if isinstance(desired.get("metadata"), dict) else None
@@ -900,7 +903,7 @@ class Registry:
             create_body = obj
         snapshot = encode_object(obj)  # each attempt starts from the body as sent
         return await self._update_with(
-            rtype, namespace, name, lambda _current: decode_object(snapshot),
+            rtype, namespace, name, None, replacement=snapshot,
             subresource=subresource, dry_run=dry_run, create_body=create_body,
         )
 
