@@ -23,6 +23,9 @@ from ._plugins import (
 )
 from ._snapshot import NodeInfo, PodInfo, Snapshot
 
+# Filters whose verdict on a node the framework can tell from a few fields at once (see
+# Scheduler.schedule): cordon, readiness, room, host ports, taints.
+_BASIC_FILTERS = (NodeUnschedulable, NodeReady, NodeResourcesFit, NodePorts, TaintToleration)
 # Below this many nodes every node is examined (kube-scheduler's minFeasibleNodesToFind is 100;
 # a Python filter pass costs ~20x a Go one, so we stop earlier on big clusters — see
 # ``feasible_nodes_to_find``).
@@ -117,11 +120,24 @@ class Scheduler:
         nodes = snap.nodes
         start = self._next_start % n
         evaluated = 0
+        # The checks of the basic filters inlined: a node that passes them passes every basic
+        # filter present, and only the others (node affinity, pod affinity) run as calls; a
+        # node that fails them goes through every filter, which names the reasons. (Five calls
+        # per node were most of a scheduling pass at 1,000 nodes.)
+        every = [(plugin.filter, state) for plugin, state in filter_states]
+        rest = [(plugin.filter, state) for plugin, state in filter_states if not isinstance(plugin, _BASIC_FILTERS)]
+        cpu, memory, ports = pod.cpu, pod.memory, bool(pod.host_ports)
         for i in range(n):
             info = nodes[order[(start + i) % n]]
             evaluated += 1
-            for plugin, state in filter_states:
-                why = plugin.filter(pod, state, info)
+            basic = (
+                info.ready and not info.unschedulable and not info.taints
+                and len(info.pods) < info.alloc_pods
+                and info.req_cpu + cpu <= info.alloc_cpu and info.req_memory + memory <= info.alloc_memory
+                and not (ports and info.ports)
+            )
+            for check, state in rest if basic else every:
+                why = check(pod, state, info)
                 if why:
                     for r in why:
                         reasons[r] += 1
