@@ -448,3 +448,30 @@ async def test_replicaset_stops_creating_after_a_failed_batch(registry):
         assert err.value.code == 403
         assert await names(registry, "pods") == []
         nursery.cancel_scope.cancel()
+
+
+async def test_replicaset_status_follows_a_burst_of_ready_pods_in_few_writes(registry):
+    # Pods turning ready one after another move only the ReplicaSet's status: the controller
+    # joins them (STATUS_BATCH_PERIOD) instead of writing the status once per pod.
+    await registry.create("replicasets", "default", rs_body(20))
+    async with trio.open_nursery() as nursery:
+        infs = await start(nursery, registry, "replicasets", "pods")
+        ctl = ReplicaSetController(registry, infs["replicasets"], infs["pods"])
+        await nursery.start(ctl.run)
+        with trio.fail_after(10):
+            while len(infs["pods"].cache) < 20:
+                await infs["pods"].wait_for(lambda: len(infs["pods"].cache) >= 20)
+        writes: list[dict] = []
+        infs["replicasets"].add_handler(
+            lambda old, new: writes.append(new["status"]) if old and new and old.get("status") != new.get("status") else None)
+        for pod in list(infs["pods"].cache.values()):
+            await make_ready(registry, pod)
+        with trio.fail_after(10):
+            while (infs["replicasets"].get("default/web-1")["status"].get("readyReplicas") or 0) < 20:
+                await infs["replicasets"].wait_for(
+                    lambda: infs["replicasets"].get("default/web-1")["status"].get("readyReplicas") == 20)
+        rs = await registry.get("replicasets", "default", "web-1")
+        assert rs["status"]["readyReplicas"] == 20 and rs["status"]["availableReplicas"] == 20
+        assert len(await names(registry, "pods")) == 20
+        assert len(writes) <= 6, writes  # one per pod would be 20
+        nursery.cancel_scope.cancel()
