@@ -125,7 +125,10 @@ class Scheduler:
         # node that fails them goes through every filter, which names the reasons. (Five calls
         # per node were most of a scheduling pass at 1,000 nodes.)
         every = [(plugin.filter, state) for plugin, state in filter_states]
-        rest = [(plugin.filter, state) for plugin, state in filter_states if not isinstance(plugin, _BASIC_FILTERS)]
+        # A plain nodeSelector (no affinity terms) is checked inline too.
+        selector = pod.node_selector.items() if pod.required_node_terms is None else None
+        rest = [(plugin.filter, state) for plugin, state in filter_states
+                if not isinstance(plugin, _BASIC_FILTERS) and not (selector is not None and isinstance(plugin, NodeAffinity))]
         cpu, memory, ports = pod.cpu, pod.memory, bool(pod.host_ports)
         for i in range(n):
             info = nodes[order[(start + i) % n]]
@@ -136,6 +139,12 @@ class Scheduler:
                 and info.req_cpu + cpu <= info.alloc_cpu and info.req_memory + memory <= info.alloc_memory
                 and not (ports and info.ports)
             )
+            if basic and selector:
+                labels = info.labels
+                for k, v in selector:
+                    if labels.get(k) != v:
+                        basic = False
+                        break
             for check, state in rest if basic else every:
                 why = check(pod, state, info)
                 if why:

@@ -57,13 +57,17 @@ def _wants_scheduling(pod: dict) -> bool:
     return (pod.get("status") or {}).get("phase", "Pending") == "Pending"
 
 
-def _same_placement(old: dict, new: dict) -> bool:
+def _same_placement(old: dict, new: dict, *, bound_to: str | None = None) -> bool:
     """``new`` counts on its node exactly as ``old`` did: same pod, spec and labels, and it
-    still holds the node (not finished). Equal sections compare fast: the informer shares them."""
+    still holds the node (not finished). Equal sections compare fast: the informer shares them.
+    With ``bound_to``, ``new`` is ``old`` bound to that node (its spec differs in nodeName only)."""
     om, nm = old.get("metadata") or {}, new.get("metadata") or {}
+    old_spec = old.get("spec") or {}
+    if bound_to is not None:
+        old_spec = {**old_spec, "nodeName": bound_to}
     return (
         om.get("uid") == nm.get("uid")
-        and old.get("spec") == new.get("spec")
+        and old_spec == (new.get("spec") or {})
         and om.get("labels") == nm.get("labels")
         and _pod_holds_node(old) == _pod_holds_node(new)
     )
@@ -153,13 +157,16 @@ class SchedulerService:
         key = object_key(new)
         rv = int(new["metadata"].get("resourceVersion") or 0)
         if (new.get("spec") or {}).get("nodeName"):
-            self.assumed.pop(key, None)
+            assumed = self.assumed.pop(key, None) is not None
             self._forget(key)
             was_on = self.snapshot.node_of(key)
-            if old is not None and was_on == new["spec"]["nodeName"] and _same_placement(old, new):
-                # A status change of a counted pod (most events of a busy cluster): what the
-                # snapshot holds of it (requests, ports, labels, terms) cannot have changed.
-                return
+            if old is not None and was_on == new["spec"]["nodeName"]:
+                if _same_placement(old, new):
+                    # A status change of a counted pod (most events of a busy cluster): what the
+                    # snapshot holds of it (requests, ports, labels, terms) cannot have changed.
+                    return
+                if assumed and _same_placement(old, new, bound_to=was_on) and self.snapshot.refresh_pod(key, new, old):
+                    return  # our binding arrived: the assumed copy already counts it there
             self.snapshot.add_pod(new)
             if was_on is not None and self.snapshot.node_of(key) is None:
                 self._retry_unschedulable()  # finished: its resources are free again

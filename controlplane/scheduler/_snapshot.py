@@ -340,6 +340,18 @@ class Snapshot:
                 if not counts:
                     del self.owner_counts[p.owner_uid]
 
+    def refresh_pod(self, key: str, pod: dict, built_from: dict) -> bool:
+        """Take ``pod`` as the object of the counted pod ``key``, a newer copy that counts the
+        same as ``built_from`` (e.g. the bound version of an assumed pod); False if ``key`` is
+        not counted on a node or was counted from another version than ``built_from``."""
+        info = self.nodes.get(self._pod_node.get(key, ""))
+        p = info.pods.get(key) if info is not None else None
+        if p is None or (p.obj.get("metadata") or {}).get("resourceVersion") != (
+                built_from.get("metadata") or {}).get("resourceVersion"):
+            return False
+        p.obj = pod
+        return True
+
     def node_of(self, key: str) -> str | None:
         return self._pod_node.get(key)
 

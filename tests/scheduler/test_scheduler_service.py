@@ -208,3 +208,31 @@ async def test_status_updates_of_a_bound_pod_keep_its_room_until_it_finishes():
 
         await _until(b_bound, timeout=15)
         nursery.cancel_scope.cancel()
+
+
+async def test_snapshot_counts_each_bound_pod_once_as_its_bound_version():
+    # The bound version of a pod the scheduler assumed replaces the assumed copy's object
+    # without counting the pod twice (room, spread counts).
+    registry = Registry(MemoryStore())
+    await registry.ensure_namespaces()
+    for i in range(4):
+        await registry.create("nodes", None, make_node(f"n{i}", cpu="2", pods="110"))
+    for i in range(12):
+        await registry.create("pods", "default", _strip(make_pod(f"p{i}", cpu="500m", owner_uid="rs-1")))
+    async with trio.open_nursery() as nursery:
+        svc = await _setup(nursery, registry)
+
+        def all_bound_seen() -> bool:
+            return all(p["spec"].get("nodeName") for p in svc.pods.cache.values()) and len(svc.pods.cache) == 12
+
+        with trio.fail_after(10):
+            while not all_bound_seen():
+                await svc.pods.wait_for(all_bound_seen)
+        nursery.cancel_scope.cancel()
+    counted = {k: (n.name, p) for n in svc.snapshot.nodes.values() for k, p in n.pods.items()}
+    assert len(counted) == 12
+    for key, (node, info) in counted.items():
+        assert info.obj["spec"]["nodeName"] == node == svc.pods.get(key)["spec"]["nodeName"]
+    for n in svc.snapshot.nodes.values():
+        assert n.req_cpu == 500 * len(n.pods) and len(n.pods) == 3  # spread evenly, counted once
+    assert sum(svc.snapshot.owner_counts["rs-1"].values()) == 12
