@@ -43,6 +43,8 @@ _DEFAULT_WATCH_SECONDS = 1800.0
 _DEFAULT_BOOKMARK_SECONDS = 60.0
 # Encoded objects kept for GET and LIST responses (~1-2 KiB each: ~16 MiB at most).
 _JSON_CACHE_SIZE = 8192
+# List items encoded between two yields to the event loop (~5-10 ms of work).
+_ENCODE_SLICE = 256
 # Paths anyone may read: the same as Kubernetes' system:public-info-viewer role.
 _PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
 
@@ -392,6 +394,23 @@ class ApiApp:
                 self._json_cache.popitem(last=False)
         return body
 
+    async def _items_json(self, kvs: list[Any]) -> bytes:
+        """A list's items as JSON, encoded in slices with the event loop free in between (a
+        30,000-pod list is ~1 s of encoding that would otherwise hold every other request). A
+        list larger than a quarter of the cache reads it but does not fill it (it would evict
+        the objects single reads and small lists share)."""
+        encode = self._item_json if len(kvs) <= _JSON_CACHE_SIZE // 4 else self._item_json_uncached
+        parts: list[bytes] = []
+        for start in range(0, len(kvs), _ENCODE_SLICE):
+            if start:
+                await trio.lowlevel.checkpoint()
+            parts.extend(map(encode, kvs[start:start + _ENCODE_SLICE]))
+        return b",".join(parts)
+
+    def _item_json_uncached(self, kv: Any) -> bytes:
+        body = self._json_cache.get((kv.key, kv.mod_revision))
+        return body if body is not None else dumps(self.registry.decode(kv))
+
     # ------------------------------------------------------------------ resources
 
     async def _resource(self, request: _Request, route: ResourceRoute, verb: str, watch: bool, send: Any) -> _Response | None:
@@ -435,7 +454,8 @@ class ApiApp:
                         resource_version=request.query.get("resourceVersion"),
                         resource_version_match=request.query.get("resourceVersionMatch"),
                     )
-                    body = dumps(header)[:-1] + b',"items":[' + b",".join(map(self._item_json, kvs)) + b"]}"
+                    items = await self._items_json(kvs)
+                    body = dumps(header)[:-1] + b',"items":[' + items + b"]}"
                     return _Response(200, body, _JSON, self._warning_headers(request))
                 listed = await reg.list(
                     rtype, route.namespace,
