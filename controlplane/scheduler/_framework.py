@@ -168,7 +168,11 @@ class Scheduler:
             state = plugin.prepare(pod, snap)
             if state is None:
                 continue
-            raw = [plugin.score(pod, state, info) for info in feasible]
+            score_all = getattr(plugin, "score_all", None)
+            if score_all is not None:
+                raw = score_all(pod, state, feasible)
+            else:
+                raw = [plugin.score(pod, state, info) for info in feasible]
             for i, s in enumerate(plugin.normalize(raw)):
                 totals[i] += plugin.weight * s
         best = max(totals)

@@ -268,3 +268,19 @@ def test_node_update_keeps_bound_pods_counted():
     snap.add_pod(make_pod("y", cpu="1", node_name="later"))
     snap.upsert_node(make_node("later", cpu="2"))
     assert snap.nodes["later"].req_cpu == 1000
+
+
+def test_score_all_gives_the_same_numbers_as_score_per_node():
+    from controlplane.scheduler._plugins import LeastAllocated, SelectorSpread
+    from controlplane.scheduler._snapshot import PodInfo, Snapshot
+
+    snap = Snapshot()
+    for i, (cpu, mem) in enumerate([("1", "1Gi"), ("4", "8Gi"), ("0", "0"), ("2", "64Mi")]):
+        snap.upsert_node(make_node(f"n{i}", cpu=cpu, memory=mem))
+    for i in range(5):  # some room taken, one node over-committed (no negative scores)
+        snap.add_pod(make_pod(f"b{i}", cpu="900m", memory="100Mi", node_name=f"n{i % 2 * 3}", owner_uid="rs"))
+    pod = PodInfo.from_pod(make_pod("p", cpu="300m", memory="32Mi", owner_uid="rs"))
+    nodes = list(snap.nodes.values())
+    for plugin in (LeastAllocated(), SelectorSpread()):
+        state = plugin.prepare(pod, snap)
+        assert plugin.score_all(pod, state, nodes) == [plugin.score(pod, state, n) for n in nodes]
