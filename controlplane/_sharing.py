@@ -39,10 +39,21 @@ _UNIQUE_KEYS = frozenset({"containerID"})
 
 def _canon(value: Any) -> tuple[Any, bool]:
     """(the canonical copy of ``value``, whether it is unique to its object and so not shared)."""
-    unique = False
     # the tag keeps a dict and a list of the same JSON apart (and both apart from strings);
     # a list's int indexes are never in _UNIQUE_KEYS
     tag, entries = (0, value.items()) if isinstance(value, dict) else (1, enumerate(value))
+    try:
+        # the JSON (orjson, ~1 us) is the subtree's identity
+        key: tuple[int, bytes] | None = (tag, orjson.dumps(value))
+    except orjson.JSONEncodeError:  # an int beyond 64 bits: kept as it is
+        key = None
+    if key is not None:
+        found = _table.get(key)
+        if found is not None:
+            # seen before (the containers of every pod of a ReplicaSet): its canonical copy,
+            # without a walk through its parts
+            return found, False
+    unique = False
     for k, v in entries:
         if k in _UNIQUE_KEYS:
             unique = True
@@ -51,12 +62,7 @@ def _canon(value: Any) -> tuple[Any, bool]:
             unique = unique or u
         elif isinstance(v, str) and len(v) <= MAX_STRING:
             value[k] = _intern(v, v)
-    if unique:
-        return value, True
-    try:
-        # the JSON (orjson, ~1 us) is the subtree's identity
-        key = (tag, orjson.dumps(value))
-    except orjson.JSONEncodeError:  # an int beyond 64 bits: kept as it is
+    if unique or key is None:
         return value, True
     return _intern(key, value), False
 
