@@ -103,7 +103,11 @@ class GarbageCollector:
                 r.get("uid") not in self._objs for r in refs))
         elif _gc_fields(old) != _gc_fields(new) and (_may_make_garbage(new) or _may_make_garbage(old)):
             dirty = True
-        if old is not None and new is not None and meta(old).get("uid") != meta(new).get("uid"):
+        if (not dirty and old is not None and new is not None and meta(old).get("uid") == meta(new).get("uid")
+                and meta(old).get("ownerReferences") == meta(new).get("ownerReferences")):
+            # the same object with the same owners (a status change): only its latest version
+            self._objs[meta(new).get("uid", "")] = (plural, new)
+        elif old is not None and new is not None and meta(old).get("uid") != meta(new).get("uid"):
             self._index(plural, old, None)
             self._index(plural, None, new)
         else:
