@@ -21,6 +21,7 @@ class EndpointsController(QueueController):
         super().__init__()
         self.registry = registry
         self.services, self.pods, self.endpoints = services, pods, endpoints
+        self._parsed: dict[int, tuple[dict, LabelSelector]] = {}  # id(selector) -> (it, parsed)
         services.add_handler(self._on_service)
         pods.add_handler(self._on_pod)
         endpoints.add_handler(self._on_endpoints)
@@ -41,9 +42,18 @@ class EndpointsController(QueueController):
             selector = (svc.get("spec") or {}).get("selector")
             if not selector:
                 continue
-            sel = LabelSelector.from_labels(selector)
-            if any(sel.matches(labels) for labels in label_sets):
+            if any(self._selector(selector).matches(labels) for labels in label_sets):
                 self.queue.add(key_of(svc))
+
+    def _selector(self, selector: dict) -> LabelSelector:
+        # Parsed once per selector, not once per pod event and Service (cached objects are
+        # immutable, so the same dict means the same selector).
+        found = self._parsed.get(id(selector))
+        if found is None or found[0] is not selector:
+            if len(self._parsed) >= 4096:
+                self._parsed.clear()
+            found = self._parsed[id(selector)] = (selector, LabelSelector.from_labels(selector))
+        return found[1]
 
     async def sync(self, key: str) -> None:
         ns, name = split_key(key)
