@@ -88,6 +88,11 @@ def _from_agent(scope: dict[str, Any]) -> bool:
     return False
 
 
+def _is_watch(scope: dict[str, Any]) -> bool:
+    query = scope.get("query_string", b"")
+    return b"watch=true" in query or b"watch=1" in query
+
+
 def _with_prefer_other(send: Send) -> Send:
     async def sender(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -109,9 +114,18 @@ class MasterEndpoints:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope.get("path", "").startswith("/edgeplane/"):
-            if self.master.sheds_agents and _from_agent(scope):
-                await self.inner(scope, receive, _with_prefer_other(send))
-                return
+            master = self.master
+            if _from_agent(scope):
+                if _is_watch(scope):
+                    master.agent_watches += 1  # (counted on every master: one may lead later)
+                    try:
+                        await self.inner(scope, receive, send)
+                    finally:
+                        master.agent_watches -= 1
+                    return
+                if master.sheds_agents and master.agent_watches > master.agent_budget:
+                    await self.inner(scope, receive, _with_prefer_other(send))
+                    return
             await self.inner(scope, receive, send)
             return
         if scope["path"].rstrip("/") == "/edgeplane/v1/cacerts" and scope.get("method") == "GET":

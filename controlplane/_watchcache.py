@@ -341,6 +341,11 @@ class WatchCache:
 
     # ------------------------------------------------------------------ reads
 
+    def count(self, plural: str) -> int:
+        """How many objects of a resource the cache holds."""
+        res = self._resources.get(plural)
+        return len(res.kvs) if res is not None else 0
+
     async def wait_for(self, revision: int) -> bool:
         """Wait until the cache reflects ``revision``; False if it did not in time."""
         with trio.move_on_after(CATCH_UP_SECONDS):

@@ -85,6 +85,10 @@ _JOIN_TIMEOUT_S = 60.0
 _SHED_POLL_S = 0.5
 # A peer heard from within this long counts as up (a few heartbeats).
 _PEER_FRESH_S = 1.0
+# The share of an even split of the node agents (nodes / masters) the leader keeps serving: it
+# also runs the scheduler and controllers, so it takes fewer; none would move all of the
+# agents' load onto the followers (at 1,000 nodes they then stalled more than the leader did).
+LEADER_AGENT_SHARE = 0.5
 # The event-loop lag probe wakes this often: fine enough to see a 100 ms stall (the read
 # target), rare enough to cost nothing measurable.
 _LAG_PROBE_S = 0.05
@@ -267,8 +271,11 @@ class Master:
         self.started_at = time.time()
         self.loop_lag = LoopLag()
         #: True while this master leads and every other master is connected: node agents are
-        #: then asked to use the other masters (see _shed_agents)
+        #: then asked to use the other masters while it serves more than agent_budget of their
+        #: pod watches (see _shed_agents); agent_watches counts those it serves
         self.sheds_agents = False
+        self.agent_watches = 0
+        self.agent_budget = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -381,13 +388,19 @@ class Master:
     async def _shed_agents(self) -> None:
         """The leader's event loop also runs the scheduler and the controllers: at scale it is
         the busiest master, and every request it serves waits behind that work. While every
-        other master is connected, the leader asks node agents to use the others: it serves
-        their request and adds ``X-Edgeplane-Prefer-Other-Master: true``, and the agent sends
-        its next requests and its watch to the next master (like Kubernetes' GOAWAY chance, a
-        hint, never a refusal: an agent that cannot reach the others comes back and is served).
-        kubectl and other clients are not affected."""
+        other master is connected and it serves more agents' pod watches than
+        :data:`LEADER_AGENT_SHARE` of an even share, the leader asks node agents to use the
+        others: it serves their request and adds ``X-Edgeplane-Prefer-Other-Master: true``, and
+        the agent sends its next requests and its watch to another master (like Kubernetes'
+        GOAWAY chance, a hint, never a refusal: an agent that cannot reach the others comes back
+        and is served). kubectl and other clients are not affected."""
         while True:
             sheds = leads_with_all_peers(self.store.status())
+            if sheds:
+                cache = self.registry.watch_cache
+                nodes = cache.count("nodes") if cache is not None and cache.ready else 0
+                members = len(self.store.status().get("members", ())) or 1
+                self.agent_budget = int(nodes * LEADER_AGENT_SHARE / members)
             if sheds != self.sheds_agents:
                 self.sheds_agents = sheds
                 log.info("node agents %s", "sent to the other masters (this master leads and "

@@ -40,8 +40,9 @@ async def test_agents_leave_the_leader_but_are_served_there() -> None:
     registry = Registry(store)
     await registry.ensure_namespaces()
     auth = StaticTokenAuthenticator({TOKEN: User("system:node:n1", ("system:nodes",), "node")})
-    leader = SimpleNamespace(sheds_agents=True)
-    follower = SimpleNamespace(sheds_agents=False)
+    # A leader serving more agents' pod watches than its budget (its share of the agents).
+    leader = SimpleNamespace(sheds_agents=True, agent_watches=0, agent_budget=-1)
+    follower = SimpleNamespace(sheds_agents=False, agent_watches=0, agent_budget=0)
     async with trio.open_nursery() as nursery:
         urls = [await _serve(nursery, MasterEndpoints(create_app(registry, store=store, authenticator=auth, info={}), m))
                 for m in (leader, follower, follower)]
@@ -78,7 +79,33 @@ async def test_agents_leave_the_leader_but_are_served_there() -> None:
                 await agent._request("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1")
                 landed.add(agent.server)
         assert landed == {urls[1], urls[2]}
+        # Agents' pod watches are counted; within its budget the leader gives no hint.
+        leader.agent_budget = 1
+        watching = trio.Event()
+
+        async def watch() -> None:
+            async with httpx.AsyncClient() as http, http.stream(
+                    "GET", urls[0] + "/api/v1/pods", params={"watch": "true", "fieldSelector": "spec.nodeName=n1"},
+                    headers={"Authorization": f"Bearer {TOKEN}", "User-Agent": "edgeplane-agent/0.1"}) as response:
+                assert response.status_code == 200
+                watching.set()
+                await trio.sleep_forever()
+
+        nursery.start_soon(watch)
+        await watching.wait()
+        assert leader.agent_watches == 1
+        stays = HttpApiSession(urls, TOKEN)
+        try:
+            stays._index = 0
+            await stays._request("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1")
+            assert stays.server == urls[0]  # one watch, budget one: served, no hint
+            leader.agent_budget = 0
+            await stays._request("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1")
+            assert stays.server != urls[0]  # over budget: hinted away
+        finally:
+            await stays.aclose()
         nursery.cancel_scope.cancel()
+    assert leader.agent_watches == 0
 
 
 def test_only_a_leader_with_every_peer_connected_sends_agents_away() -> None:
