@@ -77,6 +77,10 @@ StatusSink = Callable[[dict[str, Any], dict[str, Any], str], None]
 Finalizer = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+def _by_id(c: ContainerInfo) -> str:
+    return c.id
+
+
 class PodSyncer:
     """Runs the pods in `desired` on `runtime`.
 
@@ -111,13 +115,17 @@ class PodSyncer:
         self.statuses: dict[str, tuple[dict[str, Any], str]] = {}  # uid -> last handed out
         self._records: dict[str, dict[str, ContainerRecord]] = {}
         self._busy: set[str] = set()
-        self._wake_event = trio.Event()  # set: run a round (relist) now
+        self._wake_event = trio.Event()  # set: run a round now
+        self._relist_needed = True  # the next round must list the runtime's containers
         self._rearm = trio.Event()  # set: a deadline was added, recompute how long to sleep
         # Pods to sync in the next round besides those whose containers changed: a round woken
         # by one pod's event syncs that pod, not all of them (a node receiving n pods one by one
         # did n rounds over up to n pods: quadratic, most of a hollow-node runner's CPU). Every
         # pod is synced at every timed relist, and on `wake()`.
         self._dirty: set[str] = set()
+        # uid -> time.monotonic() when the pod's worker last changed its containers: a listing
+        # begun before that is stale for the pod (it may lack a container just started).
+        self._acted_at: dict[str, float] = {}
         self._all_dirty = True
         self._last_full_round = float("-inf")
         self._last_relist = float("-inf")
@@ -171,8 +179,9 @@ class PodSyncer:
             self._wake_pod(uid)
 
     def wake(self) -> None:
-        """Run a round now, syncing every pod."""
+        """Run a round now, relisting and syncing every pod."""
         self._all_dirty = True
+        self._relist_needed = True
         self._kick()
 
     def _wake_pod(self, uid: str) -> None:
@@ -210,24 +219,48 @@ class PodSyncer:
                 # Containers started while the list is in flight may be missing from it (the
                 # runtime does not wait for starts in progress): their probes are kept.
                 tracked_before = self.probes.tracked()
-                self._last_relist = time.monotonic()
-                try:
-                    observed = await self.runtime.list_containers()
-                except Exception as exc:  # the engine is down: keep trying, pods stay as they are
-                    log.warning("listing containers failed: %s", exc)
-                    if not started:  # the rest of the agent (heartbeat, logs) runs regardless
-                        started = True
-                        task_status.started()
-                    await trio.sleep(self.resync_interval)
-                    continue
-                self.relists += 1
-                grouped: dict[str, list[ContainerInfo]] = {}
-                for c in observed:
-                    grouped.setdefault(c.pod_uid, []).append(c)
+                list_started = time.monotonic()
+                # With the event stream live, a round for pod changes alone (a new pod, a
+                # deletion) uses the last listing: every container change since would have come
+                # as an event (which asks for a relist), our own starts are recorded by their
+                # workers, and anything else a worker did asks for a relist too.
+                relist = (self._relist_needed or not self.events_live
+                          or list_started - self._last_relist >= self._relist_period()
+                          or any(when <= list_started for when in self._deadlines.values()))
+                stale: set[str] = set()
+                if relist:
+                    self._relist_needed = False
+                    self._last_relist = list_started
+                    try:
+                        observed = await self.runtime.list_containers()
+                    except Exception as exc:  # the engine is down: keep trying, pods stay as
+                        log.warning("listing containers failed: %s", exc)  # they are
+                        self._relist_needed = True
+                        if not started:  # the rest of the agent (heartbeat, logs) runs anyway
+                            started = True
+                            task_status.started()
+                        await trio.sleep(self.resync_interval)
+                        continue
+                    self.relists += 1
+                    grouped: dict[str, list[ContainerInfo]] = {}
+                    for c in sorted(observed, key=_by_id):
+                        grouped.setdefault(c.pod_uid, []).append(c)
+                    # Pods whose worker changed their containers while the list was in flight
+                    # keep what that worker left; they are synced after a fresh listing.
+                    stale = {uid for uid, t in self._acted_at.items() if t >= list_started}
+                    self._acted_at = {uid: self._acted_at[uid] for uid in stale}
+                    for uid in stale:
+                        if uid in self.containers:
+                            grouped[uid] = self.containers[uid]
+                        else:
+                            grouped.pop(uid, None)
+                    running_ids = {c.id for c in observed if c.running}
+                    self.probes.forget_all_but(
+                        running_ids | (self.probes.tracked() - tracked_before))
+                else:
+                    grouped = dict(self.containers)
                 # The previous round's list tells which pods' containers changed since.
                 last_seen, self.containers = self.containers, grouped
-                running_ids = {c.id for c in observed if c.running}
-                self.probes.forget_all_but(running_ids | (self.probes.tracked() - tracked_before))
                 now = time.monotonic()
                 for uid, when in list(self._deadlines.items()):
                     if when <= now:  # a back-off ended (or a failed sync is due for a retry)
@@ -239,7 +272,7 @@ class PodSyncer:
                     self._last_full_round = now
                 for uid in set(self.desired) | set(grouped):
                     changed = grouped.get(uid) != last_seen.get(uid)
-                    if uid in self._busy:
+                    if uid in self._busy or uid in stale:
                         if changed:
                             self._dirty.add(uid)  # seen again once its worker is done
                         continue
@@ -254,6 +287,9 @@ class PodSyncer:
                 if not started:
                     started = True
                     task_status.started()
+                if stale & self._dirty:
+                    self._relist_needed = True  # list again for them (their workers are done)
+                    self._kick()
                 self.rounds += 1
                 done, self._round_done = self._round_done, trio.Event()
                 done.set()
@@ -288,11 +324,13 @@ class PodSyncer:
     def _events_connected(self) -> None:
         self.events_live = True
         self.events_connects += 1
+        self._relist_needed = True
         self._events_retry = EVENTS_RETRY_MIN
         self._kick()  # whatever happened while not subscribed: relist now
 
     def _container_event(self, container_id: str) -> None:
         self.container_events += 1
+        self._relist_needed = True
         self._kick()  # the relist tells what changed, and for which pod
 
     async def _follow_events(self, follow: Callable[[Callable[[], None], Callable[[str], None]],
@@ -314,13 +352,15 @@ class PodSyncer:
                 else:
                     log.debug("container events: %s", exc)
             self.events_live = False
+            self._relist_needed = True
             self._kick()
             await trio.sleep(self._events_retry * random.uniform(0.8, 1.0))
             self._events_retry = min(EVENTS_RETRY_MAX, self._events_retry * 2)
 
     async def _sync_pod(self, uid: str, pod: dict[str, Any] | None,
                         containers: list[ContainerInfo]) -> None:
-        acted = False
+        acted = False  # containers changed: relist and sync this pod again
+        started: list[ContainerInfo] = []
         self._deadlines.pop(uid, None)
         try:
             records = self._records.setdefault(uid, {})
@@ -346,7 +386,10 @@ class PodSyncer:
                     info = await self._start(uid, pod, action, records, containers)
                     if info is not None:
                         containers.append(info)
-                    acted = True
+                    if info is not None and info.running:
+                        started.append(info)
+                    else:  # failed (re-plan: its back-off) or already exited (crashed)
+                        acted = True
                 elif isinstance(action, Remove):
                     await self.runtime.remove_container(action.container_id)
                     containers = [c for c in containers if c.id != action.container_id]
@@ -359,12 +402,21 @@ class PodSyncer:
                     return
             if pod is not None and self.desired.get(uid) is pod:
                 self._report(uid, pod, containers, records)
+            if started or acted:
+                self._acted_at[uid] = time.monotonic()
+            if started and not acted:
+                # Only successful starts: what they returned is what a relist would show (the
+                # runtime inspected each container once running), so neither a relist nor a
+                # second sync of this pod is needed. Its exit comes as an event or relist.
+                self.containers[uid] = sorted(containers, key=_by_id)
         except Exception:
             # One pod's failure must not stop the node; it is retried shortly.
             log.exception("syncing pod %s failed", uid)
             self._wake_at(uid, SYNC_RETRY_S)
         finally:
             self._busy.discard(uid)
+            if acted:
+                self._relist_needed = True
             if acted or uid in self._dirty:  # (dirty: changed while this worker ran)
                 self._wake_pod(uid)
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import trio
+import trio.testing
 
 from edge_agent import (
     BackoffPolicy,
@@ -37,14 +38,24 @@ class ScriptedEvents(HollowRuntime):
         self.supported = supported
         self.refuse = False
         self.lists = 0
+        self.starts = 0
         self.fail_next_start: Exception | None = None
+        # Set to hold a call half-way: a list returns what was there when it was called.
+        self.list_gate: trio.Event | None = None
+        self.start_gate: trio.Event | None = None
         self._stream: trio.MemorySendChannel[str | None] | None = None
 
     async def list_containers(self) -> list[Any]:
         self.lists += 1
-        return await super().list_containers()
+        snapshot = await super().list_containers()
+        if self.list_gate is not None:
+            await self.list_gate.wait()
+        return snapshot
 
     async def start_container(self, spec: Any) -> Any:
+        self.starts += 1
+        if self.start_gate is not None:
+            await self.start_gate.wait()
         if self.fail_next_start is not None:
             exc, self.fail_next_start = self.fail_next_start, None
             raise exc
@@ -194,3 +205,44 @@ async def test_runtime_without_usable_events_relists_every_resync_interval():
         await wait_for(lambda: [c for c in running_ids(s, uid) if c != first], 5,
                        "exit noticed by relisting")
         await wait_for(lambda: runtime.lists >= lists + 5, 5, "relisting every 0.1 s")
+
+
+async def test_new_pods_cost_no_relist_while_events_are_live():
+    runtime = ScriptedEvents("ev-cheap")
+    async with syncer(runtime) as s:
+        await wait_for(lambda: s.events_live, 5, "events stream live")
+        await trio.testing.wait_all_tasks_blocked(0.05)
+        lists = runtime.lists
+        for i in range(3):
+            await start_pod(s, f"cheap-{i}")
+        await trio.testing.wait_all_tasks_blocked(0.05)
+        # Each start recorded what it started; nothing else changed: no list call needed.
+        assert runtime.lists == lists
+        assert all(len(cs) == 1 for cs in s.containers.values())
+
+
+async def test_a_listing_older_than_a_start_does_not_start_the_pod_twice():
+    """A relist in flight while a pod's container is being started does not show it; once
+    the start is done, that listing must not make the pod look container-less."""
+    runtime = ScriptedEvents("ev-stale")
+    async with syncer(runtime) as s:
+        await wait_for(lambda: s.events_live, 5, "events stream live")
+        runtime.start_gate = trio.Event()
+        p = pod("stale", node_name=s.node_name)
+        uid = p["metadata"]["uid"]
+        s.upsert(p)
+        await wait_for(lambda: runtime.starts == 1, 5, "start in progress")
+        # An engine event makes the syncer relist; that listing is taken now (no container
+        # yet) and returned only after the start has finished.
+        runtime.list_gate = trio.Event()
+        lists = runtime.lists
+        runtime._stream.send_nowait("unrelated")  # type: ignore[union-attr]
+        await wait_for(lambda: runtime.lists > lists, 5, "relist in flight")
+        runtime.start_gate.set()
+        await wait_for(lambda: running_ids(s, uid), 5, "the start recorded")
+        runtime.start_gate = None
+        runtime.list_gate.set()
+        runtime.list_gate = None
+        s.wake()  # and a few more rounds, fresh listings included
+        await s.wait_rounds(3)
+        assert runtime.starts == 1 and len(running_ids(s, uid)) == 1
