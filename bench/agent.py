@@ -223,7 +223,7 @@ async def run(pods: int, nodes: int, idle_seconds: float, quiet: bool,
                      "--address", f"{prefix}.{first + 30 + i}",
                      "--data-dir", os.path.join(tmp.name, name),
                      "--server", f"http://127.0.0.1:{port}", "--token", TOKEN,
-                     "--log-port", "0", "--pull-registries", "127.0.0.1:23999",
+                     "--log-port", "0", "--pull-registries", "127.0.0.1:24999",
                      *(["-v"] if os.environ.get("BENCH_AGENT_LOGS") else [])],
                     stdout=subprocess.DEVNULL, stderr=None if os.environ.get("BENCH_AGENT_LOGS") else subprocess.DEVNULL))
             say(f"waiting for {nodes} agents to register ...")

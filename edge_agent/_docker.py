@@ -301,7 +301,8 @@ class DockerRuntime:
         api = self._api
         port_bindings: dict[str, tuple[str, int | None] | tuple[str]] = {}
         exposed: list[tuple[int, str]] = []
-        for p in spec.ports:
+        # Host network: nothing to publish (the container's ports are the node's ports).
+        for p in () if spec.host_network else spec.ports:
             proto = p.protocol.lower()
             exposed.append((p.container_port, proto))
             port_bindings[f"{p.container_port}/{proto}"] = (
@@ -311,6 +312,7 @@ class DockerRuntime:
             nano_cpus=spec.nano_cpus,
             mem_limit=spec.mem_limit,
             cpu_shares=spec.cpu_shares,
+            network_mode="host" if spec.host_network else None,
         )
         name = (f"ep_{spec.container_name}_{spec.pod_name}_{spec.pod_namespace}_"
                 f"{spec.pod_uid[:8]}_{spec.restart_count}")
@@ -321,7 +323,7 @@ class DockerRuntime:
             command=spec.args if spec.args is not None else None,
             environment=spec.env,
             working_dir=spec.working_dir,
-            hostname=spec.hostname[:63],
+            hostname=spec.hostname[:63] or None,
             labels=spec.labels(),
             ports=exposed or None,
             host_config=host_config,

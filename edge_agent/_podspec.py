@@ -174,6 +174,7 @@ def container_spec(pod: dict[str, Any], container: dict[str, Any], *, node_name:
     image = container.get("image")
     if not image:
         raise PodConfigError(f"container {container.get('name')!r} has no image")
+    host_network = (pod.get("spec") or {}).get("hostNetwork") is True
     ports: list[PortSpec] = []
     for p in container.get("ports") or []:
         try:
@@ -182,6 +183,11 @@ def container_spec(pod: dict[str, Any], container: dict[str, Any], *, node_name:
             raise PodConfigError("ports[].containerPort must be an integer") from exc
         proto = str(p.get("protocol") or "TCP").upper()
         hport = p.get("hostPort")
+        if host_network:
+            if hport and int(hport) != cport:
+                raise PodConfigError("ports[].hostPort must match containerPort when hostNetwork "
+                                     "is true")
+            hport = cport  # the container listens on the node's own port
         ports.append(PortSpec(cport, proto, str(p.get("hostIP") or node_address),
                               int(hport) if hport else None))
     nano, mem, shares = _resources(container)
@@ -198,7 +204,9 @@ def container_spec(pod: dict[str, Any], container: dict[str, Any], *, node_name:
         args=[str(a) for a in args] if args is not None else None,
         env=_env(pod, container, node_name, node_address),
         working_dir=container.get("workingDir") or None,
-        hostname=str((pod.get("spec") or {}).get("hostname") or md.get("name", "")),
+        # A host-network pod has the node's hostname, as in Kubernetes.
+        hostname=("" if host_network
+                  else str((pod.get("spec") or {}).get("hostname") or md.get("name", ""))),
         ports=tuple(ports),
         restart_count=restart_count,
         grace_seconds=grace_seconds(pod),
@@ -207,4 +215,5 @@ def container_spec(pod: dict[str, Any], container: dict[str, Any], *, node_name:
         cpu_shares=shares,
         tty=bool(container.get("tty")),
         stdin=bool(container.get("stdin")),
+        host_network=host_network,
     )

@@ -18,6 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -483,8 +484,15 @@ class PodSyncer:
         rec.fail_backoff = 0.0
         rec.waiting = None
         rec.backoff = action.next_backoff
-        self.probes.track(info, cspec)
+        self.probes.track(self._probe_view(pod, info), cspec)
         return info
+
+    def _probe_view(self, pod: dict[str, Any], c: ContainerInfo) -> ContainerInfo:
+        """The container as its probes see it: a host-network pod is probed on the node's
+        address (its podIP), the container having no address of its own."""
+        if (pod.get("spec") or {}).get("hostNetwork") is True:
+            return replace(c, ip=self.node_address)
+        return c
 
     def _prior_probe_state(self, pod: dict[str, Any], c: ContainerInfo) -> ProbeState | None:
         """What the pod's status (from the master, or the cache) last said about container c."""
@@ -514,14 +522,15 @@ class PodSyncer:
                 cspec = next((s for s in containers_of(pod) if s.get("name") == c.container_name),
                              None)
                 if cspec is not None:
-                    self.probes.track(c, cspec, self._prior_probe_state(pod, c))
+                    self.probes.track(self._probe_view(pod, c), cspec,
+                                      self._prior_probe_state(pod, c))
         probes = {c.id: self.probes.state(c.id) for c in containers if c.running}
         last = self.statuses.get(uid)
         status = compute_pod_status(pod, containers, records, probes,
                                     node_address=self.node_address,
                                     scheme=self.runtime.scheme, now=self._clock(),
                                     old_status=last[0] if last else None)
-        ports = host_ports(containers)
+        ports = host_ports(containers, pod)
         if self.statuses.get(uid) == (status, ports):
             return
         self.statuses[uid] = (status, ports)

@@ -77,6 +77,8 @@ class ContainerSpec:
     cpu_shares: int | None = None
     tty: bool = False
     stdin: bool = False
+    # hostNetwork: the node's network namespace; each containerPort is then the node's port.
+    host_network: bool = False
 
     def labels(self) -> dict[str, str]:
         return {

@@ -167,16 +167,27 @@ def compute_pod_status(pod: dict[str, Any], containers: list[ContainerInfo],
         "startTime": old.get("startTime") or rfc3339(now),
         "containerStatuses": statuses,
     }
+    if (pod.get("spec") or {}).get("hostNetwork") is True:
+        pod_ip = node_address  # the pod is the node, network-wise (as the kubelet reports)
     if pod_ip:
         status["podIP"] = pod_ip
         status["podIPs"] = [{"ip": pod_ip}]
     return status
 
 
-def host_ports(containers: list[ContainerInfo]) -> str:
-    """The annotation value: JSON {"<containerPort>/<PROTO>": hostPort} of running containers."""
+def host_ports(containers: list[ContainerInfo], pod: dict[str, Any] | None = None) -> str:
+    """The annotation value: JSON {"<containerPort>/<PROTO>": hostPort} of running containers.
+    A host-network pod's (`pod` given) containers listen on the node's ports themselves."""
     mapping: dict[str, int] = {}
+    host_network = pod is not None and (pod.get("spec") or {}).get("hostNetwork") is True
+    specs = {str(c.get("name")): c for c in containers_of(pod)} if host_network and pod else {}
     for c in containers:
-        if c.running:
+        if not c.running:
+            continue
+        if host_network:
+            for p in (specs.get(c.container_name) or {}).get("ports") or []:
+                proto = str(p.get("protocol") or "TCP").upper()
+                mapping[f"{p['containerPort']}/{proto}"] = int(p["containerPort"])
+        else:
             mapping.update(c.host_ports)
     return json.dumps(dict(sorted(mapping.items())), separators=(",", ":"))

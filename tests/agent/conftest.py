@@ -2,7 +2,7 @@
 
 Docker tests label every container with a node name unique to the test and remove everything
 carrying that label afterwards. Node addresses come from 127.0.1.200-249 (local clusters use
-127.0.1.1, .2, ...) and host ports from 23000-23999 (this package's share of the machine).
+127.0.1.1, .2, ...) and host ports from 24000-24499 (this package's share of the machine).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import trio
 # Addresses for nodes in these tests, away from the low ones `edgectl up` hands out.
 _ADDRESSES = itertools.cycle(f"127.0.1.{n}" for n in range(200, 250))
 # Host ports these tests may publish or listen on (see the test brief).
-_PORTS = itertools.cycle(range(23000 + (os.getpid() % 50) * 10, 24000))
+_PORTS = itertools.cycle(range(24000 + (os.getpid() % 50) * 10, 24500))
 
 
 def pod(name: str, *, uid: str | None = None, namespace: str = "default",

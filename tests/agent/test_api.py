@@ -3,7 +3,7 @@ served by hypercorn on loopback), with one or two "masters" sharing the store.
 
 Registration, Lease renewal, the pod watch, status writes, graceful deletion, fail-over between
 masters, re-list on 410, and edge autonomy: every master gone, agent restarted, masters back.
-API servers listen on 127.0.0.1:23100-23199 (this package's port range).
+API servers listen on 127.0.0.1:24600-24699 (this package's port range).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from raftstore import MemoryStore
 from .conftest import pod, wait_for
 
 TOKEN = "agent-test-token"
-# API server ports for these tests (inside this package's 23000-23999 share).
-_API_PORTS = itertools.cycle(range(23100 + (os.getpid() % 10) * 10, 23200))
+# API server ports for these tests (inside this package's 24000-24999 share).
+_API_PORTS = itertools.cycle(range(24600 + (os.getpid() % 10) * 10, 24700))
 
 
 class Master:
@@ -107,7 +107,7 @@ async def hollow_agent(nursery: trio.Nursery, cfg: AgentConfig) -> EdgeAgent:
 def config(node_name: str, address: str, tmp_path: Any, urls: list[str], **kw: Any) -> AgentConfig:
     return AgentConfig(node_name=node_name, data_dir=str(tmp_path / node_name), address=address,
                        servers=urls, token=TOKEN, log_port=None, lease_renew=0.3,
-                       pull_registries=["127.0.0.1:23999"], **kw)
+                       pull_registries=["127.0.0.1:24999"], **kw)
 
 
 async def test_agent_registers_its_node_and_renews_its_lease(node_name, node_address, tmp_path):
@@ -425,7 +425,7 @@ async def test_lost_cache_keeps_containers_until_the_masters_list_says_otherwise
 
     # A first agent (no masters) runs a pod; then the node's cache is lost.
     first = Config(node_name=node_name, data_dir=str(tmp_path / "old"), address=node_address,
-                   log_port=None, pull_registries=["127.0.0.1:23999"])
+                   log_port=None, pull_registries=["127.0.0.1:24999"])
     async with trio.open_nursery() as nursery:
         agent: EdgeAgent = await nursery.start(run_agent, first)
         p = pod("survivor", node_name=node_name)

@@ -24,7 +24,7 @@ from .conftest import pod, wait_for
 pytestmark = [pytest.mark.docker]
 
 # Only loopback registries may be contacted from these tests (nothing leaves the machine).
-LOCAL_REGISTRIES = ["127.0.0.1:23999"]
+LOCAL_REGISTRIES = ["127.0.0.1:24999"]
 
 
 class Recorder:
@@ -204,7 +204,7 @@ async def test_removed_pod_is_stopped_as_orphan(demo_image, node_name, node_addr
 
 async def test_unreachable_registry_reports_err_image_pull_then_back_off(node_name,
                                                                         node_address):
-    image = "127.0.0.1:23999/edgeplane/absent:1.0"
+    image = "127.0.0.1:24999/edgeplane/absent:1.0"
     async with syncer(node_name, node_address, backoff=BackoffPolicy(base=2.0, cap=8.0)) as (
             s, rec):
         s.upsert(pod("pull", node_name=node_name, image=image, imagePullPolicy="Always"))
@@ -221,7 +221,7 @@ async def test_unreachable_registry_reports_err_image_pull_then_back_off(node_na
         messages = [w["message"] for st, _ in rec.history["pull"]
                     for w in [st["containerStatuses"][0]["state"].get("waiting", {})]
                     if w.get("reason") == "ErrImagePull"]
-        assert "127.0.0.1:23999" in messages[0]
+        assert "127.0.0.1:24999" in messages[0]
         # After the back-off it tries again and fails again with ErrImagePull.
         await wait_for(lambda: reasons().count("ErrImagePull") >= 2, 20, "second pull attempt")
         assert docker_ids(node_name, all_=True) == []
@@ -559,3 +559,28 @@ async def test_event_stream_reconnects_after_the_engine_connection_breaks(
                        and running(rec, "rc"), 10, "restart seen through the new stream")
         nursery.cancel_scope.cancel()
     await runtime.aclose()
+
+
+async def test_host_network_pod_serves_on_the_node_port(demo_image, node_name, node_address,
+                                                       free_port):
+    port = free_port()
+    p = pod("hostnet", node_name=node_name, ports=[{"containerPort": port}],
+            # The demo's httpd on the node's address and a port of this test's range (the
+            # node's network is the machine's: never port 80 on every address).
+            env=[{"name": "PORT", "value": f"{node_address}:{port}"},
+                 {"name": "POD_NAME", "value": "hostnet"}],
+            readinessProbe={"httpGet": {"path": "/", "port": port}, "periodSeconds": 1})
+    p["spec"]["hostNetwork"] = True
+    async with syncer(node_name, node_address) as (s, rec):
+        s.upsert(p)
+        await wait_for(lambda: ready(rec, "hostnet"), 20, "Ready (probed on the node address)")
+        st = rec.last("hostnet")
+        assert st["podIP"] == st["hostIP"] == node_address
+        assert rec.ports("hostnet") == {f"{port}/TCP": port}
+        resp = await http_get(f"http://{node_address}:{port}/")
+        assert "pod: hostnet" in resp.text
+        cid = rec.container("hostnet")["containerID"].removeprefix("docker://")
+        inspect = json.loads(subprocess.run(["docker", "inspect", cid], capture_output=True,
+                                            text=True, check=True).stdout)[0]
+        assert inspect["HostConfig"]["NetworkMode"] == "host"
+        assert inspect["HostConfig"]["PortBindings"] in (None, {})

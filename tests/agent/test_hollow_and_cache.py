@@ -64,14 +64,14 @@ async def test_hollow_container_exit_follows_restart_policy_and_backoff(node_nam
 
 
 async def test_hollow_pull_failure_is_err_image_pull(node_name):
-    runtime = HollowRuntime(node_name, missing_images=frozenset({"127.0.0.1:23999/x:1"}))
+    runtime = HollowRuntime(node_name, missing_images=frozenset({"127.0.0.1:24999/x:1"}))
     seen: list[str] = []
     s = PodSyncer(runtime, node_name=node_name, node_address="127.0.1.201",
                   status_sink=lambda p, st, ports: seen.append(
                       st["containerStatuses"][0]["state"].get("waiting", {}).get("reason", "")))
     async with trio.open_nursery() as nursery:
         await nursery.start(s.serve)
-        s.upsert(pod("nopull", node_name=node_name, image="127.0.0.1:23999/x:1"))
+        s.upsert(pod("nopull", node_name=node_name, image="127.0.0.1:24999/x:1"))
         await wait_for(lambda: "ImagePullBackOff" in seen, 5, "ImagePullBackOff")
         assert seen.index("ErrImagePull") < seen.index("ImagePullBackOff")
         nursery.cancel_scope.cancel()
@@ -106,7 +106,7 @@ async def test_pod_cache_round_trip_and_atomic_files(tmp_path):
 
 async def test_always_pull_falls_back_to_the_local_image_when_the_registry_is_gone(node_name):
     # Edge autonomy: a site that lost its registry still (re)starts pods from local images.
-    image = "127.0.0.1:23999/app:latest"
+    image = "127.0.0.1:24999/app:latest"
     runtime = HollowRuntime(node_name, unreachable_images=frozenset({image}))
     s = PodSyncer(runtime, node_name=node_name, node_address="127.0.1.201")
     async with trio.open_nursery() as nursery:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -194,6 +195,26 @@ def test_container_spec_maps_kubernetes_fields_to_docker():
     assert [(q.container_port, q.protocol, q.host_ip, q.host_port) for q in spec.ports] == [
         (80, "TCP", "127.0.1.3", None), (53, "UDP", "127.0.1.3", 23053)]
     assert spec.labels()["io.edgeplane.container.restart-count"] == "2"
+
+
+def test_host_network_pod_uses_the_node_ports_and_address():
+    p = pod("h", uid="u1", ports=[{"containerPort": 8080}, {"containerPort": 53,
+                                                            "protocol": "UDP"}])
+    p["spec"]["hostNetwork"] = True
+    spec = container_spec(p, p["spec"]["containers"][0], node_name="n1",
+                          node_address="127.0.1.3", restart_count=0)
+    assert spec.host_network and spec.hostname == ""  # the node's hostname, as in Kubernetes
+    assert [(q.container_port, q.host_port) for q in spec.ports] == [(8080, 8080), (53, 53)]
+    # A host-network container has no address nor port mapping of its own.
+    c = replace(container("c1"), ip="", host_ports={})
+    st = compute_pod_status(p, [c], {}, {"c1": ProbeState(ready=True, started=True)},
+                            node_address="127.0.1.3", scheme="docker", now=NOW)
+    assert st["podIP"] == st["hostIP"] == "127.0.1.3"
+    assert json.loads(host_ports([c], p)) == {"8080/TCP": 8080, "53/UDP": 53}
+    p["spec"]["containers"][0]["ports"][0]["hostPort"] = 9090
+    with pytest.raises(PodConfigError, match="hostPort must match containerPort"):
+        container_spec(p, p["spec"]["containers"][0], node_name="n1",
+                       node_address="127.0.1.3", restart_count=0)
 
 
 def test_bad_resource_quantity_is_a_config_error():
