@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -112,6 +113,18 @@ class ReplicaClient:
         async with self._send_lock:
             await self._stream.send_all(data)
 
+    def _send_now(self, data: bytes) -> bytes:
+        """Write what the socket takes right away unless a send is under way (which must keep
+        the order); return what is left for :meth:`_send`. Sequential calls skip the lock's and
+        send_all's scheduler passes (~2 x 10-20 us here) before the request even leaves."""
+        if self._send_lock.locked():
+            return data
+        try:
+            sent = os.write(self._stream.socket.fileno(), data)
+        except BlockingIOError:
+            return data
+        return data[sent:]
+
     async def call(self, op: str, *args: Any, timeout: float = 15.0) -> Any:
         """One request; raises the replica's error, or StoreUnavailable(maybe_committed=True)
         if the connection dies or ``timeout`` passes first."""
@@ -127,7 +140,9 @@ class ReplicaClient:
 
         self._waiting[rid] = callback
         try:
-            await self._send(msgpack.packb([rid, op, *args], use_bin_type=True))
+            rest = self._send_now(msgpack.packb([rid, op, *args], use_bin_type=True))
+            if rest:
+                await self._send(rest)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._waiting.pop(rid, None)
             raise StoreUnavailable(f"send failed: {exc}", maybe_committed=True) from None
