@@ -10,7 +10,10 @@ wakes the tick thread through a pipe), and a loaded one sends few large log entr
 latency and throughput, with no polling. Followers work the same way: pysyncobj forwards the batch to the leader.
 
 Results come back on the tick thread and are handed to trio with ``TrioToken.run_sync_soon``;
-the tick thread never blocks on trio.
+the tick thread never blocks on trio. A command submitted with a ``direct`` callback (the
+client port's replies) that is proposed alone is answered on the tick thread itself as soon as
+it is applied: the hand-off to the trio thread (a wake-up and the GIL, 50-500 us here) then
+follows the answer instead of preceding it.
 
 Failures. A proposal that provably did not reach the log (no leader yet, the contacted node
 was not the leader, or a new leader overwrote its slot) is retried until the operation's
@@ -30,6 +33,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -102,6 +106,8 @@ _FAIL_NAMES = {
 _NOOP = encode_noop()
 
 Waiter = Callable[[Any, "int | None"], None]
+# Called on the tick thread with a successful result; must be quick and thread-safe.
+Direct = Callable[[Any], None]
 
 
 class _AsyncWaiter:
@@ -121,13 +127,20 @@ class _AsyncWaiter:
 
 
 class _Proposal:
-    __slots__ = ("items", "barriers", "batch", "started")
+    __slots__ = ("items", "barriers", "batch", "started", "direct", "answered")
 
-    def __init__(self, items: list[Any], barriers: list[Waiter], batch: bool) -> None:
+    def __init__(
+        self, items: list[Any], barriers: list[Waiter], batch: bool, direct: Direct | None
+    ) -> None:
         self.items = items
         self.barriers = barriers
         self.batch = batch
         self.started = time.monotonic()
+        # Set for a lone command whose submitter can take its result on the tick thread.
+        self.direct = direct
+        # Whoever answers the waiters first sets it, under RaftStore._answer_lock: the tick
+        # thread (direct) or the trio thread (result, failure, expiry, close).
+        self.answered = False
 
 
 def _unavailable(fail: int, what: str) -> StoreUnavailable:
@@ -162,12 +175,14 @@ class RaftStore:
         self._replica: Replica | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         # Group commit state (trio thread only).
-        self._pending: list[tuple[Any, Waiter, bool]] = []  # (cmd or [cmds], waiter, group)
+        # (cmd or [cmds], waiter, group, direct callback or None)
+        self._pending: list[tuple[Any, Waiter, bool, Direct | None]] = []
         self._pending_barriers: list[Waiter] = []
         self._in_flight: dict[int, _Proposal] = {}
         self._next_pid = 0
         self._flush_scheduled = False
         self._closed = False
+        self._answer_lock = threading.Lock()
         # Wake-ups from the tick thread, coalesced to one pending callback each.
         self._wake_pending = False
         self._rev_changed = trio.Event()
@@ -243,21 +258,36 @@ class RaftStore:
         event, self._state_changed = self._state_changed, trio.Event()
         event.set()
 
-    def _result_from_tick(self, pid: int, result: Any, fail: int) -> None:
+    def _result_from_tick(self, pid: int, proposal: _Proposal, result: Any, fail: int) -> None:
+        direct = proposal.direct
+        if direct is not None and fail == FAIL_REASON.SUCCESS and self._claim(proposal):
+            direct(result)
         self._call_soon(self._complete, pid, result, fail)
+
+    def _claim(self, proposal: _Proposal) -> bool:
+        """True for the one caller (of either thread) that is to answer the proposal."""
+        with self._answer_lock:
+            if proposal.answered:
+                return False
+            proposal.answered = True
+            return True
 
     # --- group commit ---------------------------------------------------------------------------
 
-    def submit(self, command: Any, waiter: Waiter, *, group: bool = False) -> None:
+    def submit(
+        self, command: Any, waiter: Waiter, *, group: bool = False, direct: Direct | None = None
+    ) -> None:
         """Queue an encoded command (or, with ``group``, a list applied in one log entry).
 
         ``waiter(result, fail)`` is called on the trio thread: fail is None on success (the
         result may be a StoreError instance for a rejected command), else a failure code.
+        Or, instead of the waiter and only on success, ``direct(result)`` on the tick thread
+        (when the command is proposed alone): it must be quick and thread-safe.
         """
         if self._closed:
             waiter(None, _CLOSED)
             return
-        self._pending.append((command, waiter, group))
+        self._pending.append((command, waiter, group, direct))
         self._schedule_flush()
 
     def submit_barrier(self, waiter: Waiter) -> None:
@@ -313,16 +343,20 @@ class RaftStore:
         ) < self._max_in_flight:
             items, cmds = self._take_batch()
             barriers, self._pending_barriers = self._pending_barriers, []
+            direct = None
             if not cmds:
                 payload, batch = _NOOP, False
             elif len(items) == 1 and not items[0][2]:
                 payload, batch = cmds[0], False
+                if not barriers:
+                    direct = items[0][3]
             else:
                 payload, batch = encode_batch(cmds), True
             self._next_pid += 1
             pid = self._next_pid
-            self._in_flight[pid] = _Proposal(items, barriers, batch)
-            replica.propose(payload, functools.partial(self._result_from_tick, pid))
+            proposal = _Proposal(items, barriers, batch, direct)
+            self._in_flight[pid] = proposal
+            replica.propose(payload, functools.partial(self._result_from_tick, pid, proposal))
 
     def _take_batch(self) -> tuple[list[Any], list[bytes]]:
         pending = self._pending
@@ -330,7 +364,7 @@ class RaftStore:
         size = 0
         n = 0
         for item in pending:
-            command, _, group = item
+            command, _, group, _ = item
             add = command if group else (command,)
             add_size = sum(len(c) for c in add)
             if n and (
@@ -346,18 +380,21 @@ class RaftStore:
 
     def _complete(self, pid: int, result: Any, fail: int) -> None:
         proposal = self._in_flight.pop(pid, None)
-        if proposal is None:
-            return  # expired or closed; its waiters already know
+        if proposal is None or not self._claim(proposal):
+            # Expired or closed (its waiters already know), or answered on the tick thread.
+            if self._pending or self._pending_barriers:
+                self._flush()
+            return
         if fail == FAIL_REASON.SUCCESS:
             if not proposal.batch:
-                for _, waiter, _ in proposal.items:
+                for _, waiter, _, _ in proposal.items:
                     waiter(result, None)
             elif isinstance(result, BaseException):
-                for _, waiter, _ in proposal.items:
+                for _, waiter, _, _ in proposal.items:
                     waiter(result, None)
             else:
                 i = 0
-                for command, waiter, group in proposal.items:
+                for command, waiter, group, _ in proposal.items:
                     if group:
                         waiter(result[i : i + len(command)], None)
                         i += len(command)
@@ -367,10 +404,7 @@ class RaftStore:
             for waiter in proposal.barriers:
                 waiter(None, None)
         else:
-            for _, waiter, _ in proposal.items:
-                waiter(None, fail)
-            for waiter in proposal.barriers:
-                waiter(None, fail)
+            _answer(proposal, fail)
         if self._pending or self._pending_barriers:
             self._flush()
 
@@ -382,24 +416,20 @@ class RaftStore:
         limit = time.monotonic() - self._op_timeout
         for pid in [p for p, prop in self._in_flight.items() if prop.started < limit]:
             proposal = self._in_flight.pop(pid)
-            for _, waiter, _ in proposal.items:
-                waiter(None, _TIMED_OUT)
-            for waiter in proposal.barriers:
-                waiter(None, _TIMED_OUT)
+            if self._claim(proposal):
+                _answer(proposal, _TIMED_OUT)
 
     def _fail_everything(self, fail: int) -> None:
         pending, self._pending = self._pending, []
         barriers, self._pending_barriers = self._pending_barriers, []
         in_flight, self._in_flight = self._in_flight, {}
-        for _, waiter, _ in pending:
+        for _, waiter, _, _ in pending:
             waiter(None, fail)
         for waiter in barriers:
             waiter(None, fail)
         for proposal in in_flight.values():
-            for _, waiter, _ in proposal.items:
-                waiter(None, fail)
-            for waiter in proposal.barriers:
-                waiter(None, fail)
+            if self._claim(proposal):
+                _answer(proposal, fail)
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -652,6 +682,14 @@ class RaftStore:
         replica = self.replica
         with replica.state_lock:
             return replica.kv.revision, replica.kv.digest()
+
+
+def _answer(proposal: _Proposal, fail: int) -> None:
+    """Tell every waiter of the proposal that it failed with ``fail``."""
+    for _, waiter, _, _ in proposal.items:
+        waiter(None, fail)
+    for waiter in proposal.barriers:
+        waiter(None, fail)
 
 
 def _raise_rejected(result: Any) -> Any:

@@ -3,6 +3,10 @@
 Hot requests (put, del, get) do not get a task each: they are handed straight to the store's
 group-commit queue with a callback that queues the reply, so a pipelined burst costs a few
 microseconds of Python per request. Everything else, and any retry, runs as a task.
+
+A put or del proposed alone is answered from the replica's tick thread as soon as it is
+applied (``RaftStore.submit(direct=...)``), so the connection's output (``out``, ``sending``,
+the socket) is shared by two threads and guarded by ``lock``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import functools
 import hmac
 import logging
 import os
+import threading
 from typing import Any
 
 import msgpack
@@ -34,46 +39,78 @@ class _Connection:
         self.store = store
         self.stream = stream
         self.nursery = nursery
+        self.token = trio.lowlevel.current_trio_token()
+        self.lock = threading.Lock()
         self.out: list[bytes] = []
         self.has_output = trio.Event()
         self.sending = False
+        self.closed = False
 
     def reply(self, rid: int, result: Any) -> None:
-        self._queue(_packb([rid, 0, result]))
+        if self._queue(_packb([rid, 0, result])):
+            self.has_output.set()
 
     def reply_error(self, rid: int, exc: BaseException) -> None:
-        self._queue(_packb([rid, 1, error_to_wire(exc)]))
+        if self._queue(_packb([rid, 1, error_to_wire(exc)])):
+            self.has_output.set()
 
-    def _queue(self, data: bytes) -> None:
-        if not self.out and not self.sending:
-            # Nothing queued or being sent: write at once from this callback (the socket is
-            # non-blocking) instead of waking the writer task, which costs a scheduler pass
-            # (~30 us) on every sequential request. What does not fit goes to the writer.
-            try:
-                sent = os.write(self.stream.socket.fileno(), data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                sent = 0  # the writer's send_all reports the broken connection
-            if sent == len(data):
-                return
-            data = data[sent:]
-        self.out.append(data)
+    def _queue(self, data: bytes) -> bool:
+        """Write ``data`` now if nothing is queued or being sent, else queue it; True if the
+        writer task must be woken (from the trio thread: ``has_output.set()``)."""
+        with self.lock:
+            if self.closed:
+                return False
+            if not self.out and not self.sending:
+                # Write at once from this callback (the socket is non-blocking) instead of
+                # waking the writer task, which costs a scheduler pass (~30 us) on every
+                # sequential request. What does not fit goes to the writer. Under the lock:
+                # the trio thread closes the socket only after setting closed.
+                try:
+                    sent = os.write(self.stream.socket.fileno(), data)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    sent = 0  # the writer's send_all reports the broken connection
+                if sent == len(data):
+                    return False
+                data = data[sent:]
+            self.out.append(data)
+            return True
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+
+    def _kick(self) -> None:
         self.has_output.set()
 
     async def writer(self) -> None:
         while True:
             await self.has_output.wait()
             self.has_output = trio.Event()
-            data = b"".join(self.out)
-            self.out.clear()
-            self.sending = True
+            with self.lock:
+                data = b"".join(self.out)
+                self.out.clear()
+                self.sending = True
             try:
                 await self.stream.send_all(data)
             finally:
-                self.sending = False
+                with self.lock:
+                    self.sending = False
 
     # --- hot path -------------------------------------------------------------------------------
+
+    def write_done_direct(self, rid: int, result: Any) -> None:
+        """On the tick thread: the reply to a put/del that was applied."""
+        if isinstance(result, BaseException):
+            data = _packb([rid, 1, error_to_wire(result)])
+        else:
+            data = _packb([rid, 0, [result[0], kv_to_wire(result[1])]])
+        if self._queue(data):
+            try:
+                self.token.run_sync_soon(self._kick)
+            except trio.RunFinishedError:
+                pass
 
     def write_done(self, rid: int, op: str, args: list[Any], result: Any, fail: int | None):
         if fail is None:
@@ -102,11 +139,19 @@ class _Connection:
                 command = encode_put(args[0], args[1])
                 if len(command) > MAX_COMMAND_BYTES:
                     raise InvalidCommand(f"put: value exceeds {MAX_COMMAND_BYTES} bytes")
-                store.submit(command, functools.partial(self.write_done, rid, op, args))
+                store.submit(
+                    command,
+                    functools.partial(self.write_done, rid, op, args),
+                    direct=functools.partial(self.write_done_direct, rid),
+                )
                 return
             if op == "del":
                 command = encode_delete(args[0])
-                store.submit(command, functools.partial(self.write_done, rid, op, args))
+                store.submit(
+                    command,
+                    functools.partial(self.write_done, rid, op, args),
+                    direct=functools.partial(self.write_done_direct, rid),
+                )
                 return
             if op == "get":
                 key = args[0]
@@ -184,6 +229,7 @@ class _Connection:
 
 async def _handle(store: RaftStore, token: str, stream: trio.SocketStream) -> None:
     unpacker = msgpack.Unpacker(raw=False, max_buffer_size=64 * 1024 * 1024)
+    conn: _Connection | None = None
     try:
         async with trio.open_nursery() as nursery:
             conn = _Connection(store, stream, nursery)
@@ -215,6 +261,8 @@ async def _handle(store: RaftStore, token: str, stream: trio.SocketStream) -> No
     except* (ValueError, msgpack.UnpackException):
         logger.warning("client sent malformed data; closing the connection")
     finally:
+        if conn is not None:
+            conn.close()  # no more writes from the tick thread to this descriptor
         with trio.CancelScope(shield=True):
             await stream.aclose()
 
