@@ -488,20 +488,14 @@ class RaftStore:
         replica = self.replica
         if replica.can_read_locally():
             return replica.kv.revision
-        if not replica.is_raft_leader:
-            # ReadIndex: one round trip to the leader instead of a round through the log.
-            waiter = _AsyncWaiter()
-            replica.read_index(
-                lambda ok: self._call_soon(waiter, None, None if ok else _TIMED_OUT)
-            )
-            with trio.move_on_after(self.config.raft_max_timeout * 2):
-                await waiter.event.wait()
-            if waiter.event.is_set() and waiter.fail is None:
-                return replica.kv.revision
         deadline = trio.current_time() + self._op_timeout
+        # First a read point (ReadIndex on a follower, falling back to the log by itself),
+        # then, if that round failed, rounds through the log until the deadline.
+        submit = self.submit_read_barrier
         while True:
             waiter = _AsyncWaiter()
-            self.submit_barrier(waiter)
+            submit(waiter)
+            submit = self.submit_barrier
             with trio.move_on_at(deadline):
                 await waiter.event.wait()
             if waiter.event.is_set() and waiter.fail is None:
