@@ -403,8 +403,9 @@ class Master:
                 self.agent_budget = int(nodes * LEADER_AGENT_SHARE / members)
             if sheds != self.sheds_agents:
                 self.sheds_agents = sheds
-                log.info("node agents %s", "sent to the other masters (this master leads and "
-                         "all are connected)" if sheds else "served here")
+                log.info("node agents %s", f"beyond {self.agent_budget} pod watches sent to the "
+                         "other masters (this master leads and all are connected)" if sheds
+                         else "served here")
             await trio.sleep(_SHED_POLL_S)
 
     async def _log_leader_changes(self) -> None:
