@@ -3,7 +3,9 @@
 Each hollow node is a real `EdgeAgent` with the simulated `HollowRuntime`: it registers its Node,
 watches its pods and reports them Running through the real API, as a node agent does. The nodes
 of one process share what a process can share without changing what each node does: one TLS
-context, one event loop.
+context, one event loop. Each node talks to the API through its own `HollowApiSession`
+(edge_agent._hollow_api: the agent's API calls over a lean HTTP/1.1 transport, a fifth of
+httpx's CPU per request), with its own connections.
 
 Their Leases are renewed by a lease lane, a small process of the runner's own
 (`edge_agent._lease_lane`). Renewing them in the runner made healthy nodes NotReady under load
@@ -34,28 +36,24 @@ from typing import Any
 
 import trio
 
-from ._agent import AgentConfig, EdgeAgent
-from ._api import HttpApiSession, tls_verify
+from ._agent import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_NODE_STATUS_INTERVAL,
+    AgentConfig,
+    EdgeAgent,
+)
+from ._hollow_api import HollowApiSession, tls_context
 
 log = logging.getLogger("edge_agent.hollow")
 
-# Hollow nodes only change state when the agent acts, so a slow relist is enough; it keeps
-# hundreds of simulated nodes in one process cheap.
-HOLLOW_RESYNC_INTERVAL = 10.0
+# Hollow containers only change when the agent acts (which wakes a sync of that pod at once),
+# so the periodic sync of every pod is only a safety net: the kubelet's syncFrequency
+# default, 1 min. (Each full round syncs every pod of the node: at 10 s, 1,000 nodes running
+# 30 pods each made 3,000 pod syncs per second, the runners' main load once pods existed.)
+HOLLOW_RESYNC_INTERVAL = 60.0
 # Hollow (simulated) nodes run by the hundred in scale tests, whose clusters use a longer grace
 # period: 5 s keeps 1,000 nodes at 200 lease writes/s instead of 500.
 HOLLOW_LEASE_RENEW = 5.0
-# Hollow agents per HTTP connection pool. httpcore scans every connection of a pool on each
-# request and response (and polls each idle one for readability): with 20 agents per pool that
-# scan was a sixth of a busy runner's CPU. A pool per agent holds its watch and a few writes.
-HOLLOW_AGENTS_PER_POOL = 1
-# Idle connections a node's pool keeps: its watch and its status writes in flight (the agent's
-# STATUS_WRITE_CONCURRENCY); more would only be closed again.
-HOLLOW_POOL_KEEPALIVE = 6
-# How long an idle pooled connection is kept (httpx's default is 5 s): a node's status writes
-# come in bursts further apart than that, and each reconnect is a TLS handshake (handshakes
-# were a tenth of a busy runner's CPU). The masters keep idle connections 75 s.
-KEEPALIVE_EXPIRY = 60.0
 # How often the runner looks for agents that registered their Node (to tell the lease lane).
 UID_POLL = 0.2
 # How often a runner's figures (lease renewals, event-loop lag) are summarised.
@@ -150,6 +148,8 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
                            memory: str = "8Gi", max_pods: int = 110, first_index: int = 0,
                            event_observer: Callable[[str, str, dict[str, Any]], None] | None = None,
                            lease_renew: float = HOLLOW_LEASE_RENEW,
+                           lease_seconds: int = DEFAULT_LEASE_SECONDS,
+                           node_status_interval: float = DEFAULT_NODE_STATUS_INTERVAL,
                            stats_observer: Callable[[dict[str, Any]], None] | None = None,
                            task_status: trio.TaskStatus[list[EdgeAgent]] = trio.TASK_STATUS_IGNORED
                            ) -> None:
@@ -160,18 +160,19 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
     (several runner processes side by side); `event_observer(node name, event type, pod)` sees
     every pod watch event; `stats_observer(figures)` gets, every STATS_INTERVAL seconds, the
     lane's summary of lease renewals (`edge_agent._lease_lane.LeaseLog.summary`) and this
-    loop's wake-up lag."""
-    import httpx
-
+    loop's wake-up lag. `lease_renew`/`lease_seconds` set each node's Lease (the masters' node
+    grace period must be longer than the renew interval), `node_status_interval` how often a
+    node whose status did not change still writes it (the kubelet's
+    nodeStatusReportFrequency)."""
     if count < 1:
         raise ValueError("count must be >= 1")
-    ssl_verify = tls_verify(verify)  # one TLS context for every pool of the process
-    clients: list[httpx.AsyncClient] = []
+    context = tls_context(verify)  # one TLS context for every node of the process
     agents: list[EdgeAgent] = []
+    sessions: list[HollowApiSession] = []
     names = [f"{name_prefix}-{i:04d}" for i in range(first_index, first_index + count)]
     lane = LeaseLane(names, servers=servers, token=token, verify=verify,
                      renew_interval=lease_renew,
-                     lease_seconds=AgentConfig(names[0], data_dir).lease_seconds)
+                     lease_seconds=lease_seconds)
     lag: list[float] = []
 
     async def report() -> None:
@@ -181,44 +182,39 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
             figures = dict(lane.latest)
             figures.update(loop_lag_p99_s=_pct(samples, 99),
                            loop_lag_max_s=round(max(samples), 3) if samples else None,
-                           nodes=len(agents), t=time.time())
+                           nodes=len(agents), t=time.time(),
+                           # Totals: how well the nodes' connections are reused.
+                           api_requests=sum(s.requests for s in sessions),
+                           api_connects=sum(s.connects for s in sessions))
             if figures.get("silent_now"):
                 log.warning("%d hollow nodes' Leases silent past the late threshold (longest "
                             "%.1fs)", figures["silent_now"], figures.get("silent_max_s", 0.0))
             if stats_observer is not None:
                 stats_observer(figures)
 
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(lane.run)
-            nursery.start_soon(_send_node_uids, agents, lane)
-            for index, name in enumerate(names, start=first_index):
-                if (index - first_index) % HOLLOW_AGENTS_PER_POOL == 0:
-                    clients.append(httpx.AsyncClient(
-                        verify=ssl_verify, trust_env=False,
-                        limits=httpx.Limits(max_connections=None,
-                                            max_keepalive_connections=HOLLOW_POOL_KEEPALIVE,
-                                            keepalive_expiry=KEEPALIVE_EXPIRY)))
-                config = AgentConfig(
-                    node_name=name, data_dir=str(Path(data_dir) / name),
-                    address=hollow_address(index), servers=servers, token=token, verify=verify,
-                    labels=dict(labels or {}),
-                    runtime="hollow", log_port=None, cpu=cpu, memory=memory,
-                    max_pods=max_pods, resync_interval=HOLLOW_RESYNC_INTERVAL,
-                    lease_renew=lease_renew)
-                session = HttpApiSession(servers, token, verify=verify, client=clients[-1])
-                agent = EdgeAgent(config, session=session)
-                agent.cache.persist = False  # hundreds of nodes' pod files: nothing to recover
-                agent.lease_renewed_elsewhere = True  # the lane does
-                if event_observer is not None:
-                    agent.event_observer = (
-                        lambda etype, obj, _name=name: event_observer(_name, etype, obj))
-                await nursery.start(agent.serve)
-                agents.append(agent)
-            nursery.start_soon(_loop_lag, lag)
-            nursery.start_soon(report)
-            task_status.started(agents)
-    finally:
-        with trio.CancelScope(shield=True):
-            for client in clients:
-                await client.aclose()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lane.run)
+        nursery.start_soon(_send_node_uids, agents, lane)
+        for index, name in enumerate(names, start=first_index):
+            config = AgentConfig(
+                node_name=name, data_dir=str(Path(data_dir) / name),
+                address=hollow_address(index), servers=servers, token=token, verify=verify,
+                labels=dict(labels or {}),
+                runtime="hollow", log_port=None, cpu=cpu, memory=memory,
+                max_pods=max_pods, resync_interval=HOLLOW_RESYNC_INTERVAL,
+                lease_renew=lease_renew, lease_seconds=lease_seconds,
+                node_status_interval=node_status_interval)
+            # Each node its own session (its own connections and watch), as its own agent.
+            session = HollowApiSession(servers, token, context=context)
+            sessions.append(session)
+            agent = EdgeAgent(config, session=session)
+            agent.cache.persist = False  # hundreds of nodes' pod files: nothing to recover
+            agent.lease_renewed_elsewhere = True  # the lane does
+            if event_observer is not None:
+                agent.event_observer = (
+                    lambda etype, obj, _name=name: event_observer(_name, etype, obj))
+            await nursery.start(agent.serve)
+            agents.append(agent)
+        nursery.start_soon(_loop_lag, lag)
+        nursery.start_soon(report)
+        task_status.started(agents)

@@ -20,8 +20,9 @@ from typing import Any
 import trio
 
 from ._agent import LEASE_JITTER
-from ._api import ApiError, ApiUnavailable, Backoff, HttpApiSession, tls_verify
-from ._hollow_runner import KEEPALIVE_EXPIRY, STATS_INTERVAL, _loop_lag, _pct
+from ._api import ApiError, ApiUnavailable, Backoff, HttpApiSession
+from ._hollow_api import HollowApiSession, tls_context
+from ._hollow_runner import STATS_INTERVAL, _loop_lag, _pct
 from ._node import NodeLease
 
 log = logging.getLogger("edge_agent.hollow")
@@ -29,14 +30,6 @@ log = logging.getLogger("edge_agent.hollow")
 # How often a node whose Node uid the runner has not sent yet is checked before its first
 # renewal (a local check: the runner sends uids as its agents register).
 REGISTRATION_POLL = 0.2
-# Connections each node's pool keeps: one, the node's own, as a kubelet keeps one to its API
-# server. A pool per node, not one for all: httpcore matches every queued request against every
-# connection of its pool whenever a request starts or ends, which is quadratic in the requests
-# in flight -- with one pool for 200 nodes that scan was 70 % of the lane's CPU and renewals
-# took 3-50 s, feeding on themselves (slower renewals, more in flight, longer scans).
-NODE_KEEPALIVE = 1
-
-
 class LeaseLog:
     """When the Leases of a runner's nodes were renewed: gaps between renewals, request
     times, and which nodes are silent now."""
@@ -100,8 +93,6 @@ async def keep_renewing(lease: NodeLease, session: HttpApiSession,
 async def main_async() -> None:
     """Read the config from stdin, renew until stdin closes. Every later stdin line is a JSON
     object {node name: Node uid} for Nodes the runner's agents (re-)registered."""
-    import httpx
-
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     buffer = b""
     while b"\n" not in buffer:
@@ -134,26 +125,29 @@ async def main_async() -> None:
             figures["lane_lag_max_s"] = round(max(samples), 3) if samples else None
             print(json.dumps(figures), flush=True)
 
-    verify = tls_verify(config["verify"])  # one TLS context for all
-    limits = httpx.Limits(max_connections=None, keepalive_expiry=KEEPALIVE_EXPIRY,
-                          max_keepalive_connections=NODE_KEEPALIVE)
-    clients = [httpx.AsyncClient(verify=verify, trust_env=False, limits=limits) for _ in leases]
+    context = tls_context(config["verify"])  # one TLS context for all
+    # A session per node, as each node's heartbeat has its own connection to its master.
+    sessions = [HollowApiSession(config["servers"], config["token"], context=context)
+                for _ in leases]
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_loop_lag, lag)
             nursery.start_soon(report)
-            for lease, client in zip(leases, clients, strict=True):
-                session = HttpApiSession(config["servers"], config["token"], client=client)
+            for lease, session in zip(leases, sessions, strict=True):
                 nursery.start_soon(keep_renewing, lease, session, lease_log)
-            while chunk := await stdin.receive_some():  # empty: the runner is gone
-                buffer += chunk
+            while True:
+                # Lines may have come with the config (a runner whose nodes register fast).
                 complete, _, buffer = buffer.rpartition(b"\n")
                 take_uids(complete)
+                chunk = await stdin.receive_some()
+                if not chunk:  # the runner is gone
+                    break
+                buffer += chunk
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
-            for client in clients:
-                await client.aclose()
+            for session in sessions:
+                await session.aclose()
 
 
 if __name__ == "__main__":

@@ -136,3 +136,37 @@ async def test_runner_leases_are_renewed_by_its_lane_until_it_stops(tmp_path: An
         await trio.sleep(1.5)  # three renew intervals of the lane
         assert await _renew_times(registry, prefix) == stopped
         outer.cancel_scope.cancel()
+
+
+async def test_lane_renews_nodes_whose_uids_came_with_its_config() -> None:
+    """A runner whose nodes register at once sends their uids right behind the config, and
+    the lane may read both in one piece: those nodes must be renewed all the same (they were
+    not, until the runner wrote again -- never, if every node had registered)."""
+    import json
+    import subprocess
+    import sys
+
+    prefix = f"hlc-{os.getpid()}"
+    names = [f"{prefix}-{i}" for i in range(3)]
+    config = {"names": names, "token": TOKEN, "verify": False, "renew_interval": 0.5,
+              "lease_seconds": 20}
+    async with trio.open_nursery() as nursery:
+        registry, url = await _serve_master(nursery)
+        config["servers"] = [url]
+        uids = {name: f"uid-{name}" for name in names}
+        lane: trio.Process = await nursery.start(lambda task_status: trio.run_process(
+            [sys.executable, "-m", "edge_agent._lease_lane"], stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, check=False, task_status=task_status))
+        assert lane.stdin is not None
+        await lane.stdin.send_all(json.dumps(config).encode() + b"\n"
+                                  + json.dumps(uids).encode() + b"\n")  # one write
+        with trio.fail_after(15):
+            while len(await _renew_times(registry, prefix)) < len(names):
+                await trio.sleep(0.1)
+        lease = next(x for x in (await registry.list("leases", "kube-node-lease"))["items"]
+                     if x["metadata"]["name"] == names[0])
+        assert lease["metadata"]["ownerReferences"][0]["uid"] == f"uid-{names[0]}"
+        await lane.stdin.aclose()  # the lane ends with its stdin
+        with trio.fail_after(10):
+            await lane.wait()
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,379 @@
+"""A lean HTTP transport for hollow nodes: `HollowApiSession` speaks the same API calls as
+`HttpApiSession` (it is one: every request the agent makes, its paths, bodies, failover and
+watch handling are inherited) over trio's TLS streams and a small HTTP/1.1 client instead of httpx.
+
+Why: a runner of a few hundred hollow nodes spent most of its CPU inside httpx and httpcore
+(request and response models, header objects, cookie extraction, the pool's bookkeeping, a
+dozen awaits per request), about 1 ms of CPU per request -- several times what the TLS and
+the HTTP parsing themselves cost. With 1,000 hollow nodes on the masters' machine every one
+of those milliseconds is taken from the masters being measured. Real agents keep
+`HttpApiSession` (httpx: proxies, HTTP/2 and every corner of HTTP are its job, not ours);
+this transport knows just enough HTTP/1.1 to talk to our API servers, and each node still
+holds its own connections, its own watch and its own writes.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Mapping
+from typing import Any, cast
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+import orjson
+import trio
+
+from ._api import (
+    _RETRY_ELSEWHERE,
+    REQUEST_TIMEOUT,
+    ApiError,
+    ApiUnavailable,
+    HttpApiSession,
+    ResourceExpired,
+    WatchHandler,
+    _status_error,
+    tls_verify,
+)
+
+# Connections a node uses for its requests (its watch holds one more of its own); requests
+# beyond that wait for one. A kubelet multiplexes everything over one HTTP/2 connection; one
+# per node here made the agent's 4 status writes in flight (STATUS_WRITE_CONCURRENCY) open 4
+# TLS connections per node (a handshake each, on the masters too, and their buffers here) to
+# carry a few dozen requests.
+REQUEST_CONNECTIONS = 1
+# How long an idle connection is reused: below the masters' 75 s keep-alive, so a request
+# rarely meets a connection the server is closing (and one that does is retried once).
+IDLE_EXPIRY = 60.0
+# Bytes asked of the TLS stream per read: a watch event or an answer is a few KB.
+READ_SIZE = 65536
+# Longest status line plus headers accepted: our servers send a few hundred bytes.
+MAX_HEAD = 65536
+
+
+class _TransportError(httpx.TransportError):
+    """The connection failed (refused, reset, closed, timed out, not HTTP): try another
+    master."""
+
+
+class _Response:
+    """Status line and framing of an answer (its body is read separately)."""
+
+    __slots__ = ("status", "headers", "length", "chunked", "keep_alive")
+
+    def __init__(self, status: int, headers: dict[str, str], length: int | None,
+                 chunked: bool, keep_alive: bool) -> None:
+        self.status, self.headers, self.length = status, headers, length
+        self.chunked, self.keep_alive = chunked, keep_alive
+
+
+class _Connection:
+    """One HTTP/1.1 connection (TLS unless the server URL is http://). Requests are written
+    whole; answers are parsed from one receive buffer (a read offset instead of cutting the
+    buffer at each line: a watch stream's read brings many chunks at once)."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+        self.pos = 0
+        self.idle_since = time.monotonic()
+
+    @classmethod
+    async def open(cls, host: str, port: int, context: ssl.SSLContext | None) -> _Connection:
+        try:
+            tcp = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            raise _TransportError(f"connect: {exc}") from exc
+        if context is None:
+            return cls(tcp)
+        tls = trio.SSLStream(tcp, context, server_hostname=host, https_compatible=True)
+        try:
+            await tls.do_handshake()
+        except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+            await trio.aclose_forcefully(tls)
+            raise _TransportError(f"TLS handshake: {exc}") from exc
+        return cls(tls)
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise _TransportError(f"send: {exc}") from exc
+
+    async def _fill(self) -> None:
+        if self.pos and self.pos == len(self.buf):
+            self.buf.clear()
+            self.pos = 0
+        elif self.pos > READ_SIZE:  # keep the unread tail only
+            del self.buf[:self.pos]
+            self.pos = 0
+        try:
+            chunk = await self.stream.receive_some(READ_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise _TransportError(f"receive: {exc}") from exc
+        if not chunk:
+            raise _TransportError("the server closed the connection")
+        self.buf += chunk
+
+    async def _until(self, marker: bytes) -> int:
+        """Index of `marker` at or after the read offset, reading until it arrives."""
+        while (end := self.buf.find(marker, self.pos)) < 0:
+            if len(self.buf) - self.pos > MAX_HEAD:
+                raise _TransportError("an over-long line from the server")
+            await self._fill()
+        return end
+
+    async def _take(self, n: int) -> bytes:
+        while len(self.buf) - self.pos < n:
+            await self._fill()
+        data = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        return data
+
+    async def response(self) -> _Response:
+        """Read the status line and headers of the next answer."""
+        end = await self._until(b"\r\n\r\n")
+        head = bytes(self.buf[self.pos:end]).split(b"\r\n")
+        self.pos = end + 4
+        try:
+            version, code = head[0].split(b" ", 2)[:2]
+            status = int(code)
+        except ValueError:
+            raise _TransportError(f"not an HTTP status line: {head[0][:80]!r}") from None
+        if not version.startswith(b"HTTP/1."):
+            raise _TransportError(f"not HTTP/1.x: {head[0][:80]!r}")
+        headers: dict[str, str] = {}
+        for line in head[1:]:
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        try:
+            length = int(headers["content-length"]) if "content-length" in headers else None
+        except ValueError:
+            raise _TransportError("a bad Content-Length") from None
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        keep_alive = ("close" not in headers.get("connection", "").lower()
+                      and version == b"HTTP/1.1")
+        if 100 <= status < 200:  # an interim answer (we never ask for one): the next
+            return await self.response()
+        if status in (204, 304):
+            length = 0
+        if not chunked and length is None:  # the body ends when the connection does
+            raise _TransportError("an answer without framing (no length, not chunked)")
+        return _Response(status, headers, length, chunked, keep_alive)
+
+    async def chunk(self) -> bytes:
+        """The next chunk of a chunked body; b"" at its end (trailers skipped)."""
+        end = await self._until(b"\r\n")
+        try:
+            size = int(bytes(self.buf[self.pos:end]).split(b";", 1)[0], 16)
+        except ValueError:
+            raise _TransportError("a bad chunk size") from None
+        self.pos = end + 2
+        if size == 0:
+            while (end := await self._until(b"\r\n")) != self.pos:  # trailer lines
+                self.pos = end + 2
+            self.pos += 2
+            return b""
+        data = await self._take(size + 2)
+        if data[-2:] != b"\r\n":
+            raise _TransportError("a chunk not ended by CRLF")
+        return data[:-2]
+
+    async def body(self, resp: _Response) -> bytes:
+        if not resp.chunked:
+            return await self._take(resp.length or 0)
+        parts = []
+        while part := await self.chunk():
+            parts.append(part)
+        return b"".join(parts)
+
+    def reusable(self, resp: _Response) -> bool:
+        """Whether the connection can carry another request now (the answer was read)."""
+        if resp.keep_alive and self.pos == len(self.buf):
+            self.idle_since = time.monotonic()
+            return True
+        return False
+
+    async def aclose(self) -> None:
+        await trio.aclose_forcefully(self.stream)
+
+
+def tls_context(verify: bool | str) -> ssl.SSLContext:
+    """The TLS context for `verify` as the agent takes it: a CA bundle path, True (the
+    system's CAs) or False (no verification: tests only)."""
+    context = tls_verify(verify)
+    if isinstance(context, ssl.SSLContext):
+        return context
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class HollowApiSession(HttpApiSession):
+    """`HttpApiSession` over the lean transport. `context`: the TLS context of the cluster CA
+    (one per process, shared by all its nodes); None for http:// servers."""
+
+    def __init__(self, servers: list[str], token: str | None = None, *,
+                 context: ssl.SSLContext | None = None,
+                 timeout: float = REQUEST_TIMEOUT) -> None:
+        # The httpx client slot is never used: _send and _consume_watch below are the whole
+        # transport (a client passed in is also one the session does not create or close).
+        super().__init__(servers, token, timeout=timeout, client=cast(Any, self))
+        self._context = context
+        self._idle: dict[str, list[_Connection]] = {}
+        self._slots = trio.CapacityLimiter(REQUEST_CONNECTIONS)
+        self._endpoints = {s: self._endpoint(s) for s in self.servers}
+        self.connects = 0  # connections opened (a runner reports how well they are reused)
+        self.requests = 0
+
+    @staticmethod
+    def _endpoint(server: str) -> tuple[str, int, str, bool]:
+        url = urlsplit(server)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"not an http(s) URL: {server!r}")
+        tls = url.scheme == "https"
+        port = url.port or (443 if tls else 80)
+        return url.hostname, port, url.netloc, tls
+
+    def _message(self, server: str, method: str, target: str, headers: dict[str, str],
+                 body: bytes | None) -> bytes:
+        """The request as sent: request line, headers, body."""
+        lines = [f"{method} {target} HTTP/1.1\r\nHost: {self._endpoints[server][2]}\r\n"]
+        lines.extend(f"{k}: {v}\r\n" for k, v in headers.items())
+        if body is None:
+            lines.append("\r\n")
+            return "".join(lines).encode()
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+        return "".join(lines).encode() + body
+
+    async def _connect(self, server: str) -> _Connection:
+        host, port, _, tls = self._endpoints[server]
+        if tls and self._context is None:
+            raise ValueError("https server without a TLS context")
+        self.connects += 1
+        return await _Connection.open(host, port, self._context if tls else None)
+
+    async def _take_idle(self, server: str) -> _Connection | None:
+        idle = self._idle.get(server)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if now - conn.idle_since < IDLE_EXPIRY:
+                return conn
+            await conn.aclose()
+        return None
+
+    async def _exchange(self, server: str, message: bytes
+                        ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request and its whole answer (status, headers, body). A kept-alive connection
+        the server closed meanwhile fails before any answer: that is retried once on a new
+        connection (the request cannot have been processed)."""
+        self.requests += 1
+        async with self._slots:
+            return await self._exchange_on_pooled(server, message)
+
+    async def _exchange_on_pooled(self, server: str, message: bytes
+                                  ) -> tuple[int, Mapping[str, str], bytes]:
+        for attempt in range(2):
+            conn = await self._take_idle(server) if attempt == 0 else None
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(server)
+            try:
+                await conn.send(message)
+                resp = await conn.response()
+            except _TransportError:
+                await conn.aclose()
+                if reused:
+                    continue
+                raise
+            try:
+                data = await conn.body(resp)
+            except _TransportError:
+                await conn.aclose()
+                raise
+            idle = self._idle.setdefault(server, [])
+            if len(idle) < REQUEST_CONNECTIONS and conn.reusable(resp):
+                idle.append(conn)
+            else:
+                await conn.aclose()
+            return resp.status, resp.headers, data
+        raise AssertionError("unreachable")
+
+    async def _send(self, method: str, url: str, *, params: dict[str, Any] | None,
+                    headers: dict[str, str], content: bytes | None
+                    ) -> tuple[int, Mapping[str, str], bytes]:
+        server = next(s for s in self.servers if url.startswith(s + "/"))
+        target = url[len(server):] + ("?" + urlencode(params) if params else "")
+        try:
+            with trio.fail_after(self._timeout):
+                return await self._exchange(server, self._message(
+                    server, method, target, headers, content))
+        except trio.TooSlowError:
+            raise _TransportError(f"no answer within {self._timeout:g}s") from None
+
+    async def _consume_watch(self, index: int, params: dict[str, str], timeout: Any,
+                             handle: WatchHandler) -> None:
+        server = self.servers[index]
+        read_timeout = float(getattr(timeout, "read", None) or timeout)
+        conn: _Connection | None = None
+        try:
+            with trio.fail_after(self._timeout):
+                conn = await self._connect(server)
+                await conn.send(self._message(server, "GET", "/api/v1/pods?" + urlencode(params),
+                                              self._headers, None))
+                resp = await conn.response()
+            if resp.status in _RETRY_ELSEWHERE:
+                self._move_on(index)
+                raise ApiUnavailable(f"{server}: HTTP {resp.status}")
+            if resp.status >= 400:
+                with trio.fail_after(self._timeout):
+                    data = await conn.body(resp)
+                raise _status_error(resp.status, data)
+            with trio.fail_after(read_timeout):
+                await self._events(conn, resp, handle)
+        except (_TransportError, trio.TooSlowError) as exc:
+            self._move_on(index)
+            raise ApiUnavailable(f"{server}: watch: {exc}") from exc
+        except orjson.JSONDecodeError as exc:  # a torn line: the connection broke mid-event
+            raise ApiUnavailable(f"{server}: bad watch stream: {exc}") from exc
+        finally:
+            if conn is not None:
+                with trio.CancelScope(shield=True):
+                    await conn.aclose()
+
+    @staticmethod
+    async def _events(conn: _Connection, resp: _Response, handle: WatchHandler) -> None:
+        """Hand each watch event (one JSON object per line) to `handle` until the stream
+        ends."""
+        if not resp.chunked:  # our API servers stream every watch
+            raise _TransportError("a watch answered without chunked encoding")
+        buffer = b""
+        while True:
+            data = await conn.chunk()
+            if not data:
+                return
+            buffer += data
+            if b"\n" not in buffer:
+                continue
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if not line.strip():
+                    continue
+                decoded = orjson.loads(line)
+                etype = str(decoded.get("type", ""))
+                obj = decoded.get("object") or {}
+                if etype == "ERROR":
+                    code = int(obj.get("code") or 500)
+                    cls = ResourceExpired if code == 410 else ApiError
+                    raise cls(code, str(obj.get("reason", "")), str(obj.get("message", "")))
+                await handle(etype, obj)
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, {}
+        with trio.CancelScope(shield=True):
+            for conns in idle.values():
+                for conn in conns:
+                    await conn.aclose()
