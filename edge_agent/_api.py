@@ -126,6 +126,18 @@ def _status_error(code: int, content: bytes) -> ApiError:
     return cls(code, reason, message)
 
 
+def watch_event(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(type, object) of one decoded watch event; an ERROR event (its object a Status) is
+    raised as ApiError (ResourceExpired for 410: the watch must re-list)."""
+    etype = str(event.get("type", ""))
+    obj = event.get("object") or {}
+    if etype == "ERROR":
+        code = int(obj.get("code") or 500)
+        cls = ResourceExpired if code == 410 else ApiError
+        raise cls(code, str(obj.get("reason", "")), str(obj.get("message", "")))
+    return etype, obj
+
+
 class HttpApiSession:
     """ApiSession over HTTP(S) with a bearer token, failing over between `servers`."""
 
@@ -258,16 +270,8 @@ class HttpApiSession:
                     await resp.aread()
                     raise _status_error(resp.status_code, resp.content)
                 async for line in resp.aiter_lines():
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    etype = str(event.get("type", ""))
-                    obj = event.get("object") or {}
-                    if etype == "ERROR":
-                        code = int(obj.get("code") or 500)
-                        cls = ResourceExpired if code == 410 else ApiError
-                        raise cls(code, str(obj.get("reason", "")), str(obj.get("message", "")))
-                    await handle(etype, obj)
+                    if line.strip():
+                        await handle(*watch_event(json.loads(line)))
         except httpx.TransportError as exc:
             self._move_on(index)
             raise ApiUnavailable(f"{self.servers[index]}: watch: {exc}") from exc

@@ -27,13 +27,12 @@ import trio
 from ._api import (
     _RETRY_ELSEWHERE,
     REQUEST_TIMEOUT,
-    ApiError,
     ApiUnavailable,
     HttpApiSession,
-    ResourceExpired,
     WatchHandler,
     _status_error,
     tls_verify,
+    watch_event,
 )
 
 # Connections a node uses for its requests (its watch holds one more of its own); requests
@@ -360,16 +359,8 @@ class HollowApiSession(HttpApiSession):
                 continue
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
-                if not line.strip():
-                    continue
-                decoded = orjson.loads(line)
-                etype = str(decoded.get("type", ""))
-                obj = decoded.get("object") or {}
-                if etype == "ERROR":
-                    code = int(obj.get("code") or 500)
-                    cls = ResourceExpired if code == 410 else ApiError
-                    raise cls(code, str(obj.get("reason", "")), str(obj.get("message", "")))
-                await handle(etype, obj)
+                if line.strip():
+                    await handle(*watch_event(orjson.loads(line)))
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}
