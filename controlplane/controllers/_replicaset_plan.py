@@ -6,6 +6,8 @@ import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import orjson
+
 from controlplane.selectors import LabelSelector, SelectorError
 
 from ._pods import (
@@ -113,10 +115,19 @@ def plan_replicaset(rs: dict, pods: list[dict], now: datetime | None = None) -> 
     return plan
 
 
+def _json_copy(value: dict) -> dict:
+    """A deep copy of decoded JSON through orjson (~10x faster than copy.deepcopy, which was a
+    tenth of the leader's ReplicaSet work: one copy per pod created)."""
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except orjson.JSONEncodeError:  # not plain JSON (an int beyond 64 bits)
+        return copy.deepcopy(value)
+
+
 def pod_from_template(rs: dict) -> dict:
     """A new pod for ``rs``: the template plus generateName "<rs>-" and a controller reference."""
     rmeta = meta(rs)
-    template = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
+    template = _json_copy((rs.get("spec") or {}).get("template") or {})
     tmeta = template.get("metadata") or {}
     pod_meta = {
         "generateName": f"{rmeta.get('name')}-",
