@@ -48,6 +48,10 @@ IDLE_EXPIRY = 60.0
 READ_SIZE = 65536
 # Longest status line plus headers accepted: our servers send a few hundred bytes.
 MAX_HEAD = 65536
+# Distinct parts a SharedParts table holds before it starts over: far more than the pod
+# templates of a benchmark have (a part is a template's containers, labels, owner...), and
+# a bound on what a long-running runner keeps.
+SHARED_PARTS_MAX = 20_000
 
 
 class _TransportError(httpx.TransportError):
@@ -210,17 +214,55 @@ def tls_context(verify: bool | str) -> ssl.SSLContext:
     return context
 
 
+class SharedParts:
+    """One copy, for all the hollow nodes of a process, of the parts their pods have alike.
+
+    Pods made from one template differ in a few fields (names, uid, node, times) and are the
+    same in the rest: a decoded pod was ~10 KB, half of a hollow pod's memory, mostly copies
+    of its template's containers, labels and owner. `pod(obj)` swaps those parts for the
+    first equal copy seen (as the leader's informers share theirs). The agent never changes
+    a pod it received -- it computes new statuses -- so a shared part stays as decoded
+    (tests/scale checks that after the pods ran)."""
+
+    def __init__(self) -> None:
+        self._parts: dict[bytes, Any] = {}
+
+    def pod(self, obj: dict[str, Any]) -> dict[str, Any]:
+        spec = obj.get("spec")
+        if isinstance(spec, dict):
+            for key, value in spec.items():  # values replaced, no key added: safe to iterate
+                if value and isinstance(value, (dict, list)):
+                    spec[key] = self._one(value)
+        md = obj.get("metadata")
+        if isinstance(md, dict):
+            for key in ("labels", "ownerReferences"):
+                if md.get(key):
+                    md[key] = self._one(md[key])
+        return obj
+
+    def _one(self, value: Any) -> Any:
+        key = orjson.dumps(value)
+        found = self._parts.get(key)
+        if found is None:
+            if len(self._parts) >= SHARED_PARTS_MAX:
+                self._parts.clear()
+            self._parts[key] = found = value
+        return found
+
+
 class HollowApiSession(HttpApiSession):
     """`HttpApiSession` over the lean transport. `context`: the TLS context of the cluster CA
-    (one per process, shared by all its nodes); None for http:// servers."""
+    (one per process, shared by all its nodes); None for http:// servers. `shared`: the
+    process's SharedParts, applied to every pod its watch receives."""
 
     def __init__(self, servers: list[str], token: str | None = None, *,
-                 context: ssl.SSLContext | None = None,
+                 context: ssl.SSLContext | None = None, shared: SharedParts | None = None,
                  timeout: float = REQUEST_TIMEOUT) -> None:
         # The httpx client slot is never used: _send and _consume_watch below are the whole
         # transport (a client passed in is also one the session does not create or close).
         super().__init__(servers, token, timeout=timeout, client=cast(Any, self))
         self._context = context
+        self._shared = shared
         self._idle: dict[str, list[_Connection]] = {}
         self._slots = trio.CapacityLimiter(REQUEST_CONNECTIONS)
         self._endpoints = {s: self._endpoint(s) for s in self.servers}
@@ -343,8 +385,7 @@ class HollowApiSession(HttpApiSession):
                 with trio.CancelScope(shield=True):
                     await conn.aclose()
 
-    @staticmethod
-    async def _events(conn: _Connection, resp: _Response, handle: WatchHandler) -> None:
+    async def _events(self, conn: _Connection, resp: _Response, handle: WatchHandler) -> None:
         """Hand each watch event (one JSON object per line) to `handle` until the stream
         ends."""
         if not resp.chunked:  # our API servers stream every watch
@@ -360,7 +401,10 @@ class HollowApiSession(HttpApiSession):
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 if line.strip():
-                    await handle(*watch_event(orjson.loads(line)))
+                    etype, obj = watch_event(orjson.loads(line))
+                    if self._shared is not None and etype != "BOOKMARK":
+                        obj = self._shared.pod(obj)
+                    await handle(etype, obj)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}

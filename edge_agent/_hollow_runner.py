@@ -42,7 +42,7 @@ from ._agent import (
     AgentConfig,
     EdgeAgent,
 )
-from ._hollow_api import HollowApiSession, tls_context
+from ._hollow_api import HollowApiSession, SharedParts, tls_context
 
 log = logging.getLogger("edge_agent.hollow")
 
@@ -167,6 +167,7 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
     if count < 1:
         raise ValueError("count must be >= 1")
     context = tls_context(verify)  # one TLS context for every node of the process
+    shared = SharedParts()  # and one copy of what their pods have alike
     agents: list[EdgeAgent] = []
     sessions: list[HollowApiSession] = []
     names = [f"{name_prefix}-{i:04d}" for i in range(first_index, first_index + count)]
@@ -205,7 +206,7 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
                 lease_renew=lease_renew, lease_seconds=lease_seconds,
                 node_status_interval=node_status_interval)
             # Each node its own session (its own connections and watch), as its own agent.
-            session = HollowApiSession(servers, token, context=context)
+            session = HollowApiSession(servers, token, context=context, shared=shared)
             sessions.append(session)
             agent = EdgeAgent(config, session=session)
             agent.cache.persist = False  # hundreds of nodes' pod files: nothing to recover

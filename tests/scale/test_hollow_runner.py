@@ -170,3 +170,51 @@ async def test_lane_renews_nodes_whose_uids_came_with_its_config() -> None:
         with trio.fail_after(10):
             await lane.wait()
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.slow
+async def test_hollow_pods_share_their_template_parts_and_nothing_changes_them(
+        tmp_path: Any) -> None:
+    """Pods of one template on different hollow nodes of a runner hold one copy of their
+    containers, labels and owner; after the nodes ran them (statuses written), those shared
+    parts still equal what the API holds: no agent changed a part another node's pod uses."""
+    prefix = f"hs-{os.getpid()}"
+    template = {"containers": [{"name": "web", "image": "demo:1.0",
+                                "resources": {"requests": {"cpu": "10m"}}}],
+                "tolerations": [{"key": "k", "operator": "Exists"}]}
+    async with trio.open_nursery() as outer:
+        registry, url = await _serve_master(outer)
+        agents = await outer.start(lambda task_status: run_hollow_nodes(
+            2, servers=[url], token=TOKEN, data_dir=str(tmp_path), name_prefix=prefix,
+            task_status=task_status))
+        for i in range(4):
+            await registry.create("pods", "default", {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": f"{prefix}-p{i}", "labels": {"app": prefix},
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                  "name": "rs", "uid": "rs-uid"}]},
+                "spec": {**template, "nodeName": f"{prefix}-{i % 2:04d}"}})
+
+        async def running() -> int:
+            items = (await registry.list("pods", "default"))["items"]
+            return sum(1 for p in items if p["metadata"]["name"].startswith(prefix)
+                       and (p.get("status") or {}).get("phase") == "Running")
+
+        with trio.fail_after(30):
+            while await running() < 4:
+                await trio.sleep(0.1)
+        pods = [pod for agent in agents for pod in agent.syncer.desired.values()]
+        assert len(pods) == 4
+        first = pods[0]
+        for pod in pods[1:]:
+            assert pod["spec"]["containers"] is first["spec"]["containers"]
+            assert pod["spec"]["tolerations"] is first["spec"]["tolerations"]
+            assert pod["metadata"]["labels"] is first["metadata"]["labels"]
+            assert pod["metadata"]["ownerReferences"] is first["metadata"]["ownerReferences"]
+        stored = await registry.get("pods", "default", first["metadata"]["name"])
+        for part in ("containers", "tolerations"):
+            assert first["spec"][part] == stored["spec"][part]
+        assert first["metadata"]["labels"] == stored["metadata"]["labels"]
+        assert first["metadata"]["ownerReferences"] == stored["metadata"]["ownerReferences"]
+        assert {p["spec"]["nodeName"] for p in pods} == {f"{prefix}-0000", f"{prefix}-0001"}
+        outer.cancel_scope.cancel()
