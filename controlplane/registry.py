@@ -252,6 +252,9 @@ class Registry:
         self._clock = clock
         #: called with the duration of every store write (the API server's commit histogram)
         self.commit_observer = commit_observer
+        #: called with the duration of every linearizable read point (ReadIndex or a barrier
+        #: through the log, with a single get: its local read): how much of a read is Raft
+        self.barrier_observer: Callable[[float], None] | None = None
         self._shared: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
         #: set while :meth:`serve_watch_cache` runs: watches and lists are served from it
         self.watch_cache: WatchCache | None = None
@@ -275,7 +278,7 @@ class Registry:
     async def _cache_target(self, resource_version: str | None, linearizable: bool) -> int | None:
         """The revision a read from the cache must reflect (None: any, resourceVersion "0")."""
         if linearizable:
-            return int(await self._store_call(self.store.barrier))
+            return int(await self._read_point(self.store.barrier))
         if resource_version in (None, "", "0"):
             return None
         return _parse_rv(resource_version)
@@ -331,6 +334,15 @@ class Registry:
                 self._shared.popitem(last=False)
         return obj
 
+    async def _read_point(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """``fn`` (a barrier or a linearizable read), timed for ``barrier_observer``."""
+        started = time.perf_counter()
+        try:
+            return await self._store_call(fn, *args, **kw)
+        finally:
+            if self.barrier_observer is not None:
+                self.barrier_observer(time.perf_counter() - started)
+
     async def _store_call(self, fn: Callable[..., Any], *args: Any, write: bool = False, **kw: Any) -> Any:
         started = time.perf_counter()
         try:
@@ -360,7 +372,7 @@ class Registry:
             return False  # "any version": the local replica answers
         if self.store.revision >= rv and match != "Exact":
             return False
-        current = await self._store_call(self.store.barrier)
+        current = await self._read_point(self.store.barrier)
         if current < rv:
             raise ApiError(
                 504, "Timeout", f"Too large resource version: {rv}, current: {current}",
@@ -382,7 +394,8 @@ class Registry:
         """:meth:`get` as the stored key-value (decode with :meth:`decode`)."""
         rtype = resolve_resource(resource)
         linearizable = await self._read_mode(resource_version)
-        kv = await self._store_call(self.store.get, self.key(rtype, namespace, name), linearizable=linearizable)
+        call = self._read_point if linearizable else self._store_call
+        kv = await call(self.store.get, self.key(rtype, namespace, name), linearizable=linearizable)
         if kv is None:
             raise errors.not_found(rtype.plural, name, rtype.group)
         return kv

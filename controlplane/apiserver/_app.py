@@ -187,6 +187,7 @@ class ApiApp:
         self.max_body_bytes = max_body_bytes
         self.metrics = ApiMetrics(metrics_registry, is_leader=getattr(store, "is_leader", None))
         registry.commit_observer = self.metrics.commit.observe
+        registry.barrier_observer = self.metrics.read_barrier.observe
         self.encoder = EventEncoder()
         self._static = self._build_static(info)
         self._openapi_cache: dict[str, bytes] = {}

@@ -30,6 +30,11 @@ class ApiMetrics:
             "edgeplane_store_commit_duration_seconds", "Latency of store writes (Raft commit and apply)",
             buckets=_COMMIT_BUCKETS, registry=self.registry,
         )
+        self.read_barrier = Histogram(
+            "edgeplane_read_barrier_duration_seconds",
+            "Latency of linearizable read points (ReadIndex round trip or a barrier through the log)",
+            buckets=_COMMIT_BUCKETS, registry=self.registry,
+        )
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._histograms: dict[tuple[str, str], Any] = {}
         self.watches = Gauge("apiserver_registered_watchers", "Open watch streams", registry=self.registry)

@@ -543,6 +543,22 @@ async def test_discovery_and_metrics(api: Api) -> None:
     assert "edgeplane_store_is_leader 1.0" in metrics
 
 
+async def test_read_barrier_metric_counts_linearizable_reads(api: Api) -> None:
+    c = api.client
+    await c.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "rb"}, "data": {}})
+
+    async def barriers() -> float:
+        text = (await c.get("/metrics")).text
+        line = next(x for x in text.splitlines() if x.startswith("edgeplane_read_barrier_duration_seconds_count"))
+        return float(line.split()[-1])
+
+    before = await barriers()
+    assert (await c.get("/api/v1/namespaces/default/configmaps/rb")).status_code == 200  # linearizable
+    assert await barriers() == before + 1
+    assert (await c.get("/api/v1/namespaces/default/configmaps/rb", params={"resourceVersion": "0"})).status_code == 200
+    assert await barriers() == before + 1  # any version: no read point
+
+
 async def test_many_writers_with_preconditions(api: Api) -> None:
     """Optimistic concurrency: of N writers holding the same resourceVersion exactly one wins;
     repeated rounds of read-modify-write with retry-on-409 lose no increment."""
