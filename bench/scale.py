@@ -92,9 +92,11 @@ PROBE_NS = "scale-probe"
 AGENT_NS = "scale-agent"
 # Pods given to the separate agent process whose RSS is reported (issue 9: "with 50 pods").
 AGENT_PODS = 50
-# Hollow nodes per runner process by default: one runner with 300 nodes used 60 % of a core
-# during a 6,000-pod run and its lease renewals fell behind.
-NODES_PER_RUNNER = 200
+# Hollow nodes per runner process by default. Each runner (with its lease lane) costs ~70 MB
+# before its first node; at 1,000 nodes and 30,000 pods a runner of 200 used 14 % of a core
+# with its event loop at most 0.8 s late, so 250 a runner leaves room (with the httpx
+# transport a runner of 300 used 60 % of a core during a 6,000-pod run).
+NODES_PER_RUNNER = 250
 HOLLOW_PREFIX = "hollow"
 # The watch-probe node: one hollow node alone in its own runner process, so the watch delay
 # is the masters' (commit, fan-out, network), not a busy runner's event loop. The benchmark's
@@ -974,6 +976,7 @@ def table(out: dict[str, Any]) -> str:
             ("agent_rss_mb_50_pods", "agent RSS, 50 pods (MB)"),
             ("hollow_runner_rss_mb_per_100_nodes", "runner RSS per 100 nodes (MB)"),
             ("hollow_runner_cpu_pct_per_100_nodes", "runner CPU per 100 nodes (%)"),
+            ("hollow_api_requests_per_connection", "runner API requests per connection"),
             ("lease_renewals", "node Lease renewals"),
             ("pods_running", "pods Running at the end"), ("error_count", "errors")):
         if key in out:
