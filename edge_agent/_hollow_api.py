@@ -1,15 +1,15 @@
-"""A lean HTTP transport for hollow nodes: `HollowApiSession` speaks the same API calls as
-`HttpApiSession` (it is one: every request the agent makes, its paths, bodies, failover and
-watch handling are inherited) over trio's TLS streams and a small HTTP/1.1 client instead of httpx.
+"""A lean HTTP transport for hollow nodes: `HollowApiSession` is an `HttpApiSession` (every
+request the agent makes, its paths, bodies, failover and watch handling are inherited) whose
+transport is trio's TLS streams and a small HTTP/1.1 client instead of httpx.
 
 Why: a runner of a few hundred hollow nodes spent most of its CPU inside httpx and httpcore
 (request and response models, header objects, cookie extraction, the pool's bookkeeping, a
-dozen awaits per request), about 1 ms of CPU per request -- several times what the TLS and
-the HTTP parsing themselves cost. With 1,000 hollow nodes on the masters' machine every one
-of those milliseconds is taken from the masters being measured. Real agents keep
-`HttpApiSession` (httpx: proxies, HTTP/2 and every corner of HTTP are its job, not ours);
-this transport knows just enough HTTP/1.1 to talk to our API servers, and each node still
-holds its own connections, its own watch and its own writes.
+dozen awaits per request): 0.6 ms of client CPU per request over TLS to a master, 0.11 ms with
+this transport (50 nodes' sessions, a Lease update and a Node read each, this machine). With
+1,000 hollow nodes on the masters' machine every one of those milliseconds is taken from the
+masters being measured. Real agents keep `HttpApiSession` (httpx: proxies, HTTP/2 and every
+corner of HTTP are its job); this transport knows just enough HTTP/1.1 to talk to our API
+servers, and each node still holds its own connections, its own watch and its own writes.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from ._api import (
 )
 
 # Connections a node uses for its requests (its watch holds one more of its own); requests
-# beyond that wait for one. A kubelet multiplexes everything over one HTTP/2 connection; one
-# per node here made the agent's 4 status writes in flight (STATUS_WRITE_CONCURRENCY) open 4
-# TLS connections per node (a handshake each, on the masters too, and their buffers here) to
-# carry a few dozen requests.
+# beyond that wait for one. A kubelet multiplexes everything over one HTTP/2 connection; a
+# connection per request in flight made the agent's 4 status writes in flight
+# (STATUS_WRITE_CONCURRENCY) open 4 TLS connections per node (a handshake each, on the masters
+# too, and their buffers here) to carry a few dozen requests.
 REQUEST_CONNECTIONS = 1
 # How long an idle connection is reused: below the masters' 75 s keep-alive, so a request
 # rarely meets a connection the server is closing (and one that does is retried once).
