@@ -236,3 +236,36 @@ async def test_snapshot_counts_each_bound_pod_once_as_its_bound_version():
     for n in svc.snapshot.nodes.values():
         assert n.req_cpu == 500 * len(n.pods) and len(n.pods) == 3  # spread evenly, counted once
     assert sum(svc.snapshot.owner_counts["rs-1"].values()) == 12
+
+
+async def test_batches_bound_while_the_next_is_scheduled_never_overcommit():
+    # Small batches: several binding rounds are in flight while later pods are scheduled
+    # against the assumed ones; no node may end up with more than it can hold.
+    registry = Registry(MemoryStore())
+    await registry.ensure_namespaces()
+    for i in range(6):
+        await registry.create("nodes", None, make_node(f"n{i}", cpu="2", pods="110"))
+    for i in range(30):  # room for 24: 6 stay unschedulable
+        await registry.create("pods", "default", _strip(make_pod(f"p{i}", cpu="500m")))
+    async with trio.open_nursery() as nursery:
+        pods, nodes = Informer(registry, "pods"), Informer(registry, "nodes")
+        await nursery.start(pods.run)
+        await nursery.start(nodes.run)
+        svc = SchedulerService(registry, pods, nodes, None, batch_size=4)
+        await nursery.start(svc.run)
+
+        async def settled():
+            items = (await registry.list("pods", "default"))["items"]
+            bound = sum(1 for p in items if p["spec"].get("nodeName"))
+            waiting = sum(1 for p in items if any(
+                c["type"] == "PodScheduled" and c["status"] == "False" for c in p["status"].get("conditions") or []))
+            return bound == 24 and waiting == 6
+
+        await _until(settled, timeout=15)
+        nursery.cancel_scope.cancel()
+    per_node: dict[str, int] = {}
+    for p in (await registry.list("pods", "default"))["items"]:
+        if p["spec"].get("nodeName"):
+            per_node[p["spec"]["nodeName"]] = per_node.get(p["spec"]["nodeName"], 0) + 1
+    assert per_node == {f"n{i}": 4 for i in range(6)}
+    assert svc.bound_total == 24
