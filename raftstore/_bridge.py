@@ -262,6 +262,12 @@ class RaftStore:
         direct = proposal.direct
         if direct is not None and fail == FAIL_REASON.SUCCESS and self._claim(proposal):
             direct(result)
+            # The trio thread drops answered proposals from _in_flight when it next submits
+            # (_reap_answered), so it need not wake for this one unless commands wait for the
+            # slot. No lost wake-up: a submit appends to _pending before it reaps, this thread
+            # marks the proposal answered (in _claim) before it looks at _pending.
+            if not (self._pending or self._pending_barriers):
+                return
         self._call_soon(self._complete, pid, result, fail)
 
     def _claim(self, proposal: _Proposal) -> bool:
@@ -320,6 +326,8 @@ class RaftStore:
         # Idle: propose at once (the latency path). Otherwise defer to the end of this
         # scheduler pass so that commands submitted together (a burst of requests, many tasks
         # woken at once) leave as one entry.
+        if self._in_flight:
+            self._reap_answered()
         if not self._in_flight and not self._flush_scheduled:
             self._flush()
             return
@@ -408,11 +416,18 @@ class RaftStore:
         if self._pending or self._pending_barriers:
             self._flush()
 
+    def _reap_answered(self) -> None:
+        """Free the slots of proposals answered on the tick thread (see _result_from_tick)."""
+        answered = [pid for pid, proposal in self._in_flight.items() if proposal.answered]
+        for pid in answered:
+            del self._in_flight[pid]
+
     def _expire_in_flight(self) -> None:
         # A proposal may never be answered (e.g. its forward was lost with a connection);
         # free its slot after the op timeout so the pipeline keeps moving.
         if not self._in_flight:
             return
+        self._reap_answered()
         limit = time.monotonic() - self._op_timeout
         for pid in [p for p, prop in self._in_flight.items() if prop.started < limit]:
             proposal = self._in_flight.pop(pid)
@@ -667,7 +682,7 @@ class RaftStore:
             "log_first_index": raft["log_first_index"],
             "applied_truncations": raft["applied_truncations"],
             "last_snapshot_fork_ms": raft["last_snapshot_fork_ms"],
-            "in_flight": len(self._in_flight),
+            "in_flight": sum(1 for p in self._in_flight.values() if not p.answered),
             "pending": len(self._pending),
         }
 
