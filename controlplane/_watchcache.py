@@ -273,7 +273,7 @@ class WatchCache:
                     out: WatchEvent | None = watch_event(
                         "MODIFIED" if ev.prev_kv is not None and old_node == w.node else "ADDED",
                         new, key, ev.revision)
-                elif ev.type == "PUT" and w.selection.everything:
+                elif new is not None and w.selection.everything:
                     out = watch_event("ADDED" if ev.prev_kv is None else "MODIFIED", new, key, ev.revision)
                 else:
                     if old is _UNDECODED:

@@ -123,7 +123,8 @@ class _SlowSteps(trio.abc.Instrument):
             return
         took = time.perf_counter() - self.started
         if took >= self.threshold_s:
-            where, coro = "", task.coro
+            where: str = ""
+            coro: Any = task.coro
             while coro is not None:  # where it stopped: the innermost awaiting frame outside trio
                 frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
                 if frame is not None and "/trio/" not in frame.f_code.co_filename:
