@@ -194,6 +194,34 @@ _pysyncobj_pickle.dumps = _pickle_dumps  # type: ignore[assignment]
 _pysyncobj_pickle.dump = _pickle_dump  # type: ignore[assignment]
 
 
+def _read_available(conn: _tcp_connection.TcpConnection) -> None:
+    """TcpConnection's read of what a poll event announced, with fewer system calls.
+
+    pysyncobj reads until recv() fails with EAGAIN (an exception per message) and asks for
+    SO_ERROR after every successful read. A read shorter than the buffer has emptied the socket
+    (the next poll reports anything newer), and an error shows on the next recv() anyway."""
+    sock = conn._TcpConnection__socket  # type: ignore[attr-defined]
+    size = conn._TcpConnection__recvBufferSize  # type: ignore[attr-defined]
+    while True:
+        try:
+            incoming = sock.recv(size)
+        except BlockingIOError:
+            break
+        except OSError:
+            conn.disconnect()
+            break
+        if not incoming:
+            conn.disconnect()
+            break
+        conn._TcpConnection__readBuffer += incoming  # type: ignore[attr-defined]
+        if len(incoming) < size:
+            break
+    conn._TcpConnection__lastReadTime = _raft_clock()  # type: ignore[attr-defined]
+
+
+_tcp_connection.TcpConnection._TcpConnection__tryReadBuffer = _read_available  # type: ignore[attr-defined]
+
+
 # gzip level of snapshots: level 1 packs the (mostly JSON/msgpack) state to about the same size
 # as pysyncobj's default level 9 at a fraction of the CPU (the forked child competes with the
 # replicas for the cores while it writes).
