@@ -7,6 +7,7 @@ clear timeout result instead of hanging."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ FIELDS = {
     "master_restart_s", "failover_s", "agent_rss_mb_50_pods", "master_rss_mb_per_1000_pods",
     "load_average_end", "lease_renewals", "api_s_by_master", "hollow_runner_rss_mb_per_100_nodes",
     "hollow_runner_cpu_pct_per_100_nodes", "journal_bytes", "completed",
+    "cpu_s_during_run", "cpu_s_per_1000_pods", "idle_cpu_pct", "run_s",
+    "hollow_api_requests_per_connection",
 }
 
 
@@ -51,6 +54,17 @@ def test_bench_scale_reduced_size_json_report() -> None:
     assert set(report["master_rss_mb"]) == {"m1", "m2", "m3"}
     assert set(report["api_s_by_master"]) == {"m1", "m2", "m3"}  # the probes visit every master
     assert 0 < report["hollow_runner_rss_mb_per_100_nodes"] < 1000
+    # Where the CPU went adds up to the machine's CPU-seconds over the run (every core busy or
+    # idle), within the sampling's rounding; masters and runners both did work.
+    spent = report["cpu_s_during_run"]
+    total = sum(spent.values())
+    capacity = (os.cpu_count() or 1) * report["run_s"]
+    assert abs(total - capacity) <= 0.15 * capacity + 1.0, (spent, capacity)
+    assert spent["masters"] > 0 and spent["hollow_runners"] > 0
+    per_pod = report["cpu_s_per_1000_pods"]
+    assert per_pod["masters"] > 0 and per_pod["hollow_runners"] > 0
+    assert report["idle_cpu_pct"]["hollow_runners_per_100_nodes"] >= 0
+    assert report["hollow_api_requests_per_connection"] >= 1
     assert all(0 < mb < 4096 for mb in report["master_rss_mb"].values())
     assert 0 < report["agent_rss_mb_50_pods"] < 200
     assert 0 < report["failover_s"] < 30
