@@ -6,6 +6,8 @@ one client connected to a follower, and reports:
 - seq_write_p50_ms / seq_write_p99_ms: one put at a time (each waits for commit and apply);
 - write_throughput_ops: pipelined small puts (many outstanding on one connection);
 - linearizable_read_p50_ms: one linearizable get at a time on the follower (read barrier);
+- seq_write_cpu_us / write_cpu_us_per_op: CPU time of the three replicas together (every
+  thread) per sequential / pipelined write: what each write costs the cluster's cores;
 - failover_s: the leader is SIGKILLed, then puts are retried on the follower until one commits;
 - idle_cpu_pct: CPU used by the three idle replicas together, percent of one core, over
   IDLE_SECONDS after IDLE_SETTLE_S of quiet; idle_cpu_per_replica_pct: the same per replica
@@ -90,6 +92,12 @@ async def _idle_cpu(cluster: LocalCluster, leader_name: str) -> list[tuple[str, 
     ]
 
 
+def _cluster_cpu_ns(cluster: LocalCluster) -> int:
+    return sum(
+        sum(_thread_cpu_ns(r.proc.pid).values()) for r in cluster.replicas if r.proc is not None
+    )
+
+
 async def _run(seq_writes: int, pipelined: int, reads: int, fsync: bool) -> dict[str, Any]:
     results: dict[str, Any] = {"fsync": fsync}
     extra = ["--fsync"] if fsync else []
@@ -102,19 +110,25 @@ async def _run(seq_writes: int, pipelined: int, reads: int, fsync: bool) -> dict
                     await client.call("put", f"/warm/{i}", VALUE)
 
                 latencies = []
+                cpu = _cluster_cpu_ns(cluster)
                 for i in range(seq_writes):
                     t = time.perf_counter()
                     await client.call("put", f"/seq/{i}", VALUE)
                     latencies.append(time.perf_counter() - t)
+                cpu = _cluster_cpu_ns(cluster) - cpu
                 results["seq_write_p50_ms"] = round(_percentile(latencies, 0.50) * 1e3, 3)
                 results["seq_write_p99_ms"] = round(_percentile(latencies, 0.99) * 1e3, 3)
+                results["seq_write_cpu_us"] = round(cpu / 1e3 / max(1, seq_writes), 1)
 
                 requests = [["put", f"/pipe/{i}", VALUE] for i in range(pipelined)]
+                cpu = _cluster_cpu_ns(cluster)
                 t = time.perf_counter()
                 answers = await client.pipeline(requests, window=PIPELINE_WINDOW)
                 elapsed = time.perf_counter() - t
+                cpu = _cluster_cpu_ns(cluster) - cpu
                 failed = sum(1 for a in answers if a[2] != 0)
                 results["write_throughput_ops"] = round((pipelined - failed) / elapsed)
+                results["write_cpu_us_per_op"] = round(cpu / 1e3 / max(1, pipelined - failed), 1)
                 results["pipelined_failed"] = failed
 
                 latencies = []
@@ -206,6 +220,8 @@ def _table(results: dict[str, Any]) -> str:
         ("sequential write p50", f"{results['seq_write_p50_ms']:.3f} ms", "<= 1 ms"),
         ("sequential write p99", f"{results['seq_write_p99_ms']:.3f} ms", "<= 5 ms"),
         ("pipelined writes", f"{results['write_throughput_ops']:,} /s", ">= 20,000 /s"),
+        ("CPU per write, sequential", f"{results['seq_write_cpu_us']:.1f} us", "3 replicas"),
+        ("CPU per write, pipelined", f"{results['write_cpu_us_per_op']:.1f} us", "3 replicas"),
         ("linearizable read p50", f"{results['linearizable_read_p50_ms']:.3f} ms", ""),
         ("linearizable read p99", f"{results['linearizable_read_p99_ms']:.3f} ms", ""),
         ("failover (kill -9 leader)", f"{results['failover_s']:.3f} s", "<= 1.5 s"),
