@@ -37,8 +37,8 @@ Measured while that runs, from a separate client in this process:
 - where the machine's CPU went during the run (CPU-seconds of the masters, the hollow runners
   with their lease lanes, this benchmark process, every other process, idle), and the CPU-
   seconds the masters and the runners each spent per 1,000 pods; before the first create (and
-  one renew interval after every node is Ready), the idle CPU over 5 s of the masters and of
-  the runners per 100 nodes (heartbeats, open watches);
+  one renew interval after every node is Ready), the idle CPU over one renew interval of the
+  masters and of the runners per 100 nodes (heartbeats, open watches);
 - the hollow nodes' Lease renewals (late ones: silent for longer than the renew interval plus a
   quarter of the Lease; the longest gap; failures) and the runners' RSS and CPU per 100 nodes
   (runner and lease lane): a late renewal means the runner, not the masters, limited the run;
@@ -115,11 +115,12 @@ HOLLOW_LEASE_SECONDS = 40
 HOLLOW_LEASE_RENEW_S = 10.0
 HOLLOW_NODE_STATUS_S = 300.0
 NODE_GRACE_PERIOD_S = 40.0
-# Seconds, before the first create, over which the idle cost of the hollow nodes and the
-# masters is measured (Lease renewals, watches held open) -- after one renew interval more
-# than every node's Ready: by then every Lease was created and renewed once, so registration's
-# tail (a Lease's first write is a read and a create) is not counted as idle.
-IDLE_WINDOW_S = 5.0
+# Before the first create, the idle cost of the hollow nodes and the masters (Lease renewals,
+# watches held open) is measured over one renew interval (nodes that registered together renew
+# in bunches: a shorter window may or may not hold one), starting one renew interval after
+# every node is Ready: by then every Lease was created and renewed once, so registration's tail
+# (a Lease's first write is a read and a create) is not counted as idle.
+IDLE_WINDOW_S = HOLLOW_LEASE_RENEW_S
 IDLE_SETTLE_S = HOLLOW_LEASE_RENEW_S
 # The pods' image. A tag, not :latest: Kubernetes pulls :latest on every start (pull policy
 # Always), which makes every pod report ContainerCreating before Running -- one status write
