@@ -91,9 +91,6 @@ _PEER_FRESH_S = 1.0
 # also runs the scheduler and controllers, so it takes fewer; none would move all of the
 # agents' load onto the followers (at 1,000 nodes they then stalled more than the leader did).
 LEADER_AGENT_SHARE = 0.5
-# How long a thread may hold the GIL while another waits for it (CPython's default is 5 ms):
-# a follower's ReadIndex waited ~12-14 ms on average under load, mostly for GIL hand-offs.
-_GIL_SWITCH_S = 0.001
 # The event-loop lag probe wakes this often: fine enough to see a 100 ms stall (the read
 # target), rare enough to cost nothing measurable.
 _LAG_PROBE_S = 0.05
@@ -753,8 +750,5 @@ def run_master(config: MasterConfig) -> None:
     """Run a master in this process until SIGTERM/SIGINT. Raises :class:`MasterError`."""
     configure_logging("master", config.spec.name)
     log.info("starting (pid %d, data dir %s)", os.getpid(), config.data_dir)
-    # Process-wide, so only in a master's own process: the Raft tick thread and the API's event
-    # loop hand the GIL to each other several times per linearizable read (ReadIndex) and write.
-    sys.setswitchinterval(_GIL_SWITCH_S)
     trio.run(_until_signalled, config)
     log.info("stopped")
