@@ -91,6 +91,22 @@ _PEER_FRESH_S = 1.0
 # also runs the scheduler and controllers, so it takes fewer; none would move all of the
 # agents' load onto the followers (at 1,000 nodes they then stalled more than the leader did).
 LEADER_AGENT_SHARE = 0.5
+# Overrides LEADER_AGENT_SHARE (e.g. 1 for an even split, to compare): a number >= 0.
+AGENT_SHARE_ENV = "EDGEPLANE_LEADER_AGENT_SHARE"
+
+
+def leader_agent_share(environ: Any = os.environ) -> float:
+    """The leader's share of the node agents, from :data:`AGENT_SHARE_ENV` or the default."""
+    text = environ.get(AGENT_SHARE_ENV)
+    if text is None or text == "":
+        return LEADER_AGENT_SHARE
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not share >= 0:  # (also NaN)
+        raise MasterError(f"{AGENT_SHARE_ENV} must be a number >= 0 (a share of nodes/masters), got {text!r}")
+    return share
 # The event-loop lag probe wakes this often: fine enough to see a 100 ms stall (the read
 # target), rare enough to cost nothing measurable.
 _LAG_PROBE_S = 0.05
@@ -280,6 +296,7 @@ class Master:
         self.sheds_agents = False
         self.agent_watches = 0
         self.agent_budget = 0
+        self.agent_share = leader_agent_share()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -404,7 +421,7 @@ class Master:
                 cache = self.registry.watch_cache
                 nodes = cache.count("nodes") if cache is not None and cache.ready else 0
                 members = len(self.store.status().get("members", ())) or 1
-                self.agent_budget = int(nodes * LEADER_AGENT_SHARE / members)
+                self.agent_budget = int(nodes * self.agent_share / members)
             if sheds != self.sheds_agents:
                 self.sheds_agents = sheds
                 log.info("node agents %s", f"beyond {self.agent_budget} pod watches sent to the "

@@ -7,10 +7,12 @@ import os
 from types import SimpleNamespace
 
 import httpx
+import pytest
 import trio
 
 from controlplane._master_api import MasterEndpoints
 from controlplane.apiserver import StaticTokenAuthenticator, User, create_app, serve_api
+from controlplane.master import AGENT_SHARE_ENV, LEADER_AGENT_SHARE, MasterError, leader_agent_share
 from controlplane.registry import Registry
 from edge_agent import HttpApiSession
 from raftstore import MemoryStore
@@ -122,3 +124,12 @@ def test_only_a_leader_with_every_peer_connected_sends_agents_away() -> None:
     assert not leads_with_all_peers({"is_leader": True, "members": [me, peer(True, 0.1), peer(False, 0.1)]})
     assert not leads_with_all_peers({"is_leader": True, "members": [me, peer(True, 0.1), peer(True, 3.0)]})
     assert not leads_with_all_peers({"is_leader": True, "members": [me, peer(True, None)]})
+
+
+def test_the_leaders_share_of_agents_can_be_set_and_is_checked() -> None:
+    assert leader_agent_share({}) == LEADER_AGENT_SHARE
+    assert leader_agent_share({AGENT_SHARE_ENV: "1"}) == 1.0
+    assert leader_agent_share({AGENT_SHARE_ENV: "0"}) == 0.0
+    for bad in ("abc", "-0.5", "nan"):
+        with pytest.raises(MasterError, match=AGENT_SHARE_ENV):
+            leader_agent_share({AGENT_SHARE_ENV: bad})
