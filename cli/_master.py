@@ -74,6 +74,9 @@ def _lifecycle_options(fn: Any) -> Any:
                       help="Seconds before pods of an unreachable node are evicted (default 4).")(fn)
     fn = click.option("--node-grace-period", type=float, default=None,
                       help="Seconds without a Lease renewal before a node is NotReady (default 8).")(fn)
+    fn = click.option("--snapshot-count", type=int, default=None, metavar="N",
+                      help="Raft log entries between two snapshots of the store (default 20000; "
+                           "etcd's --snapshot-count).")(fn)
     return fn
 
 
@@ -120,7 +123,7 @@ def _spec(layout: MasterLayout, name: str | None, raft_addr: str | None, api_add
           peers: tuple[str, ...], dev_memory_store: bool, no_tls: bool = False,
           node_grace_period: float | None = None,
           node_toleration_seconds: float | None = None,
-          service_cidr: str | None = None) -> MasterSpec:
+          service_cidr: str | None = None, snapshot_count: int | None = None) -> MasterSpec:
     """Flags, falling back to D/master.json (so a restart needs only --data-dir)."""
     saved = layout.read_spec()
     spec = MasterSpec(
@@ -135,6 +138,8 @@ def _spec(layout: MasterLayout, name: str | None, raft_addr: str | None, api_add
         node_toleration_seconds=node_toleration_seconds if node_toleration_seconds is not None
         else (saved.node_toleration_seconds if saved else None),
         service_cidr=service_cidr or (saved.service_cidr if saved else None),
+        snapshot_count=snapshot_count if snapshot_count is not None else (
+            saved.snapshot_count if saved else None),
     )
     missing = [flag for flag, value in (("--name", spec.name), ("--raft-addr", spec.raft_addr),
                                         ("--api-addr", spec.api_addr)) if not value]
@@ -157,7 +162,8 @@ def _spec(layout: MasterLayout, name: str | None, raft_addr: str | None, api_add
 def init_command(name: str | None, data_dir: str, raft_addr: str | None, api_addr: str | None,
                  dev_memory_store: bool, ca_cert_file: str | None, ca_key_file: str | None,
                  no_tls: bool, node_grace_period: float | None,
-                 node_toleration_seconds: float | None, service_cidr: str | None) -> None:
+                 node_toleration_seconds: float | None, service_cidr: str | None,
+                 snapshot_count: int | None) -> None:
     """Start the first master of a new cluster.
 
     Creates the cluster secret and the admin token, writes DATA_DIR/kubeconfig, and runs the
@@ -174,7 +180,7 @@ def init_command(name: str | None, data_dir: str, raft_addr: str | None, api_add
         raise CommandError(f"error: {data_dir} already holds a master; restart it with "
                            f"`edgectl master start --data-dir {data_dir}`")
     spec = _spec(layout, name or "m1", raft_addr, api_addr, (), dev_memory_store, no_tls,
-                 node_grace_period, node_toleration_seconds, service_cidr)
+                 node_grace_period, node_toleration_seconds, service_cidr, snapshot_count)
     layout.create()
     secret, token = new_secret(), new_token()
     write_private(layout.secret, secret)
@@ -214,7 +220,8 @@ def start_command(name: str | None, data_dir: str, raft_addr: str | None, api_ad
                   peers: tuple[str, ...], secret_file: str | None, admin_token_file: str | None,
                   dev_memory_store: bool, ca_cert_file: str | None, ca_key_file: str | None,
                   no_tls: bool, node_grace_period: float | None,
-                  node_toleration_seconds: float | None, service_cidr: str | None) -> None:
+                  node_toleration_seconds: float | None, service_cidr: str | None,
+                 snapshot_count: int | None) -> None:
     """Start a master of a static group, or restart any master from its data directory.
 
     Every member of a static group is started with the others' Raft addresses as --peer and
@@ -230,7 +237,7 @@ def start_command(name: str | None, data_dir: str, raft_addr: str | None, api_ad
     """
     layout = MasterLayout(data_dir)
     spec = _spec(layout, name, raft_addr, api_addr, peers, dev_memory_store, no_tls,
-                 node_grace_period, node_toleration_seconds, service_cidr)
+                 node_grace_period, node_toleration_seconds, service_cidr, snapshot_count)
     try:
         secret = read_private(secret_file or layout.secret, "--secret-file")
         token = read_private(admin_token_file or layout.admin_token, "--admin-token-file")

@@ -118,6 +118,8 @@ class MasterSpec:
     # Service VIP range (--service-cidr); the first leader stores it for the whole cluster, so
     # only the first master's value matters (None: Kubernetes' default 10.96.0.0/12).
     service_cidr: str | None = None
+    # Raft log entries between two snapshots of the store (None: the store's default).
+    snapshot_count: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -136,6 +138,8 @@ class MasterSpec:
                 node_grace_period=_opt_float(data.get("node_grace_period")),
                 node_toleration_seconds=_opt_float(data.get("node_toleration_seconds")),
                 service_cidr=data.get("service_cidr") or None,
+                snapshot_count=(int(data["snapshot_count"])
+                                if data.get("snapshot_count") is not None else None),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise MasterError(f"{source} is not a valid master.json: {exc}") from None
@@ -159,6 +163,10 @@ class MasterSpec:
                             ("--node-toleration-seconds", self.node_toleration_seconds)):
             if value is not None and not 0 < value <= 3600:
                 raise MasterError(f"{flag} must be between 0 and 3600 seconds, got {value}")
+        if self.snapshot_count is not None and not 100 <= self.snapshot_count <= 10_000_000:
+            # Fewer than 100 entries would snapshot (fork and write the whole state) all the time.
+            raise MasterError(f"--snapshot-count must be between 100 and 10000000, "
+                              f"got {self.snapshot_count}")
         if self.service_cidr is not None:
             from ._allocators import ServiceNetwork
 

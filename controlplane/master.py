@@ -316,6 +316,8 @@ class Master:
             peers=tuple(self.spec.peers),
             data_dir=str(self.layout.raft),
             secret=self.config.secret,
+            **({"compaction_min_entries": self.spec.snapshot_count}
+               if self.spec.snapshot_count is not None else {}),
             **self.config.raft_options,
         )
         return await RaftStore.open(replica, name=self.name)

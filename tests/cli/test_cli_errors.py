@@ -70,6 +70,10 @@ def test_service_network_and_proxy_flags_reject_bad_input(tmp_path) -> None:
                    "--api-addr", "127.0.0.1:26902", "--service-cidr", "127.10.0.1/16")
     assert proc.returncode == 1 and "--service-cidr '127.10.0.1/16' is not an IPv4 network" in proc.stderr
     assert not (tmp_path / "d" / "master.json").exists()
+    proc = edgectl("master", "init", "--data-dir", str(tmp_path / "d"), "--raft-addr", "127.0.0.1:26901",
+                   "--api-addr", "127.0.0.1:26902", "--snapshot-count", "10")
+    assert proc.returncode == 1 and "--snapshot-count must be between 100 and" in proc.stderr, proc.stderr
+    assert not (tmp_path / "d" / "master.json").exists()
     proc = edgectl("up", "--dir", str(tmp_path / "c"), "--proxy-mode", "bogus")
     assert proc.returncode == 2 and "'bogus' is not one of" in proc.stderr
     proc = edgectl("proxy", "--mode", "bogus")

@@ -175,3 +175,31 @@ def test_static_group_restarts_from_its_data_dir(tmp_path: Path, masters: Master
         time.sleep(0.25)
     assert json.loads(got.stdout)["data"] == {"x": "y"}
     assert os.path.exists(tmp_path / follower / "raft")
+
+
+def test_snapshot_count_is_kept_and_a_restart_reads_the_snapshot(tmp_path: Path,
+                                                                  masters: Masters) -> None:
+    """`--snapshot-count N`: the store snapshots after N log entries, the setting is kept in
+    master.json, and a master restarted with only --data-dir comes back from the snapshot."""
+    raft, api = (f"127.0.0.1:{p}" for p in free_ports(2))
+    d1 = tmp_path / "m1"
+    masters.run("m1", "init", "--name", "m1", "--data-dir", str(d1), "--raft-addr", raft,
+                "--api-addr", api, "--snapshot-count", "100")
+    kubeconfig = d1 / "kubeconfig"
+    wait_status(kubeconfig, lambda s: s["leader"] == "m1", "m1 to lead")
+    assert json.loads((d1 / "master.json").read_text())["snapshot_count"] == 100
+    # 150 creates, each its own log entry: past the 100 entries of the setting.
+    manifest = "".join(f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n"
+                       f"data: {{i: '{i}'}}\n" for i in range(150))
+    edgectl("apply", "-f", "-", "--kubeconfig", str(kubeconfig), stdin=manifest)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not [f for f in (d1 / "raft").rglob("*snapshot*") if f.is_file() and f.stat().st_size]:
+        assert time.monotonic() < deadline, sorted(p.name for p in (d1 / "raft").rglob("*"))
+        time.sleep(0.2)
+
+    masters.stop("m1")
+    masters.run("m1", "start", "--data-dir", str(d1))
+    wait_status(kubeconfig, lambda s: s["leader"] == "m1", "m1 to lead again")
+    got = edgectl("get", "configmap", "c149", "-o", "json", "--kubeconfig", str(kubeconfig))
+    assert json.loads(got.stdout)["data"] == {"i": "149"}
+    assert json.loads((d1 / "master.json").read_text())["snapshot_count"] == 100
