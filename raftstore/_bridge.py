@@ -326,16 +326,18 @@ class RaftStore:
         # Idle: propose at once (the latency path). Otherwise defer to the end of this
         # scheduler pass so that commands submitted together (a burst of requests, many tasks
         # woken at once) leave as one entry.
+        if self._flush_scheduled:
+            return  # _flush runs at the end of this pass and takes this command too
         if self._in_flight:
             self._reap_answered()
-        if not self._in_flight and not self._flush_scheduled:
+        if not self._in_flight:
             self._flush()
             return
         if len(self._in_flight) >= self._max_in_flight:
             # Full: free slots whose answer was lost (e.g. with a dropped connection), or the
             # queue would wait for them forever.
             self._expire_in_flight()
-        if not self._flush_scheduled and len(self._in_flight) < self._max_in_flight:
+        if len(self._in_flight) < self._max_in_flight:
             self._flush_scheduled = True
             self._token.run_sync_soon(self._flush)  # type: ignore[union-attr]
 
@@ -343,6 +345,7 @@ class RaftStore:
         self._flush_scheduled = False
         if self._closed:
             return
+        self._reap_answered()
         self._expire_in_flight()
         replica = self._replica
         assert replica is not None
@@ -427,7 +430,6 @@ class RaftStore:
         # free its slot after the op timeout so the pipeline keeps moving.
         if not self._in_flight:
             return
-        self._reap_answered()
         limit = time.monotonic() - self._op_timeout
         for pid in [p for p, prop in self._in_flight.items() if prop.started < limit]:
             proposal = self._in_flight.pop(pid)
