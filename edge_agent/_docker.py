@@ -125,6 +125,11 @@ class DockerRuntime:
         # holds a container's lock while starting it, so inspecting one blocks until its start
         # is done: a relist that did so held up every other pod of the node behind that start.
         self._starting: set[str] = set()
+        # Containers an engine event named since they were last inspected: the next relist
+        # inspects them whatever the list says. The engine emits "die" before it updates the
+        # view that `GET /containers/json` reads, so a list made at once may still say
+        # "running"; an inspect waits for the container's lock, i.e. for the exit to be done.
+        self._changed: set[str] = set()
         # Where to follow the engine's events (a plain HTTP stream read by trio itself, so
         # cancelling it leaves no thread behind): (unix socket path or None, base URL), or None
         # for an engine reached over TLS (the agent then relists every second instead).
@@ -198,9 +203,10 @@ class DockerRuntime:
             if cid in self._starting:
                 continue
             cached = self._cache.get(cid)
-            if cached is not None and cached[0] == s.get("State"):
+            if cached is not None and cached[0] == s.get("State") and cid not in self._changed:
                 result.append(cached[1])
                 continue
+            self._changed.discard(cid)  # (an event during the inspect adds it again)
             try:
                 data = await self._call(self._api.inspect_container, cid)
             except self._errors.NotFound:
@@ -212,6 +218,7 @@ class DockerRuntime:
         for cid in list(self._cache):
             if cid not in seen:
                 del self._cache[cid]
+        self._changed &= seen
         return result
 
     # ---- events --------------------------------------------------------------------------
@@ -264,6 +271,7 @@ class DockerRuntime:
             cached = self._cache.get(cid)
             if cid in self._starting or (cached is not None and cached[1].running):
                 return None
+        self._changed.add(cid)
         return cid
 
     # ---- images --------------------------------------------------------------------------
