@@ -16,6 +16,7 @@ The pysyncobj replica ticks on its own thread (raftstore); everything else is tr
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -151,22 +152,50 @@ class _SlowSteps(trio.abc.Instrument):
 class LoopLag:
     """How late the trio loop runs a task that asked to wake (a blocked loop delays every
     request): the longest stall since start and in the current log window, and how many
-    stalls reached ``_LAG_REPORT_S``. Shown in cluster status and logged."""
+    stalls reached ``_LAG_REPORT_S``; and the garbage collector's pauses (any thread's
+    collection holds the GIL, so the loop too): collections per generation, their total and
+    longest wall time. Shown in cluster status and logged."""
 
     def __init__(self) -> None:
         self.max_s = 0.0
         self.window_max_s = 0.0
         self.stalls = 0
         self.window_stalls = 0
+        self.gc_collections = [0, 0, 0]
+        self.gc_pause_s = 0.0
+        self.gc_max_pause_s = 0.0
+        self._gc_started = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"maxStallMs": round(self.max_s * 1000, 1), "stallsOver100ms": self.stalls,
-                "windowMaxStallMs": round(self.window_max_s * 1000, 1)}
+                "windowMaxStallMs": round(self.window_max_s * 1000, 1),
+                "gcCollections": list(self.gc_collections),
+                "gcPauseMs": round(self.gc_pause_s * 1000, 1),
+                "gcMaxPauseMs": round(self.gc_max_pause_s * 1000, 1)}
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        # (called by the collector with the GIL held: two clock reads, nothing that allocates much)
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._gc_started
+        generation = info.get("generation", 2)
+        self.gc_collections[min(max(generation, 0), 2)] += 1
+        self.gc_pause_s += took
+        if took > self.gc_max_pause_s:
+            self.gc_max_pause_s = took
 
     async def serve(self) -> None:
         slow_ms = os.environ.get("EDGEPLANE_SLOW_STEP_MS")
         if slow_ms:
             trio.lowlevel.add_instrument(_SlowSteps(float(slow_ms) / 1000))
+        gc.callbacks.append(self._on_gc)
+        try:
+            await self._probe()
+        finally:
+            gc.callbacks.remove(self._on_gc)
+
+    async def _probe(self) -> None:
         window_start = time.monotonic()
         while True:
             due = trio.current_time() + _LAG_PROBE_S
@@ -180,9 +209,11 @@ class LoopLag:
             now = time.monotonic()
             if now - window_start >= _LAG_LOG_EVERY_S:
                 if self.window_stalls:
-                    log.info("event loop: %d stalls >= %d ms in %.0f s, longest %.0f ms",
+                    log.info("event loop: %d stalls >= %d ms in %.0f s, longest %.0f ms "
+                             "(garbage collector since start: %s collections, %.0f ms, longest %.0f ms)",
                              self.window_stalls, _LAG_REPORT_S * 1000, now - window_start,
-                             self.window_max_s * 1000)
+                             self.window_max_s * 1000, "/".join(map(str, self.gc_collections)),
+                             self.gc_pause_s * 1000, self.gc_max_pause_s * 1000)
                 window_start = now
                 self.window_max_s = 0.0
                 self.window_stalls = 0

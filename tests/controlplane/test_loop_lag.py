@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 
@@ -44,3 +45,20 @@ async def test_slow_steps_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     assert len(lines) == 1, lines
     assert "in the-hog (at test_loop_lag.py:" in lines[0]
     assert int(lines[0].split("step: ")[1].split(" ms")[0]) >= 80
+
+
+async def test_garbage_collections_are_counted() -> None:
+    lag = LoopLag()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lag.serve)
+        await trio.sleep(0.1)  # the probe has installed its collector callback
+        before = lag.as_dict()
+        gc.collect(1)
+        gc.collect()
+        after = lag.as_dict()
+        nursery.cancel_scope.cancel()
+    assert after["gcCollections"][1] == before["gcCollections"][1] + 1
+    assert after["gcCollections"][2] == before["gcCollections"][2] + 1
+    assert after["gcPauseMs"] > before["gcPauseMs"]
+    assert after["gcMaxPauseMs"] > 0
+    assert lag._on_gc not in gc.callbacks  # removed when the probe stops
