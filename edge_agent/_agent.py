@@ -236,14 +236,16 @@ class EdgeAgent:
         reports them in a few round trips instead of one after another."""
         assert self.session is not None
         session = self.session
-        limiter = trio.CapacityLimiter(STATUS_WRITE_CONCURRENCY)
         failures: list[ApiUnavailable | ApiError] = []
+        todo = iter(list(self._pending_status.items()))
 
-        async def one(uid: str, item: tuple[dict[str, Any], dict[str, Any], str]) -> None:
-            pod, status, ports = item
-            async with limiter:
+        async def writer() -> None:
+            # A few writers take the pending statuses in turn: a task per status cost a
+            # hollow-node runner more than deciding what to write.
+            for uid, item in todo:
                 if failures:
                     return  # the master is unreachable: keep the rest for the retry
+                pod, status, ports = item
                 try:
                     await session.patch_pod_status(pod, status, ports)
                 except ApiError as exc:
@@ -254,12 +256,15 @@ class EdgeAgent:
                 except ApiUnavailable as exc:
                     failures.append(exc)
                     return
-            if self._pending_status.get(uid) is item:
-                del self._pending_status[uid]
+                if self._pending_status.get(uid) is item:
+                    del self._pending_status[uid]
 
-        async with trio.open_nursery() as nursery:
-            for uid, item in list(self._pending_status.items()):
-                nursery.start_soon(one, uid, item)
+        if len(self._pending_status) == 1:
+            await writer()  # the common case: one status, no nursery
+        else:
+            async with trio.open_nursery() as nursery:
+                for _ in range(min(STATUS_WRITE_CONCURRENCY, len(self._pending_status))):
+                    nursery.start_soon(writer)
         if failures:
             raise failures[0]
 

@@ -186,7 +186,12 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
                            nodes=len(agents), t=time.time(),
                            # Totals: how well the nodes' connections are reused.
                            api_requests=sum(s.requests for s in sessions),
-                           api_connects=sum(s.connects for s in sessions))
+                           api_connects=sum(s.connects for s in sessions),
+                           # How the nodes' pod syncs went (echo: a status-only update, the
+                           # watch echo of the node's own write, that needed no sync).
+                           pod_syncs_inline=sum(a.syncer.inline_syncs for a in agents),
+                           pod_syncs_tasks=sum(a.syncer.task_syncs for a in agents),
+                           pod_echoes_skipped=sum(a.syncer.echoes_skipped for a in agents))
             if figures.get("silent_now"):
                 log.warning("%d hollow nodes' Leases silent past the late threshold (longest "
                             "%.1fs)", figures["silent_now"], figures.get("silent_max_s", 0.0))

@@ -74,6 +74,8 @@ EVENTS_RETRY_MAX = 5.0
 # never written anywhere.
 STALE_MARK = "_edgeplaneStale"
 
+_MISSING = object()
+
 StatusSink = Callable[[dict[str, Any], dict[str, Any], str], None]
 Finalizer = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -147,6 +149,9 @@ class PodSyncer:
         self.rounds = 0  # completed relist rounds (tests wait on progress)
         self.relists = 0  # successful list calls (tests: nothing relists while idle)
         self._round_done = trio.Event()
+        self.echoes_skipped = 0  # status-only pod updates that needed no sync (benchmarks)
+        self.inline_syncs = 0  # syncs done in the round itself (no actions to await)
+        self.task_syncs = 0  # syncs with actions, each in a worker task of its own
 
     # ---- desired state (called by the agent: cache recovery, API list/watch) -------------
 
@@ -158,8 +163,40 @@ class PodSyncer:
     def upsert(self, pod: dict[str, Any]) -> None:
         uid = pod_uid(pod)
         if uid:
+            if self._only_status_moved(uid, pod):
+                # The watch echo of our own status write: a sync would plan nothing and compute
+                # the same status. Keep the newer object (its status is what probes resume from)
+                # without one. (Someone else's status, e.g. the node controller's NotReady,
+                # lacks ours: synced, and the agent calls resend_status.)
+                self.desired[uid] = pod
+                self.echoes_skipped += 1
+                return
             self.desired[uid] = pod
             self._wake_pod(uid)
+
+    def _only_status_moved(self, uid: str, pod: dict[str, Any]) -> bool:
+        """Whether `pod` differs from the desired copy in its status and resourceVersion only,
+        while no worker holds the pod, and its status holds every field of the one last handed
+        out (the echo of this node's own write). Any change of spec or metadata (a deletion's
+        deletionTimestamp, labels, annotations) is synced."""
+        old = self.desired.get(uid)
+        if old is None or uid in self._busy or uid in self._dirty:
+            return False
+        last = self.statuses.get(uid)
+        if last is None:
+            return False
+        # Our status is merged into the stored one (a merge patch): fields set by others
+        # (qosClass by the API server) stay, so ours must be contained, not equal.
+        status = pod.get("status") or {}
+        if not all(status.get(k, _MISSING) == v for k, v in last[0].items()):
+            return False
+        if pod.get("spec") != old.get("spec"):
+            return False
+        md, old_md = pod.get("metadata") or {}, old.get("metadata") or {}
+        if len(md) != len(old_md):
+            return False
+        return all(k == "resourceVersion" or old_md.get(k, _MISSING) == v
+                   for k, v in md.items())
 
     def remove(self, uid: str) -> None:
         self.desired.pop(uid, None)
@@ -282,9 +319,13 @@ class PodSyncer:
                     if not (full or changed or uid in self._dirty):
                         continue  # nothing about this pod changed since it was last synced
                     self._dirty.discard(uid)
+                    pod, containers = self.desired.get(uid), grouped.get(uid, [])
+                    actions = self._plan_inline(uid, pod, containers)
+                    if actions is None:
+                        continue  # nothing to await: planned and reported in this round
                     self._busy.add(uid)
-                    nursery.start_soon(self._sync_pod, uid, self.desired.get(uid),
-                                       grouped.get(uid, []))
+                    self.task_syncs += 1
+                    nursery.start_soon(self._sync_pod, uid, pod, containers, actions)
                 if not started:
                     started = True
                     task_status.started()
@@ -358,18 +399,46 @@ class PodSyncer:
             await trio.sleep(self._events_retry * random.uniform(0.8, 1.0))
             self._events_retry = min(EVENTS_RETRY_MAX, self._events_retry * 2)
 
-    async def _sync_pod(self, uid: str, pod: dict[str, Any] | None,
-                        containers: list[ContainerInfo]) -> None:
-        acted = False  # containers changed: relist and sync this pod again
-        started: list[ContainerInfo] = []
+    def _plan_inline(self, uid: str, pod: dict[str, Any] | None,
+                     containers: list[ContainerInfo]) -> list[Any] | None:
+        """Plan the pod's sync in the round itself. A plan with nothing to await (the pod is
+        as it should be, or waits for a back-off: most syncs) is carried out here and None
+        returned; else the actions, for a worker task of the pod's own (a slow stop or pull
+        never holds up the round). A task per pod synced cost a hollow-node runner more than
+        the sync itself."""
         self._deadlines.pop(uid, None)
         try:
             records = self._records.setdefault(uid, {})
             actions = plan_pod(pod, containers, records, self.probes.unhealthy(),
                                self._clock(), self.backoff)
-            waits = [a.until for a in actions if isinstance(a, Wait)]
-            if waits:  # synced again when the first back-off ends, whatever else happens
-                self._wake_at(uid, min(waits) - self._clock())
+            waits = [a for a in actions if isinstance(a, Wait)]
+            if len(waits) != len(actions):
+                return actions
+            self._note_waits(uid, actions)
+            for action in waits:
+                records.setdefault(action.container, ContainerRecord()).waiting = (
+                    action.reason, action.message)
+            if pod is not None:
+                self._report(uid, pod, containers, records)
+            self.inline_syncs += 1
+        except Exception:
+            log.exception("syncing pod %s failed", uid)
+            self._wake_at(uid, SYNC_RETRY_S)
+        return None
+
+    def _note_waits(self, uid: str, actions: list[Any]) -> None:
+        waits = [a.until for a in actions if isinstance(a, Wait)]
+        if waits:  # synced again when the first back-off ends, whatever else happens
+            self._wake_at(uid, min(waits) - self._clock())
+
+    async def _sync_pod(self, uid: str, pod: dict[str, Any] | None,
+                        containers: list[ContainerInfo], actions: list[Any]) -> None:
+        """Carry out `actions` (planned by _plan_inline on these containers)."""
+        acted = False  # containers changed: relist and sync this pod again
+        started: list[ContainerInfo] = []
+        try:
+            records = self._records.setdefault(uid, {})
+            self._note_waits(uid, actions)
             containers = list(containers)
             kills = [a for a in actions if isinstance(a, Kill)]
             if kills:

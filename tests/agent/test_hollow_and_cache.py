@@ -116,3 +116,54 @@ async def test_always_pull_falls_back_to_the_local_image_when_the_registry_is_go
         await wait_for(lambda: any(c.running for c in s.containers.get(p["metadata"]["uid"], [])),
                        5, "started from the local image")
         nursery.cancel_scope.cancel()
+
+
+async def test_the_echo_of_a_nodes_own_status_write_needs_no_sync_but_changes_do(node_name):
+    runtime = HollowRuntime(node_name)
+    written: list[dict[str, Any]] = []
+    finalized: list[str] = []
+
+    async def on_finalized(p: dict[str, Any]) -> None:
+        finalized.append(p["metadata"]["name"])
+
+    s = PodSyncer(runtime, node_name=node_name, node_address="127.0.1.201",
+                  status_sink=lambda p, st, ports: written.append(st),
+                  on_finalized=on_finalized)
+    p = pod("echo", node_name=node_name)
+    p["metadata"]["resourceVersion"] = "10"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(s.serve)
+        s.upsert(p)
+        await wait_for(lambda: written and written[-1]["phase"] == "Running", 10, "Running")
+        await s.wait_rounds(1)
+        n_written = len(written)
+
+        def stored(status: dict[str, Any], rv: str, **metadata: Any) -> dict[str, Any]:
+            # What the API server's watch sends back: our status merged into the stored one
+            # (qosClass is the server's), a new resourceVersion.
+            return {**p, "metadata": {**p["metadata"], "resourceVersion": rv, **metadata},
+                    "status": {**status, "qosClass": "BestEffort"}}
+
+        s.upsert(stored(written[-1], "11"))  # the echo of the write
+        await s.wait_rounds(1)
+        assert s.echoes_skipped == 1
+        assert s.desired[p["metadata"]["uid"]]["metadata"]["resourceVersion"] == "11"
+        syncs = s.inline_syncs + s.task_syncs
+        s.upsert(stored(written[-1], "12"))
+        await trio.sleep(0.2)
+        assert (s.echoes_skipped, s.inline_syncs + s.task_syncs) == (2, syncs)
+        # Someone else's status (the node controller marks the pod NotReady) is not ours.
+        other = {**written[-1], "conditions": [{"type": "Ready", "status": "False"}]}
+        s.upsert(stored(other, "13"))
+        await wait_for(lambda: s.inline_syncs + s.task_syncs > syncs, 5, "a sync")
+        assert s.echoes_skipped == 2
+        # A label change with our status is synced, and so is a deletion.
+        syncs = s.inline_syncs + s.task_syncs
+        s.upsert(stored(written[-1], "14", labels={"a": "b"}))
+        await wait_for(lambda: s.inline_syncs + s.task_syncs > syncs, 5, "a sync")
+        s.upsert(stored(written[-1], "15", labels={"a": "b"},
+                        deletionTimestamp="2026-01-01T00:00:00Z"))
+        await wait_for(lambda: finalized == ["echo"], 5, "the deleted pod finalized")
+        assert s.echoes_skipped == 2
+        assert len(written) == n_written  # nothing above changed what the node reports
+        nursery.cancel_scope.cancel()
