@@ -104,6 +104,9 @@ AGENT_PODS = 50
 # transport a runner of 300 used 60 % of a core during a 6,000-pod run).
 NODES_PER_RUNNER = 250
 HOLLOW_PREFIX = "hollow"
+# Nice value of the hollow runners and their lease lanes (--runner-nice; 0: same priority as
+# the masters). Kept at 0 until measured; see the module docstring.
+DEFAULT_RUNNER_NICE = 0
 # The watch-probe node: one hollow node alone in its own runner process, so the watch delay
 # is the masters' (commit, fan-out, network), not a busy runner's event loop. The benchmark's
 # Deployments select the other nodes by this label; the probe pods name the probe node.
@@ -244,6 +247,8 @@ def _runner_main(args: argparse.Namespace) -> int:
     from edge_agent._hollow_runner import run_hollow_nodes
 
     logging_setup()
+    if args.runner_nice:
+        os.nice(args.runner_nice)  # its lease lane, started below, inherits it
     out = open(args.events_file, "a", buffering=1)
     seen: set[str] = set()
 
@@ -314,8 +319,9 @@ def _lease_figures(stats: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 class _Run:
     def __init__(self, root: pathlib.Path, nodes: int, pods: int, rate: float, runners: int,
-                 timeout: float, say: Any) -> None:
+                 timeout: float, say: Any, runner_nice: int = 0) -> None:
         self.root = root
+        self.runner_nice = runner_nice
         self.nodes = nodes
         self.pods = pods
         self.rate = rate
@@ -354,11 +360,11 @@ class _Run:
         return [str(m.api_address) for m in self.cluster.masters()]
 
     def _spawn_runner(self, log_name: str, prefix: str, count: int,
-                      first: int) -> subprocess.Popen[bytes]:
+                      first: int, nice: int = 0) -> subprocess.Popen[bytes]:
         log = open(self.root / log_name, "ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.scale", "--hollow-runner", "--prefix", prefix,
-             "--count", str(count), "--first", str(first),
+             "--count", str(count), "--first", str(first), "--runner-nice", str(nice),
              "--servers", ",".join(self.master_urls()),
              "--token-file", str(self.cluster.dir / "admin-token"),
              "--ca-file", str(self.cluster.dir / "ca.crt"),
@@ -378,8 +384,11 @@ class _Run:
             if count <= 0:
                 break
             self.runner_procs.append(
-                self._spawn_runner(f"runner{i}.log", HOLLOW_PREFIX, count, first))
+                self._spawn_runner(f"runner{i}.log", HOLLOW_PREFIX, count, first,
+                                   self.runner_nice))
             first += count
+        # The watch-probe node is not niced: it measures the masters' watch delivery, which a
+        # runner waiting for a core would add to.
         self.probe_proc = self._spawn_runner("watchprobe.log", PROBE_NODE_PREFIX, 1, 0)
 
     @property
@@ -735,6 +744,12 @@ class _Run:
         self.result["hollow_api_requests"] = requests
         self.result["hollow_api_requests_per_connection"] = (
             round(requests / connects, 1) if connects else None)
+        # The runners' pod syncs: planned and reported in the syncer's round, carried out in
+        # a task of their own (actions to await: starts, stops), and status-only updates (the
+        # echo of the node's own status write) that needed no sync at all.
+        self.result["hollow_pod_syncs"] = {
+            key: sum(s.get(f"pod_{key}", 0) for s in last)
+            for key in ("syncs_inline", "syncs_tasks", "echoes_skipped")}
         self.result["watch_probes_sent"] = len(self.probe_created)
 
     async def agent_phase(self) -> None:
@@ -875,13 +890,13 @@ class _Run:
 
 
 async def run(nodes: int, pods: int, rate: float, runners: int, timeout: float,
-              keep: str | None, say: Any) -> dict[str, Any]:
+              keep: str | None, say: Any, runner_nice: int = 0) -> dict[str, Any]:
     """The whole benchmark; always returns a report. A phase that fails ends the run there
     (`failure` says which and why); pods not all Running within `timeout` is a result
     (`timed_out`), after which the agent and failover phases still run, each bounded."""
     root = pathlib.Path(keep or tempfile.mkdtemp(prefix="edgeplane-scale-")).absolute()
     root.mkdir(parents=True, exist_ok=True)
-    bench = _Run(root, nodes, pods, rate, runners, timeout, say)
+    bench = _Run(root, nodes, pods, rate, runners, timeout, say, runner_nice)
     load_before = os.getloadavg()
     failure: str | None = None
     phase = "cluster start"
@@ -918,6 +933,9 @@ async def run(nodes: int, pods: int, rate: float, runners: int, timeout: float,
                  f"{os.cpu_count()}-core machine"),
         "nodes": nodes, "pods": pods, "deployments": -(-pods // REPLICAS_PER_DEPLOYMENT),
         "create_rate_deployments_per_s": rate,
+        # The hollow runners' (and lease lanes') nice value: the simulated nodes share this
+        # machine with the masters, which they would not on a real fleet.
+        "hollow_runner_nice": bench.runner_nice,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_end": [round(x, 2) for x in load_end],
         **r,
@@ -1013,6 +1031,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="give up if pods are not all Running after this many seconds")
     ap.add_argument("--keep-dir", help="run in this directory and keep it (logs, data)")
     ap.add_argument("--json", action="store_true", help="print only the JSON object")
+    ap.add_argument("--runner-nice", type=int, default=DEFAULT_RUNNER_NICE,
+                    help="nice value of the hollow runners and their lease lanes (0-19, "
+                         f"default {DEFAULT_RUNNER_NICE}): on a real fleet nodes are other "
+                         "machines and take no CPU from the masters")
     # Internal: the hollow runner child process.
     ap.add_argument("--hollow-runner", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, help=argparse.SUPPRESS)
@@ -1030,6 +1052,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--nodes and --pods must be >= 1")
     if args.rate <= 0:
         ap.error("--rate must be > 0")
+    if not 0 <= args.runner_nice <= 19:
+        ap.error("--runner-nice must be 0..19")
     runners = args.runners or max(1, -(-args.nodes // NODES_PER_RUNNER))
 
     def say(msg: str) -> None:
@@ -1037,7 +1061,7 @@ def main(argv: list[str] | None = None) -> int:
             print(msg, file=sys.stderr)
 
     result = trio.run(run, args.nodes, args.pods, args.rate, runners, args.timeout,
-                      args.keep_dir, say)
+                      args.keep_dir, say, args.runner_nice)
     if args.json:
         print(json.dumps(result))
     else:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
+import orjson
 import trio
 
 from ._node import LEASE_NAMESPACE
@@ -184,7 +185,8 @@ class HttpApiSession:
                     headers["Content-Type"] = content_type
                 code, answer_headers, content = await self._send(
                     method, url, params=params, headers=headers,
-                    content=None if body is None else json.dumps(body).encode())
+                    # orjson: the stdlib encoder was ~7 % of a hollow-node runner's CPU
+                    content=None if body is None else orjson.dumps(body))
             except httpx.TransportError as exc:
                 last_error = f"{self.servers[index]}: {type(exc).__name__}: {exc}"
                 self._move_on(index)
@@ -204,7 +206,7 @@ class HttpApiSession:
                 return None
             if code >= 400:
                 raise _status_error(code, content)
-            return json.loads(content) if content else {}
+            return orjson.loads(content) if content else {}  # type: ignore[no-any-return]
         raise ApiUnavailable(last_error)
 
     async def _send(self, method: str, url: str, *, params: dict[str, Any] | None,

@@ -78,6 +78,11 @@ def test_bench_scale_rejects_bad_sizes() -> None:
     assert proc.returncode == 2
     assert "--nodes and --pods must be >= 1" in proc.stderr
     assert "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "bench.scale", "--runner-nice", "25"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--runner-nice must be 0..19" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow
