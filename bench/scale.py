@@ -19,6 +19,14 @@ the agent's 2 s renewals against an 8 s grace to notice a lost site fast; at 1,0
 would be 500 heartbeat writes/s, a load no data-center cluster of this size carries either.
 Late renewals are still measured against the hollow nodes' own interval.
 
+The simulated nodes share this machine with the masters (Kubernetes' kubemark runs its hollow
+nodes on other machines); at full size the runners and lease lanes use ~0.6 of a core.
+`--runner-nice N` runs them (never the watch-probe node) at nice N so that the masters get a
+core first, as they would on a real fleet; the JSON says which (`hollow_runner_nice`). The
+default is 0: one back-to-back pair at full size (load 3.3-5.9) showed no clear gain with 5
+(mutating p99 0.35 vs 0.52 s, read p99 0.27 vs 0.24 s, all Running 82 vs 76 s; no late
+renewals either way).
+
 Measured while that runs, from a separate client in this process:
 - time from the first Deployment create to every pod Running and Ready (Deployment status,
   confirmed by a paged list of every pod at the end);
@@ -105,7 +113,7 @@ AGENT_PODS = 50
 NODES_PER_RUNNER = 250
 HOLLOW_PREFIX = "hollow"
 # Nice value of the hollow runners and their lease lanes (--runner-nice; 0: same priority as
-# the masters). Kept at 0 until measured; see the module docstring.
+# the masters): 5 showed no clear gain in a full-size A/B (module docstring), so none.
 DEFAULT_RUNNER_NICE = 0
 # The watch-probe node: one hollow node alone in its own runner process, so the watch delay
 # is the masters' (commit, fan-out, network), not a busy runner's event loop. The benchmark's
