@@ -114,20 +114,24 @@ class PodCache:
 
     async def put(self, pod: dict[str, Any]) -> bool:
         """Persist `pod` if what it asks for changed; True when a write happened."""
+        if not self.persist:
+            # Nothing to recover from: no copy to keep either (a hollow-node runner's pods were
+            # each copied here twice per start: on creation and on its status's echo).
+            return False
         doc = _cacheable(pod)
         uid = str(doc["metadata"].get("uid", ""))
         if self._written.get(uid) == doc:
             return False
-        if self.persist:
-            await trio.to_thread.run_sync(self._write, uid, doc)
+        await trio.to_thread.run_sync(self._write, uid, doc)
         self._written[uid] = doc
         return True
 
     async def remove(self, uid: str) -> None:
+        if not self.persist:
+            return
         if uid in self._written or (self.directory / f"{uid}.json").exists():
             self._written.pop(uid, None)
-            if self.persist:
-                await trio.to_thread.run_sync(self._delete, uid)
+            await trio.to_thread.run_sync(self._delete, uid)
 
     async def replace_all(self, pods: list[dict[str, Any]]) -> None:
         """Make the cache hold exactly `pods` (after an authoritative list)."""

@@ -102,6 +102,13 @@ async def test_pod_cache_round_trip_and_atomic_files(tmp_path):
     assert not (tmp_path / "pods" / ".junk.tmp").exists()
     await fresh.replace_all([b])
     assert {p["metadata"]["name"] for p in PodCache(tmp_path / "pods").load()} == {"b"}
+    # A cache that does not persist (hollow-node runners) writes and keeps nothing.
+    memoryless = PodCache(tmp_path / "other")
+    memoryless.persist = False
+    assert await memoryless.put(a) is False
+    await memoryless.remove(a["metadata"]["uid"])
+    await memoryless.replace_all([a, b])
+    assert not (tmp_path / "other").exists()
 
 
 async def test_always_pull_falls_back_to_the_local_image_when_the_registry_is_gone(node_name):
