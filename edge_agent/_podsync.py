@@ -308,6 +308,9 @@ class PodSyncer:
                 if full:
                     self._all_dirty = False
                     self._last_full_round = now
+                # Probe results cannot change while this loop runs (it never awaits): one look
+                # for every pod (one per pod made a round over n pods O(n^2)).
+                unhealthy = self.probes.unhealthy()
                 for uid in set(self.desired) | set(grouped):
                     changed = grouped.get(uid) != last_seen.get(uid)
                     if uid in self._busy or uid in stale:
@@ -320,7 +323,7 @@ class PodSyncer:
                         continue  # nothing about this pod changed since it was last synced
                     self._dirty.discard(uid)
                     pod, containers = self.desired.get(uid), grouped.get(uid, [])
-                    actions = self._plan_inline(uid, pod, containers)
+                    actions = self._plan_inline(uid, pod, containers, unhealthy)
                     if actions is None:
                         continue  # nothing to await: planned and reported in this round
                     self._busy.add(uid)
@@ -400,7 +403,8 @@ class PodSyncer:
             self._events_retry = min(EVENTS_RETRY_MAX, self._events_retry * 2)
 
     def _plan_inline(self, uid: str, pod: dict[str, Any] | None,
-                     containers: list[ContainerInfo]) -> list[Any] | None:
+                     containers: list[ContainerInfo],
+                     unhealthy: dict[str, int | None]) -> list[Any] | None:
         """Plan the pod's sync in the round itself. A plan with nothing to await (the pod is
         as it should be, or waits for a back-off: most syncs) is carried out here and None
         returned; else the actions, for a worker task of the pod's own (a slow stop or pull
@@ -409,8 +413,7 @@ class PodSyncer:
         self._deadlines.pop(uid, None)
         try:
             records = self._records.setdefault(uid, {})
-            actions = plan_pod(pod, containers, records, self.probes.unhealthy(),
-                               self._clock(), self.backoff)
+            actions = plan_pod(pod, containers, records, unhealthy, self._clock(), self.backoff)
             waits = [a for a in actions if isinstance(a, Wait)]
             if len(waits) != len(actions):
                 return actions
