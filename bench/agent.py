@@ -1,8 +1,7 @@
 """Edge agent benchmark: pod startup latency, agent memory and idle CPU (issue 5).
 
-Setup (until a whole cluster can be started, the control plane part runs in this process):
-the project's real API server (controlplane.apiserver over an in-process MemoryStore,
-served by hypercorn on loopback) in this process, and two edge agents as separate processes
+Setup without --cluster: the project's real API server (controlplane.apiserver over an
+in-process MemoryStore, on its default HTTP engine on loopback) in this process, and two edge agents as separate processes
 (`python -m edge_agent`, Docker runtime) joined to it. There is no Raft and no scheduler in the
 loop: pods are created already bound (spec.nodeName), half to each node. Latency is from the
 create call to the pod being Running with Ready=True in the API (image already present), as
