@@ -157,7 +157,7 @@ async def test_the_echo_of_a_nodes_own_status_write_needs_no_sync_but_changes_do
         assert s.desired[p["metadata"]["uid"]]["metadata"]["resourceVersion"] == "11"
         syncs = s.inline_syncs + s.task_syncs
         s.upsert(stored(written[-1], "12"))
-        await trio.sleep(0.2)
+        await trio.sleep(0.2)  # a window in which no sync may start (a forced round would sync)
         assert (s.echoes_skipped, s.inline_syncs + s.task_syncs) == (2, syncs)
         # Someone else's status (the node controller marks the pod NotReady) is not ours.
         other = {**written[-1], "conditions": [{"type": "Ready", "status": "False"}]}

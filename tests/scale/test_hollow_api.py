@@ -121,6 +121,7 @@ async def test_a_kept_alive_connection_closed_by_the_server_is_retried_once() ->
     server ending an idle keep-alive does): the next request fails on the pooled connection
     before any answer and is sent again on a new one."""
     served: list[bytes] = []
+    closed = trio.Event()  # set when the server has closed a connection
 
     async def one_per_connection(stream: trio.SocketStream) -> None:
         head = await _read_request(stream, bytearray())
@@ -128,12 +129,13 @@ async def test_a_kept_alive_connection_closed_by_the_server_is_retried_once() ->
             served.append(head.split(b"\r\n")[0])
             await stream.send_all(_answer(b'{"metadata": {"name": "n"}}'))
         await stream.aclose()
+        closed.set()
 
     async with trio.open_nursery() as nursery:
         port = await _listen(nursery, one_per_connection)
         session = HollowApiSession([f"http://127.0.0.1:{port}"], TOKEN)
         assert (await session.get_node("n"))["metadata"]["name"] == "n"
-        await trio.sleep(0.1)  # the server has closed the kept-alive connection by now
+        await closed.wait()  # the server has closed the kept-alive connection
         assert (await session.get_node("n"))["metadata"]["name"] == "n"
         assert served == [b"GET /api/v1/nodes/n HTTP/1.1"] * 2
         assert session.connects == 2 and session.requests == 2
