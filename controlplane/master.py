@@ -108,8 +108,6 @@ def leader_agent_share(environ: Any = os.environ) -> float:
     if not share >= 0:  # (also NaN)
         raise MasterError(f"{AGENT_SHARE_ENV} must be a number >= 0 (a share of nodes/masters), got {text!r}")
     return share
-
-
 # The event-loop lag probe wakes this often: fine enough to see a 100 ms stall (the read
 # target), rare enough to cost nothing measurable.
 _LAG_PROBE_S = 0.05
@@ -451,12 +449,11 @@ class Master:
         GOAWAY chance, a hint, never a refusal: an agent that cannot reach the others comes back
         and is served). kubectl and other clients are not affected."""
         while True:
-            status = self.store.status()
-            sheds = leads_with_all_peers(status)
+            sheds = leads_with_all_peers(self.store.status())
             if sheds:
                 cache = self.registry.watch_cache
                 nodes = cache.count("nodes") if cache is not None and cache.ready else 0
-                members = len(status.get("members", ())) or 1
+                members = len(self.store.status().get("members", ())) or 1
                 self.agent_budget = int(nodes * self.agent_share / members)
             if sheds != self.sheds_agents:
                 self.sheds_agents = sheds

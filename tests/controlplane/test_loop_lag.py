@@ -19,9 +19,7 @@ async def test_a_blocked_loop_is_measured() -> None:
         await trio.sleep(0.2)  # the probe runs a few rounds on an idle loop
         quiet = lag.max_s
         time.sleep(0.25)  # hold the loop, as a long synchronous step would
-        with trio.fail_after(5):
-            while not lag.stalls:  # the probe wakes (late) and records the stall
-                await trio.sleep(0.01)
+        await trio.sleep(0.1)
         nursery.cancel_scope.cancel()
     assert quiet < 0.1
     assert lag.max_s >= 0.2
@@ -53,9 +51,7 @@ async def test_garbage_collections_are_counted() -> None:
     lag = LoopLag()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lag.serve)
-        with trio.fail_after(5):
-            while lag._on_gc not in gc.callbacks:  # the probe has installed its collector callback
-                await trio.sleep(0)
+        await trio.sleep(0.1)  # the probe has installed its collector callback
         before = lag.as_dict()
         gc.collect(1)
         gc.collect()
