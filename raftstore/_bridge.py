@@ -436,6 +436,15 @@ class RaftStore:
             if self._claim(proposal):
                 _answer(proposal, _TIMED_OUT)
 
+    def expire_unanswered(self) -> None:
+        """Answer proposals older than the operation timeout ("timed out", outcome unknown).
+
+        An awaited write has its own deadline; a command handed to :meth:`submit` has none,
+        and is otherwise expired only when a later command is proposed. A server that uses
+        :meth:`submit` calls this about once a second."""
+        if self._in_flight and not self._closed:
+            self._flush()  # reaps, expires, and proposes whatever waited for a free slot
+
     def _fail_everything(self, fail: int) -> None:
         pending, self._pending = self._pending, []
         barriers, self._pending_barriers = self._pending_barriers, []

@@ -283,5 +283,15 @@ async def serve_client_port(
     except OSError as exc:
         raise StoreError(f"cannot listen on client port {host}:{port}: {exc.strerror}") from None
     bound = listeners[0].socket.getsockname()[1]
-    task_status.started(bound)
-    await trio.serve_listeners(functools.partial(_handle, store, token), listeners)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_expire_unanswered, store)
+        task_status.started(bound)
+        await trio.serve_listeners(functools.partial(_handle, store, token), listeners)
+
+
+async def _expire_unanswered(store: RaftStore) -> None:
+    # put/del go to the store with a callback and no task awaiting a deadline: without this
+    # a write whose answer never comes (its forward lost with a connection) waits forever.
+    while True:
+        await trio.sleep(1.0)
+        store.expire_unanswered()

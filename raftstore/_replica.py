@@ -120,6 +120,7 @@ _base_on_message = SyncObj._SyncObj__onMessageReceived  # type: ignore[attr-defi
 _base_load_dump = SyncObj._SyncObj__loadDumpFile  # type: ignore[attr-defined]
 _base_apply_entries = SyncObj._SyncObj__applyLogEntries  # type: ignore[attr-defined]
 _base_send_append_entries = SyncObj._SyncObj__sendAppendEntries  # type: ignore[attr-defined]
+_base_on_leader_changed = SyncObj._SyncObj__onLeaderChanged  # type: ignore[attr-defined]
 
 
 class _TruncationCounter(logging.Handler):
@@ -990,8 +991,33 @@ class Replica(SyncObj):
     def _state_changed(self, old: int, new: int) -> None:
         if new != _RAFT_STATE.LEADER:
             self._lease_until = 0.0
+        if old == _RAFT_STATE.LEADER:
+            # Stepped down (no majority within leaderFallbackTimeout, or a higher term): what
+            # this leader appended may be overwritten by the next one, or commit under it.
+            self._fail_uncommitted()
         if self._on_state_changed is not None:
             self._on_state_changed()
+
+    def _SyncObj__onLeaderChanged(self) -> None:  # noqa: N802 - pysyncobj's name
+        # pysyncobj fails the forwarded commands still waiting for the leader's answer
+        # (LEADER_CHANGED) when this replica starts an election or hears of another leader;
+        # those the old leader had already answered with a log index stay until that index is
+        # applied, which under a new leader may take long (until enough other writes fill
+        # the log there) - their callers would wait out their whole timeout, as etcd's do not.
+        _base_on_leader_changed(self)
+        self._fail_uncommitted()
+
+    def _fail_uncommitted(self) -> None:
+        """Answer every command waiting for its entry to commit with LEADER_CHANGED (outcome
+        unknown: the entry may still commit under the next leader, or be replaced)."""
+        waiting = self._SyncObj__commandsWaitingCommit
+        if not waiting:
+            return
+        callbacks = [cb for idx in sorted(waiting) for _, cb in waiting[idx]]
+        waiting.clear()
+        for callback in callbacks:
+            if callable(callback):
+                callback(None, FAIL_REASON.LEADER_CHANGED)
 
     @property
     def is_raft_leader(self) -> bool:

@@ -211,3 +211,25 @@ async def test_paused_leader_never_serves_a_stale_read_after_resuming(tmp_path):
             kv = await client.call("get", "/stale/x", True)
             assert kv[1] == b"after"
             assert not (await client.call("status"))["is_leader"]
+
+
+async def test_write_waiting_on_a_leader_that_steps_down_is_answered_at_once(tmp_path):
+    """A write the leader appended but could not commit (both followers stopped) is answered
+    when the leader steps down - "leader changed", outcome unknown - rather than after the
+    store's whole operation timeout: a client of a cut-off master can go to another one."""
+    async with running_cluster(tmp_path, 3) as cluster:
+        leader = await cluster.wait_leader()
+        followers = [r for r in cluster.replicas if r is not leader]
+        await leader.call("put", "/stepdown/before", b"1")
+        for r in followers:
+            r.pause()
+        try:
+            with pytest.raises(StoreUnavailable) as caught:
+                await leader.call("put", "/stepdown/x", b"2")
+        finally:
+            for r in followers:
+                r.resume()
+        assert caught.value.maybe_committed
+        assert "leader changed" in str(caught.value), str(caught.value)
+        status = await leader.call("status")
+        assert not status["is_leader"] or status["term"] > 1

@@ -8,6 +8,7 @@ import os
 import pytest
 import trio
 import trio.testing
+from pysyncobj.config import FAIL_REASON
 from pysyncobj.node import TCPNode
 
 from raftstore import (
@@ -101,6 +102,36 @@ def test_follower_truncates_only_on_conflict_raft_5_3(tmp_path):
         assert f.log() == [(1, 0), (2, 1), (3, 1), (4, 1), (5, 2), (6, 2)]
         assert f.sent[-1]["success"] and f.sent[-1]["next_node_idx"] == 7
         assert f.replica.applied_truncations == 0  # nothing applied was touched
+    finally:
+        f.close()
+
+
+def test_follower_answers_a_forwarded_write_when_another_leader_takes_over(tmp_path):
+    """The old leader answered a forwarded write with its log index, then lost leadership
+    before the entry reached us. A new leader may never commit that entry (or commit it only
+    once other writes fill the log up to it): the caller hears "leader changed" (outcome
+    unknown) as soon as the new leader is known, not after its timeout."""
+    f = _Follower(tmp_path)
+    f.replica.isNodeConnected = lambda node: True  # the captured transport has no sockets
+    try:
+        f.append((1, 0), [(2, 1)], commit=2)
+        answers: list[int] = []
+        f.replica.propose(encode_put("x", b"1"), lambda result, fail: answers.append(fail))
+        f.replica._checkCommandsToApply()
+        forwarded = [m for m in f.sent if m.get("type") == "apply_command"]
+        assert len(forwarded) == 1
+        f.replica._SyncObj__onMessageReceived(
+            f.leader,
+            {"type": "apply_command_response", "request_id": forwarded[0]["request_id"],
+             "log_idx": 3, "log_term": 1},
+        )
+        assert answers == []  # waits for index 3 to commit
+        f.replica._SyncObj__onMessageReceived(
+            TCPNode("127.0.0.1:21998"),
+            {"type": "append_entries", "term": 2, "commit_index": 2, "prevLogIdx": 2,
+             "prevLogTerm": 1, "entries": []},
+        )
+        assert answers == [FAIL_REASON.LEADER_CHANGED]
     finally:
         f.close()
 
@@ -363,3 +394,29 @@ async def test_snapshot_writer_holds_no_sockets_and_runs_at_low_priority(tmp_pat
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
         listener.close()
+
+
+async def test_client_port_answers_a_write_whose_proposal_is_lost(tmp_path, monkeypatch):
+    """A put taken by the client port's fast path has no task awaiting a deadline: if its
+    proposal never gets an answer (a forward lost with its connection) the client still hears
+    "timed out, may or may not have been applied" once the store's operation timeout passes."""
+    from raftstore._client_port import serve_client_port
+    from raftstore._wire import open_replica_client
+
+    (port,) = free_ports(1)
+    async with open_raft_store(_config(tmp_path, port), op_timeout=0.5) as s:
+        await _until_leader(s)
+        replica = s.replica
+        real_propose = replica.propose
+        monkeypatch.setattr(replica, "propose", lambda command, callback: None)  # lost
+        async with trio.open_nursery() as nursery:
+            client_port = await nursery.start(serve_client_port, s, 0, SECRET)
+            async with open_replica_client("127.0.0.1", client_port, SECRET) as client:
+                with pytest.raises(StoreError) as caught:
+                    await client.call("put", "/lost", b"1", timeout=10)
+                assert caught.value.maybe_committed
+                assert "timed out" in str(caught.value)
+                monkeypatch.setattr(replica, "propose", real_propose)
+                rev, _ = await client.call("put", "/after", b"2", timeout=10)
+                assert rev > 0
+            nursery.cancel_scope.cancel()
