@@ -80,6 +80,12 @@ async def start(nursery, registry, *plurals: str, namespace: dict | None = None)
     return infs
 
 
+async def start_replicaset_controller(nursery, registry) -> tuple[dict[str, Informer], ReplicaSetController]:
+    """The ReplicaSet controller over running replicasets/pods informers (not yet running itself)."""
+    infs = await start(nursery, registry, "replicasets", "pods")
+    return infs, ReplicaSetController(registry, infs["replicasets"], infs["pods"])
+
+
 async def mirrors(registry, infs: dict[str, Informer], namespace: str = "default") -> None:
     """Wait (bounded) until every informer's cache holds exactly what the registry lists now.
 
@@ -115,8 +121,7 @@ async def make_ready(registry, pod: dict, node: str = "n1", host_ip: str = "127.
 async def test_replicaset_sync_creates_pods_and_writes_status(registry):
     await registry.create("replicasets", "default", rs_body(3))
     async with trio.open_nursery() as nursery:
-        infs = await start(nursery, registry, "replicasets", "pods")
-        ctl = ReplicaSetController(registry, infs["replicasets"], infs["pods"])
+        infs, ctl = await start_replicaset_controller(nursery, registry)
         await ctl.sync("default/web-1")
         pods = (await registry.list("pods", "default"))["items"]
         assert len(pods) == 3
@@ -157,14 +162,12 @@ async def test_stale_write_from_deposed_leader_fails_with_conflict(registry):
     """A write based on an old resourceVersion is refused (issue 4: deposed leader's writes 409)."""
     await registry.create("replicasets", "default", rs_body(1))
     async with trio.open_nursery() as nursery:
-        infs = await start(nursery, registry, "replicasets", "pods")
-        ctl = ReplicaSetController(registry, infs["replicasets"], infs["pods"])
+        infs, ctl = await start_replicaset_controller(nursery, registry)
         stale = infs["replicasets"].get("default/web-1")
         fresh = await registry.get("replicasets", "default", "web-1")
         fresh["spec"]["replicas"] = 5
         await registry.update("replicasets", "default", "web-1", fresh)  # the "new leader" wrote
         from controlplane.controllers._replicaset_plan import plan_replicaset
-        from controlplane.errors import ApiError
 
         plan = plan_replicaset(stale, [])
         plan.create = 0
@@ -428,8 +431,7 @@ async def test_replicaset_creates_pods_in_slow_start_batches():
     await registry.ensure_namespaces()
     await registry.create("replicasets", "default", rs_body(100))
     async with trio.open_nursery() as nursery:
-        infs = await start(nursery, registry, "replicasets", "pods")
-        ctl = ReplicaSetController(registry, infs["replicasets"], infs["pods"])
+        infs, ctl = await start_replicaset_controller(nursery, registry)
         await ctl.sync("default/web-1")
         assert len(await names(registry, "pods")) == 100
         assert rounds == [1, 2, 4, 8, 16, 32, 37]  # 7 store rounds, not 100
@@ -440,8 +442,7 @@ async def test_replicaset_stops_creating_after_a_failed_batch(registry):
     await registry.create("replicasets", "default", rs_body(50))
     ns = await registry.get("namespaces", None, "default")
     async with trio.open_nursery() as nursery:
-        infs = await start(nursery, registry, "replicasets", "pods")
-        ctl = ReplicaSetController(registry, infs["replicasets"], infs["pods"])
+        infs, ctl = await start_replicaset_controller(nursery, registry)
         await registry.update_status("namespaces", None, "default", {**ns, "status": {"phase": "Terminating"}})
         with pytest.raises(ApiError) as err:
             await ctl.sync("default/web-1")
@@ -455,21 +456,16 @@ async def test_replicaset_status_follows_a_burst_of_ready_pods_in_few_writes(reg
     # joins them (STATUS_BATCH_PERIOD) instead of writing the status once per pod.
     await registry.create("replicasets", "default", rs_body(20))
     async with trio.open_nursery() as nursery:
-        infs = await start(nursery, registry, "replicasets", "pods")
-        ctl = ReplicaSetController(registry, infs["replicasets"], infs["pods"])
+        infs, ctl = await start_replicaset_controller(nursery, registry)
         await nursery.start(ctl.run)
-        with trio.fail_after(10):
-            while len(infs["pods"].cache) < 20:
-                await infs["pods"].wait_for(lambda: len(infs["pods"].cache) >= 20)
+        assert await infs["pods"].wait_for(lambda: len(infs["pods"].cache) >= 20, timeout=10)
         writes: list[dict] = []
         infs["replicasets"].add_handler(
             lambda old, new: writes.append(new["status"]) if old and new and old.get("status") != new.get("status") else None)
         for pod in list(infs["pods"].cache.values()):
             await make_ready(registry, pod)
-        with trio.fail_after(10):
-            while (infs["replicasets"].get("default/web-1")["status"].get("readyReplicas") or 0) < 20:
-                await infs["replicasets"].wait_for(
-                    lambda: infs["replicasets"].get("default/web-1")["status"].get("readyReplicas") == 20)
+        assert await infs["replicasets"].wait_for(
+            lambda: infs["replicasets"].get("default/web-1")["status"].get("readyReplicas") == 20, timeout=10)
         rs = await registry.get("replicasets", "default", "web-1")
         assert rs["status"]["readyReplicas"] == 20 and rs["status"]["availableReplicas"] == 20
         assert len(await names(registry, "pods")) == 20
