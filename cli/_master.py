@@ -221,7 +221,7 @@ def start_command(name: str | None, data_dir: str, raft_addr: str | None, api_ad
                   dev_memory_store: bool, ca_cert_file: str | None, ca_key_file: str | None,
                   no_tls: bool, node_grace_period: float | None,
                   node_toleration_seconds: float | None, service_cidr: str | None,
-                 snapshot_count: int | None) -> None:
+                  snapshot_count: int | None) -> None:
     """Start a master of a static group, or restart any master from its data directory.
 
     Every member of a static group is started with the others' Raft addresses as --peer and
