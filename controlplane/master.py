@@ -108,6 +108,8 @@ def leader_agent_share(environ: Any = os.environ) -> float:
     if not share >= 0:  # (also NaN)
         raise MasterError(f"{AGENT_SHARE_ENV} must be a number >= 0 (a share of nodes/masters), got {text!r}")
     return share
+
+
 # The event-loop lag probe wakes this often: fine enough to see a 100 ms stall (the read
 # target), rare enough to cost nothing measurable.
 _LAG_PROBE_S = 0.05
