@@ -11,11 +11,12 @@ import pytest
 import trio
 
 from controlplane._master_api import MasterEndpoints
-from controlplane.apiserver import StaticTokenAuthenticator, User, create_app, serve_api
+from controlplane.apiserver import StaticTokenAuthenticator, User, create_app
 from controlplane.master import AGENT_SHARE_ENV, LEADER_AGENT_SHARE, MasterError, leader_agent_share
 from controlplane.registry import Registry
 from edge_agent import HttpApiSession
 from raftstore import MemoryStore
+from tests.api_serving import serve_on_free_port
 
 TOKEN = "spread-test-token"
 # Ports from H9A's share (25500-25999).
@@ -23,18 +24,6 @@ _PORTS = itertools.cycle(range(25600 + (os.getpid() % 20) * 10, 25800))
 NODE_LEASE = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
               "metadata": {"name": "n1", "namespace": "kube-node-lease"},
               "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 20}}
-
-
-async def _serve(nursery: trio.Nursery, app: object) -> str:
-    for _ in range(20):
-        port = next(_PORTS)
-        try:
-            await nursery.start(lambda task_status, port=port: serve_api(
-                app, host="127.0.0.1", port=port, task_status=task_status))
-        except OSError:
-            continue
-        return f"http://127.0.0.1:{port}"
-    raise RuntimeError("no free port")
 
 
 async def test_agents_leave_the_leader_but_are_served_there() -> None:
@@ -46,7 +35,8 @@ async def test_agents_leave_the_leader_but_are_served_there() -> None:
     leader = SimpleNamespace(sheds_agents=True, agent_watches=0, agent_budget=-1)
     follower = SimpleNamespace(sheds_agents=False, agent_watches=0, agent_budget=0)
     async with trio.open_nursery() as nursery:
-        urls = [await _serve(nursery, MasterEndpoints(create_app(registry, store=store, authenticator=auth, info={}), m))
+        app = create_app(registry, store=store, authenticator=auth, info={})
+        urls = [await serve_on_free_port(nursery, MasterEndpoints(app, m), _PORTS)
                 for m in (leader, follower, follower)]
         async with httpx.AsyncClient() as http:
             # kubectl and other clients get no hint

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 import trio
 
-from controlplane.apiserver import StaticTokenAuthenticator, User, create_app, serve_api
+from controlplane.apiserver import StaticTokenAuthenticator, User, create_app
 from controlplane.registry import Registry
 from edge_agent import ApiError, NodeLease, run_hollow_nodes
 from raftstore import MemoryStore
+from tests.api_serving import serve_on_free_port
 
 TOKEN = "hollow-runner-test-token"
 # API server ports for these tests, inside H9N's 26000-26999 share.
@@ -83,15 +84,7 @@ async def _serve_master(nursery: trio.Nursery) -> tuple[Registry, str]:
     await registry.ensure_namespaces()
     auth = StaticTokenAuthenticator({TOKEN: User("system:node:hollow", ("system:nodes",), "node")})
     app = create_app(registry, store=store, authenticator=auth, info={})
-    for _ in range(20):
-        port = next(_PORTS)
-        try:
-            await nursery.start(lambda task_status, port=port: serve_api(
-                app, host="127.0.0.1", port=port, task_status=task_status))
-        except OSError:
-            continue
-        return registry, f"http://127.0.0.1:{port}"
-    raise RuntimeError("no free port for the API server")
+    return registry, await serve_on_free_port(nursery, app, _PORTS)
 
 
 async def _renew_times(registry: Registry, prefix: str) -> dict[str, str]:
@@ -133,7 +126,7 @@ async def test_runner_leases_are_renewed_by_its_lane_until_it_stops(tmp_path: An
                 runner_scope.cancel()
         # The runner is gone: so is its lane, and nothing renews these Leases any more.
         stopped = await _renew_times(registry, prefix)
-        await trio.sleep(1.5)  # three renew intervals of the lane
+        await trio.sleep(1.5)  # a window in which nothing may renew: three renew intervals of the lane
         assert await _renew_times(registry, prefix) == stopped
         outer.cancel_scope.cancel()
 
