@@ -19,7 +19,9 @@ async def test_a_blocked_loop_is_measured() -> None:
         await trio.sleep(0.2)  # the probe runs a few rounds on an idle loop
         quiet = lag.max_s
         time.sleep(0.25)  # hold the loop, as a long synchronous step would
-        await trio.sleep(0.1)
+        with trio.fail_after(5):
+            while not lag.stalls:  # the probe wakes (late) and records the stall
+                await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     assert quiet < 0.1
     assert lag.max_s >= 0.2
@@ -51,7 +53,9 @@ async def test_garbage_collections_are_counted() -> None:
     lag = LoopLag()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lag.serve)
-        await trio.sleep(0.1)  # the probe has installed its collector callback
+        with trio.fail_after(5):
+            while lag._on_gc not in gc.callbacks:  # the probe has installed its collector callback
+                await trio.sleep(0)
         before = lag.as_dict()
         gc.collect(1)
         gc.collect()
