@@ -451,11 +451,12 @@ class Master:
         GOAWAY chance, a hint, never a refusal: an agent that cannot reach the others comes back
         and is served). kubectl and other clients are not affected."""
         while True:
-            sheds = leads_with_all_peers(self.store.status())
+            status = self.store.status()
+            sheds = leads_with_all_peers(status)
             if sheds:
                 cache = self.registry.watch_cache
                 nodes = cache.count("nodes") if cache is not None and cache.ready else 0
-                members = len(self.store.status().get("members", ())) or 1
+                members = len(status.get("members", ())) or 1
                 self.agent_budget = int(nodes * self.agent_share / members)
             if sheds != self.sheds_agents:
                 self.sheds_agents = sheds
