@@ -41,26 +41,30 @@ class DeploymentController(QueueController):
     def _on_deployment(self, old: dict | None, new: dict | None) -> None:
         self.queue.add(object_key(new or old or {}))
 
-    def _index(self, old: dict | None, new: dict | None) -> None:
-        old_ref = controller_ref(old) if old is not None else None
-        new_ref = controller_ref(new) if new is not None else None
-        old_uid = old_ref.get("uid", "") if old_ref is not None else None
-        new_uid = new_ref.get("uid", "") if new_ref is not None else None
-        if old is not None and old_uid is not None and (old_uid != new_uid or key_of(old) != key_of(new or {})):
-            bucket = self._owned.get(old_uid)
-            if bucket is not None:
-                bucket.pop(key_of(old), None)
-                if not bucket:
-                    del self._owned[old_uid]
-        if new is not None and new_uid is not None:
-            self._owned.setdefault(new_uid, {})[key_of(new)] = new
+    def _index(self, rs: dict, add: bool) -> None:
+        # (the same shape as ReplicaSetController's pod index: drop the old version, add the new)
+        ref = controller_ref(rs)
+        if ref is None:
+            return
+        uid = ref.get("uid", "")
+        if add:
+            self._owned.setdefault(uid, {})[key_of(rs)] = rs
+            return
+        bucket = self._owned.get(uid)
+        if bucket is not None:
+            bucket.pop(key_of(rs), None)
+            if not bucket:
+                del self._owned[uid]
 
     def owned(self, d: dict) -> list[dict]:
         """The ReplicaSets ``d`` controls (plan_deployment's owned_replicasets, from the index)."""
         return list(self._owned.get(meta(d).get("uid", ""), {}).values())
 
     def _on_rs(self, old: dict | None, new: dict | None) -> None:
-        self._index(old, new)
+        if old is not None:
+            self._index(old, add=False)
+        if new is not None:
+            self._index(new, add=True)
         for rs in (old, new):
             ref = controller_ref(rs) if rs is not None else None
             if ref is not None and ref.get("kind") == "Deployment":
