@@ -285,7 +285,6 @@ class SchedulerService:
                 results = [exc] * len(bindings)
                 self._store_failed = exc.code >= 500
             for info, (ns, name, node), res in zip(infos, bindings, results, strict=True):
-                self._binding.discard(info.key)
                 if isinstance(res, ApiError):
                     self.scheduler.forget(self.snapshot, info)
                     if res.code != 404:
