@@ -34,6 +34,13 @@ _RECV_BYTES = 256 * 1024
 _packb = functools.partial(msgpack.packb, use_bin_type=True)
 
 
+def _write_reply(rid: int, result: Any) -> bytes:
+    """The reply to an applied put/del (its result pair, or the store's rejection)."""
+    if isinstance(result, BaseException):
+        return _packb([rid, 1, error_to_wire(result)])
+    return _packb([rid, 0, [result[0], kv_to_wire(result[1])]])
+
+
 class _Connection:
     def __init__(self, store: RaftStore, stream: trio.SocketStream, nursery: trio.Nursery):
         self.store = store
@@ -102,11 +109,7 @@ class _Connection:
 
     def write_done_direct(self, rid: int, result: Any) -> None:
         """On the tick thread: the reply to a put/del that was applied."""
-        if isinstance(result, BaseException):
-            data = _packb([rid, 1, error_to_wire(result)])
-        else:
-            data = _packb([rid, 0, [result[0], kv_to_wire(result[1])]])
-        if self._queue(data):
+        if self._queue(_write_reply(rid, result)):
             try:
                 self.token.run_sync_soon(self._kick)
             except trio.RunFinishedError:
@@ -114,10 +117,8 @@ class _Connection:
 
     def write_done(self, rid: int, op: str, args: list[Any], result: Any, fail: int | None):
         if fail is None:
-            if isinstance(result, BaseException):
-                self.reply_error(rid, result)
-            else:
-                self.reply(rid, [result[0], kv_to_wire(result[1])])
+            if self._queue(_write_reply(rid, result)):
+                self.has_output.set()
         elif fail in _SAFE_RETRY:
             self.nursery.start_soon(self.slow, rid, op, args)
         else:
