@@ -37,7 +37,12 @@ _SCRIPT = textwrap.dedent("""
             del a  # a cycle that became garbage after it was frozen
             gc.collect()
             print("seen by a full collection", ref() is None)
-            await trio.sleep(0.8)  # two full_intervals; fixed: a leader must NOT reclaim in it
+            if LEADER:
+                await trio.sleep(0.8)  # window of two full_intervals: a leader must NOT reclaim
+            else:
+                with trio.move_on_after(10):  # a follower's next full_interval (0.4 s) reclaims it
+                    while ref() is not None:
+                        await trio.sleep(0.01)
             print("reclaimed later", ref() is None)
             nursery.cancel_scope.cancel()
         assert heap
