@@ -22,7 +22,7 @@ __all__ = ["share"]
 # Canonical subtrees and strings kept (keyed by their JSON, ~300 B an entry): the label sets,
 # owner references and containers of a few thousand ReplicaSets and the conditions of the
 # last minutes; past it the table starts afresh (already shared subtrees stay shared) so
-# one-off parts (timestamps, names) cannot grow it forever. 65,536 entries cost ~20 MB.
+# one-off parts (timestamps, names) cannot grow it forever. 16,384 entries cost ~5 MB.
 TABLE_LIMIT = 16_384
 # Strings longer than this are rarely repeated (messages, certificates): not worth a lookup.
 MAX_STRING = 64
@@ -115,7 +115,6 @@ def share(obj: dict[str, Any], prev: dict[str, Any] | None = None) -> dict[str, 
                     section[k] = _canon(v)[0]
                 elif isinstance(v, str) and len(v) <= MAX_STRING:
                     section[k] = _intern(v, v)
-    for k, v in obj.items():
-        if isinstance(v, str) and len(v) <= MAX_STRING:
-            obj[k] = _intern(v, v)
+        elif isinstance(section, str) and len(section) <= MAX_STRING:  # apiVersion, kind
+            obj[name] = _intern(section, section)
     return obj
