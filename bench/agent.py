@@ -36,6 +36,8 @@ from typing import Any
 
 import trio
 
+from bench._proc import machine_cpu_seconds, proc_cpu_seconds
+
 TARGET_P99_S = 1.5
 TARGET_RSS_MB = 50.0
 TARGET_IDLE_CPU_PCT = 1.0
@@ -63,12 +65,6 @@ def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[k]
-
-
-def _proc_cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _proc_rss_mb(pid: int) -> float:
@@ -115,14 +111,6 @@ def _engine_cpu_since(before: dict[int, float]) -> float:
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in now.items())
 
 
-def _machine_busy_seconds() -> float:
-    """CPU seconds every core spent not idle so far (all processes: /proc/stat)."""
-    with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:9]]
-    # user nice system idle iowait irq softirq steal: idle and iowait are not work.
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-
 class BurstMeter:
     """Where the machine's CPU went during a burst of pod starts, and what that implies.
 
@@ -138,12 +126,12 @@ class BurstMeter:
         self.agents, self.masters = agents, masters
         self.engine0 = _engine_cpu_seconds()
         self.cpu0 = {pid: _proc_cpu_with_children(pid) for pid in agents + masters}
-        self.machine0 = _machine_busy_seconds()
+        self.machine0 = machine_cpu_seconds()[0]
         self.t0 = time.monotonic()
 
     def report(self, starts: int) -> dict[str, Any]:
         wall = time.monotonic() - self.t0
-        machine = _machine_busy_seconds() - self.machine0
+        machine = machine_cpu_seconds()[0] - self.machine0
         engine = _engine_cpu_since(self.engine0)
         used = {pid: _proc_cpu_with_children(pid) - c for pid, c in self.cpu0.items()}
         agents = sum(used[p] for p in self.agents)
@@ -270,11 +258,11 @@ async def run(pods: int, nodes: int, idle_seconds: float, quiet: bool,
 
             say(f"all Ready; idle window {idle_seconds:.0f}s ...")
             await trio.sleep(2.0)
-            cpu0 = [_proc_cpu_seconds(p.pid) for p in procs]
+            cpu0 = [proc_cpu_seconds(p.pid) for p in procs]
             t0 = time.monotonic()
             await trio.sleep(idle_seconds)
             elapsed = time.monotonic() - t0
-            idle_cpu = [(_proc_cpu_seconds(p.pid) - c) / elapsed * 100 for p, c in zip(procs, cpu0, strict=True)]
+            idle_cpu = [(proc_cpu_seconds(p.pid) - c) / elapsed * 100 for p, c in zip(procs, cpu0, strict=True)]
             rss = [_proc_rss_mb(p.pid) for p in procs]
             nursery.cancel_scope.cancel()
     finally:
@@ -381,11 +369,11 @@ async def run_cluster(pods: int, nodes: int, idle_seconds: float, quiet: bool,
         scheduled = [bound_at[n] - created[n] for n in created if n in bound_at]
         say(f"all Ready; idle window {idle_seconds:.0f}s ...")
         await trio.sleep(2.0)
-        cpu0 = [_proc_cpu_seconds(pid) for pid in node_pids]
+        cpu0 = [proc_cpu_seconds(pid) for pid in node_pids]
         t0 = time.monotonic()
         await trio.sleep(idle_seconds)
         elapsed = time.monotonic() - t0
-        idle_cpu = [(_proc_cpu_seconds(pid) - c) / elapsed * 100
+        idle_cpu = [(proc_cpu_seconds(pid) - c) / elapsed * 100
                     for pid, c in zip(node_pids, cpu0, strict=True)]
         rss = [_proc_rss_mb(pid) for pid in node_pids]
     finally:

@@ -81,6 +81,8 @@ from typing import Any
 
 import trio
 
+from bench._proc import machine_cpu_seconds, proc_cpu_seconds
+
 TARGET_MUTATING_P99_S = 0.2
 TARGET_READ_P99_S = 0.1
 TARGET_ALL_RUNNING_S = 120.0
@@ -160,11 +162,9 @@ def _percentiles(samples: list[float]) -> dict[str, float | int | None]:
 
 def _cpu_seconds(pid: int) -> float:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        return proc_cpu_seconds(pid)
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:
@@ -195,16 +195,6 @@ def _tree_cpu_seconds(pid: int) -> float:
     return _cpu_seconds(pid) + sum(_cpu_seconds(c) for c in _children(pid))
 
 
-def _machine_cpu_seconds() -> tuple[float, float]:
-    """(busy, idle) CPU-seconds of the whole machine since boot, from /proc/stat."""
-    with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
-    hz = os.sysconf("SC_CLK_TCK")
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    # guest time is already counted in user/nice
-    return (sum(ticks[:8]) - idle) / hz, idle / hz
-
-
 class _CpuMeter:
     """CPU-seconds used by the masters, the hollow runners (with their lease lanes), this
     benchmark process with its watch-probe runner, and everything else on the machine (other
@@ -217,7 +207,7 @@ class _CpuMeter:
         self.used: dict[str, float] = {}
 
     def _sample(self) -> dict[str, float]:
-        busy, idle = _machine_cpu_seconds()
+        busy, idle = machine_cpu_seconds()
         own = os.times()
         bench = own.user + own.system + (_cpu_seconds(self.probe) if self.probe else 0.0)
         return {"masters": sum(_cpu_seconds(p) for p in self.masters.values()),

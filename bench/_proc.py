@@ -1,0 +1,23 @@
+"""What the benchmarks read from /proc: CPU time of one process and of the whole machine."""
+
+from __future__ import annotations
+
+import os
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU-seconds of one process so far (raises OSError when it is gone)."""
+    with open(f"/proc/{pid}/stat") as f:
+        # Split after the command name, which may itself hold spaces and parentheses.
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, idle) CPU-seconds of every core together since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + ticks[4]  # idle + iowait are not work
+    # user nice system idle iowait irq softirq steal; guest time is already in user/nice.
+    return (sum(ticks[:8]) - idle) / hz, idle / hz
