@@ -39,7 +39,8 @@ from . import errors
 from ._security import JOIN_TOKEN_PREFIX, ca_hash
 from .errors import ApiError
 
-__all__ = ["MEMBERS_PREFIX", "MasterEndpoints", "MemberRecord", "decode_member", "encode_member"]
+__all__ = ["AGENT_USER_AGENT_PREFIX", "MEMBERS_PREFIX", "PREFER_OTHER_MASTER_HEADER", "MasterEndpoints",
+           "MemberRecord", "decode_member", "encode_member"]
 
 log = logging.getLogger("controlplane.master")
 
@@ -74,11 +75,16 @@ def decode_member(value: bytes) -> MemberRecord | None:
         return None
 
 
-# Node agents announce themselves with this User-Agent (edge_agent's API session).
-_AGENT_USER_AGENT = b"edgeplane-agent/"
-# Added to the answers the leader gives node agents while every other master is connected: the
-# request is served, and the agent sends its next ones (and its watch) to another master.
-_PREFER_OTHER = (b"x-edgeplane-prefer-other-master", b"true")
+# Node agents announce themselves with a User-Agent that starts with this (edge_agent's API
+# session sends it, followed by its version): their watches are counted and they may be hinted
+# away from the leader. Defined here, by the side that acts on it; edge_agent imports it.
+AGENT_USER_AGENT_PREFIX = "edgeplane-agent/"
+# Added (value "true") to the answers the leader gives node agents while it serves more than its
+# share: the request is served, and the agent sends its next ones (and its watch) to another
+# master. edge_agent's API session reads it under this name.
+PREFER_OTHER_MASTER_HEADER = "x-edgeplane-prefer-other-master"
+_AGENT_USER_AGENT = AGENT_USER_AGENT_PREFIX.encode()  # ASGI headers are bytes
+_PREFER_OTHER = (PREFER_OTHER_MASTER_HEADER.encode(), b"true")
 
 
 def _from_agent(scope: dict[str, Any]) -> bool:

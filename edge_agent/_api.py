@@ -20,6 +20,8 @@ import httpx
 import orjson
 import trio
 
+from controlplane._master_api import AGENT_USER_AGENT_PREFIX, PREFER_OTHER_MASTER_HEADER
+
 from ._node import LEASE_NAMESPACE
 from ._podspec import HOST_PORTS_ANNOTATION
 
@@ -30,9 +32,9 @@ REQUEST_TIMEOUT = 5.0
 WATCH_SECONDS = (240, 300)
 # Status codes that mean "this master cannot serve now, another may".
 _RETRY_ELSEWHERE = {502, 503, 504}
-# A master that would rather not serve agents (the Raft leader, which runs the controllers) adds
-# this header (value "true") to the answer; the session then uses the next master.
-_PREFER_OTHER_HEADER = "x-edgeplane-prefer-other-master"
+# The User-Agent's version part (after controlplane's AGENT_USER_AGENT_PREFIX, which the masters
+# recognize agents by).
+_AGENT_VERSION = "0.1"
 
 WatchHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -151,7 +153,7 @@ class HttpApiSession:
             raise ValueError("at least one API server URL is needed")
         self.servers = [s.rstrip("/") for s in servers]
         self._index = random.randrange(len(self.servers))  # spread agents over masters
-        headers = {"Accept": "application/json", "User-Agent": "edgeplane-agent/0.1"}
+        headers = {"Accept": "application/json", "User-Agent": AGENT_USER_AGENT_PREFIX + _AGENT_VERSION}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._headers = headers
@@ -195,7 +197,7 @@ class HttpApiSession:
                 last_error = f"{self.servers[index]}: HTTP {code}"
                 self._move_on(index)
                 continue
-            if answer_headers.get(_PREFER_OTHER_HEADER) == "true" and len(self.servers) > 1:
+            if answer_headers.get(PREFER_OTHER_MASTER_HEADER) == "true" and len(self.servers) > 1:
                 # Served by the leader, which also runs the controllers: next requests (and the
                 # watch, restarted at once) go to another master, picked at random so that the
                 # leader's agents spread over the others; if that one cannot be reached the
