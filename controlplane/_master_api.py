@@ -34,6 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from . import errors
 from ._security import JOIN_TOKEN_PREFIX, ca_hash
@@ -85,6 +86,8 @@ AGENT_USER_AGENT_PREFIX = "edgeplane-agent/"
 PREFER_OTHER_MASTER_HEADER = "x-edgeplane-prefer-other-master"
 _AGENT_USER_AGENT = AGENT_USER_AGENT_PREFIX.encode()  # ASGI headers are bytes
 _PREFER_OTHER = (PREFER_OTHER_MASTER_HEADER.encode(), b"true")
+# Values of the ``watch`` query parameter that make a list a watch (the API app's flag values).
+_WATCH_TRUE = frozenset({"true", "1"})
 
 
 def _from_agent(scope: dict[str, Any]) -> bool:
@@ -95,8 +98,15 @@ def _from_agent(scope: dict[str, Any]) -> bool:
 
 
 def _is_watch(scope: dict[str, Any]) -> bool:
+    """Whether the API app will serve this request as a watch: the first ``watch`` query
+    parameter is ``true`` or ``1`` in any case, as the app's ``Request.flag`` reads Kubernetes'
+    ``ListOptions.watch``. Read from the parsed query, so ``labelSelector=watch%3Dtrue`` or
+    ``nowatch=1`` is not one, and ``watch=false`` is not one."""
     query = scope.get("query_string", b"")
-    return b"watch=true" in query or b"watch=1" in query
+    if not query:  # most agent requests (lease renewals, status writes) have none
+        return False
+    values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("watch")
+    return values is not None and values[0].lower() in _WATCH_TRUE
 
 
 def _with_prefer_other(send: Send) -> Send:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 
-from controlplane._master_api import MasterEndpoints
+from controlplane._master_api import MasterEndpoints, _is_watch
 from controlplane.apiserver import StaticTokenAuthenticator, User, create_app
 from controlplane.master import AGENT_SHARE_ENV, LEADER_AGENT_SHARE, MasterError, leader_agent_share
 from controlplane.registry import Registry
@@ -123,3 +123,26 @@ def test_the_leaders_share_of_agents_can_be_set_and_is_checked() -> None:
     for bad in ("abc", "-0.5", "nan"):
         with pytest.raises(MasterError, match=AGENT_SHARE_ENV):
             leader_agent_share({AGENT_SHARE_ENV: bad})
+
+
+@pytest.mark.parametrize(("query", "watch"), [
+    (b"watch=true", True),
+    (b"watch=1", True),
+    (b"watch=True", True),  # the API app reads flags in any case
+    (b"fieldSelector=spec.nodeName%3Dn1&watch=true&timeoutSeconds=290", True),
+    (b"watch=true&watch=false", True),  # the first value counts, as in the API app
+    (b"", False),
+    (b"watch=false", False),
+    (b"watch=0", False),
+    (b"watch=", False),
+    (b"watch=10", False),  # not a flag value (the API app answers 400)
+    (b"labelSelector=watch%3Dtrue", False),  # inside another parameter's value
+    (b"labelSelector=watch=true", False),  # (a client need not escape "=" in a value)
+    (b"fieldSelector=metadata.name%3Dwatch%3D1", False),
+    (b"nowatch=1", False),
+    (b"allowWatchBookmarks=true", False),
+])
+def test_a_watch_is_read_from_the_parsed_query(query: bytes, watch: bool) -> None:
+    """An agent's request counts as a watch (against the leader's agent budget) exactly when
+    the API app serves it as one: the ``watch`` parameter is true (Kubernetes ListOptions)."""
+    assert _is_watch({"type": "http", "query_string": query}) is watch
