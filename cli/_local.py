@@ -595,8 +595,12 @@ def up_command(directory: str, masters: int, nodes: int, hollow: bool, node_pref
     extra += ["--service-cidr", service_cidr]
     node_extra = ["--proxy-mode", proxy_mode or ("none" if hollow else "auto")]
     if node_grace_period is not None:
-        # Four renewals per grace period (Kubernetes' ratio), so one late renewal is no outage.
-        node_extra += ["--lease-renew", f"{max(0.1, min(2.0, node_grace_period / 4)):g}"]
+        from edge_agent._agent import DEFAULT_LEASE_RENEW  # (the agent's own default: no drift)
+
+        # Four renewals per grace period (Kubernetes' ratio), so one late renewal is no outage;
+        # never slower than the agent's default, which suits the default grace period.
+        renew = max(0.1, min(DEFAULT_LEASE_RENEW, node_grace_period / 4))
+        node_extra += ["--lease-renew", f"{renew:g}"]
     cluster = start_local_cluster(directory, masters=masters, nodes=nodes, hollow=hollow,
                                   node_prefix=node_prefix, node_net=node_net,
                                   base_port=base_port, timeout=timeout, extra_master_args=extra,
