@@ -29,6 +29,12 @@ async def test_a_follower_back_from_a_partition_does_not_depose_the_leader(tmp_p
             low.resume()
         await leader.call("put", "/prevote/before", b"1")
         term = (await leader.call("status"))["term"]
+        # The put committed on a majority, which need not include `low` yet (just started):
+        # wait until it follows this leader, or "its term did not rise" would compare nothing.
+        with trio.fail_after(20):
+            while (await low.call("get", "/prevote/before", False)) is None:
+                await trio.sleep(0.05)
+        assert (await low.call("status"))["term"] == term
         with cut_off(int(low.address.rsplit(":", 1)[1])):
             # Several election timeouts (0.4-0.8 s) cut off, while the others keep committing.
             for i in range(25):
