@@ -7,17 +7,25 @@ the majority elects a new leader and keeps serving (writes are acknowledged, the
 act), the old leader steps down and stops its duties within its lease and acknowledges
 nothing, and after the heal it rejoins with exactly the majority's state (a write sent to it
 while cut off never appears). Needs root (network namespaces, nftables); otherwise skipped.
+
+A run killed before its teardown leaves its namespaces and host veth behind: each run first
+removes those of earlier runs that no live run owns and no process uses (remove_stale_networks).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
+import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import trio
@@ -40,6 +48,19 @@ CUT_TABLE = "edgeplane_partition"
 # How long the harness waits for the cut-off master to answer a write: longer than the store's
 # 5 s operation timeout, so the answer it gives (not our impatience) is what gets reported.
 STRAY_WAIT_S = 8.0
+# A run holds ``<tag>.lock`` here (flock) from before it creates its namespaces until it has
+# removed them; the kernel drops the lock when the run ends however it ends (SIGKILL too), so a
+# namespace whose tag's lock is free was left by a run that is gone. tmpfs: cleared at boot, as
+# the namespaces are.
+LOCK_DIR = pathlib.Path("/run/edgeplane-partition")
+# What this scenario names (the tag is Site's ``s`` + 4 hex digits, unique per run): namespaces
+# ep<tag>hub and ep<tag>m<i>; links in this host's namespace v<tag>h and, until they are moved
+# into the hub, the peers p<tag>h and p<tag>m<i>.
+_NETNS_NAME = re.compile(r"ep(s[0-9a-f]{4})(?:hub|m[0-9]+)")
+_LINK_NAME = re.compile(r"[vp](s[0-9a-f]{4})(?:h|m[0-9]+)")
+# How long teardown waits for the stopped masters to leave their namespaces before deleting
+# them: stop_local_cluster has already waited for them to exit, so this is only a margin.
+_EMPTY_WAIT_S = 5.0
 
 
 def _ip(*args: str, ns: str | None = None) -> None:
@@ -60,6 +81,158 @@ def precondition() -> str | None:
     return None
 
 
+@dataclasses.dataclass
+class RunNetwork:
+    """The namespaces and host links one run (one tag) made."""
+
+    namespaces: list[str] = dataclasses.field(default_factory=list)
+    links: list[str] = dataclasses.field(default_factory=list)
+
+
+def networks_by_tag(namespaces: Iterable[str], links: Iterable[str]) -> dict[str, RunNetwork]:
+    """This scenario's namespaces and host links among those listed, grouped by run tag;
+    anything it does not name is ignored."""
+    found: dict[str, RunNetwork] = {}
+    for name in namespaces:
+        if m := _NETNS_NAME.fullmatch(name):
+            found.setdefault(m.group(1), RunNetwork()).namespaces.append(name)
+    for name in links:
+        if m := _LINK_NAME.fullmatch(name):
+            found.setdefault(m.group(1), RunNetwork()).links.append(name)
+    return found
+
+
+def stale_tags(found: Mapping[str, RunNetwork], *, owned: Collection[str],
+               occupied: Collection[str]) -> list[str]:
+    """The runs whose network may be removed: no live run holds the tag (``owned``: tags whose
+    lock is held) and no process is inside any of its namespaces (``occupied``), so a running
+    run is never touched, nor a --keep cluster or masters that outlived a killed run (their
+    hub goes with them: it is what joins them)."""
+    return sorted(tag for tag, net in found.items()
+                  if tag not in owned and not any(ns in occupied for ns in net.namespaces))
+
+
+class TagLock:
+    """The lock that says run ``tag`` is alive (see LOCK_DIR)."""
+
+    def __init__(self, tag: str, directory: pathlib.Path = LOCK_DIR) -> None:
+        self.path = directory / f"{tag}.lock"
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def try_acquire(self, directory: str = "") -> bool:
+        """Take the lock if no live process holds it; False if one does. ``directory``: the
+        run's cluster directory, recorded for whoever finds its leftovers."""
+        self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        if directory:
+            os.ftruncate(fd, 0)
+            os.write(fd, directory.encode())
+        return True
+
+    def recorded_directory(self) -> str:
+        """The directory the lock's last holder recorded ("" if none)."""
+        try:
+            return self.path.read_text().strip()
+        except OSError:
+            return ""
+
+    def release(self, *, remove: bool) -> None:
+        """Let go; ``remove``: delete the file too (while still holding it, so a run that
+        opens it meanwhile cannot believe it holds a lock that is being deleted)."""
+        if self._fd is None:
+            return
+        if remove:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+
+def _ip_json(*args: str) -> list[dict[str, Any]]:
+    done = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise ScenarioError(f"`ip -j {' '.join(args)}` failed: {done.stderr.strip()}")
+    return json.loads(done.stdout or "[]")  # (no namespaces: some versions print nothing)
+
+
+def _listed_networks() -> dict[str, RunNetwork]:
+    return networks_by_tag((n["name"] for n in _ip_json("netns", "list")),
+                           (link["ifname"] for link in _ip_json("link", "show")))
+
+
+def _has_processes(ns: str) -> bool:
+    done = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        # A namespace that vanished meanwhile has none; any other error: assume it is in use.
+        return "No such file" not in done.stderr
+    return bool(done.stdout.split())
+
+
+def _remove(net: RunNetwork) -> list[str]:
+    """Delete the namespaces (hub last), then any host link left; returns what failed."""
+    failed = []
+    for ns in sorted(net.namespaces, key=lambda name: name.endswith("hub")):
+        done = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True, timeout=30)
+        if done.returncode != 0 and "No such file" not in done.stderr:
+            failed.append(f"namespace {ns}: {done.stderr.strip()}")
+    for link in net.links:  # deleting one end of a veth deletes its peer: some are gone already
+        done = subprocess.run(["ip", "link", "del", link], capture_output=True, text=True, timeout=30)
+        if done.returncode != 0 and "Cannot find device" not in done.stderr:
+            failed.append(f"link {link}: {done.stderr.strip()}")
+    return failed
+
+
+def remove_stale_networks() -> list[str]:
+    """Remove what earlier partition runs left behind (a run killed before its teardown: its
+    namespaces and host veths), by the rule of :func:`stale_tags`; returns one line per run
+    removed or kept."""
+    # Listed before the locks are tried: a run creates its network only once it holds its lock,
+    # so anything listed here either has a held lock or belongs to a run that is gone.
+    found = _listed_networks()
+    locks: dict[str, TagLock] = {}
+    owned = set()
+    for tag in found:
+        lock = TagLock(tag)
+        if lock.try_acquire():
+            locks[tag] = lock  # held until its network is gone: no new run can claim the tag
+        else:
+            owned.add(tag)
+    removed: set[str] = set()
+    notes = []
+    try:
+        occupied = {ns for tag in locks for ns in found[tag].namespaces if _has_processes(ns)}
+        stale = stale_tags(found, owned=owned, occupied=occupied)
+        for tag in stale:
+            failed = _remove(found[tag])
+            if failed:
+                notes.append(f"could not remove what run {tag} left: {'; '.join(failed)}")
+            else:
+                removed.add(tag)
+                names = ", ".join(found[tag].namespaces + found[tag].links)
+                notes.append(f"removed what a finished partition run left: {names}")
+        for tag in sorted(set(locks) - set(stale)):
+            busy = sorted(ns for ns in found[tag].namespaces if ns in occupied)
+            directory = locks[tag].recorded_directory()
+            stop = f"`edgectl down --dir {directory}`" if directory else "`ip netns pids NAME`"
+            notes.append(f"left {', '.join(found[tag].namespaces)}: no run owns them, but processes "
+                         f"run in {', '.join(busy)} (a --keep cluster, or masters that outlived "
+                         f"their run; stop them: {stop})")
+    finally:
+        for tag, lock in locks.items():
+            lock.release(remove=tag in removed)
+    return notes
+
+
 class PartitionSite(Site):
     """A site whose masters are hosts in their own network namespaces."""
 
@@ -70,8 +243,9 @@ class PartitionSite(Site):
         super().__init__(**kwargs)
         self.netns: dict[str, str] = {}  # master name -> namespace
         self.hub = f"ep{self.tag}hub"
-        self.subnet = self._free_subnet()
+        self.subnet = ""  # picked once stale networks (and their routes) are removed
         self.addresses: dict[str, str] = {}
+        self._lock = TagLock(self.tag)
 
     @staticmethod
     def _free_subnet() -> str:
@@ -108,7 +282,15 @@ class PartitionSite(Site):
             _ip("ip", "link", "set", "eth0", "up", ns=ns)
             self.addresses[name] = f"{self.subnet}.{i}"
 
+    def _claim_network(self) -> None:
+        for note in remove_stale_networks():
+            self.say(note)
+        if not self._lock.try_acquire(str(self.dir)):
+            raise ScenarioError(f"another partition run uses the tag {self.tag}; run again")
+        self.subnet = self._free_subnet()
+
     async def _start(self) -> None:
+        await trio.to_thread.run_sync(self._claim_network)
         self.say(f"creating network namespaces: {self.masters_wanted} master hosts on "
                  f"{self.subnet}.0/24 behind a bridge")
         await trio.to_thread.run_sync(self._network, self.masters_wanted)
@@ -197,13 +379,49 @@ class PartitionSite(Site):
         _ip("nft", "delete", "table", "inet", CUT_TABLE, ns=self.netns[name])
 
     async def teardown(self) -> None:
-        await super().teardown()
-        if self.keep:
-            return
-        for ns in self.netns.values():
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
-        # Deleting the hub removed the host's veth with its peer; in case it did not:
-        subprocess.run(["ip", "link", "del", f"v{self.tag}h"], capture_output=True, timeout=30)
+        try:
+            await super().teardown()
+        finally:
+            if self.keep:  # the cluster stays: so does its network (the lock goes with us)
+                self._lock.release(remove=False)
+            else:
+                for note in await trio.to_thread.run_sync(self._remove_network):
+                    self.say(note)
+
+    def _remove_network(self) -> list[str]:
+        """Remove this run's namespaces and host links, found by its tag (also what a set-up
+        that failed half-way made); never raises. A namespace a process still runs in is left
+        (deleting its name would hide the process, not stop it), and the lock with it, so that
+        the next run's clean-up finds it."""
+        if not self._lock.held:  # set-up stopped before it made anything (or the tag is taken)
+            return []
+        notes = []
+        try:
+            listed = _listed_networks().get(self.tag, RunNetwork())
+        except (ScenarioError, OSError, ValueError, subprocess.SubprocessError) as exc:
+            listed = RunNetwork()
+            notes.append(f"could not list namespaces ({exc}); removing the ones recorded")
+        net = RunNetwork(sorted({*self.netns.values(), *listed.namespaces}),
+                         sorted({f"v{self.tag}h", *listed.links}))
+        try:
+            deadline = time.monotonic() + _EMPTY_WAIT_S
+            busy = [ns for ns in net.namespaces if _has_processes(ns)]
+            while busy and time.monotonic() < deadline:
+                time.sleep(0.1)
+                busy = [ns for ns in busy if _has_processes(ns)]
+            if busy:
+                notes.append(f"left {', '.join(busy)} and {self.hub}: processes still run there "
+                             "(`ip netns pids NAME`); a later partition run removes them once "
+                             "they are gone")
+                net.namespaces = [ns for ns in net.namespaces
+                                  if ns not in busy and ns != self.hub]
+                net.links = [link for link in net.links if link != f"v{self.tag}h"]
+            failed = _remove(net)
+        except (OSError, subprocess.SubprocessError) as exc:
+            failed = [str(exc)]
+        notes += [f"could not remove {what}" for what in failed]
+        self._lock.release(remove=not failed and not notes)
+        return notes
 
 
 async def _local_view(site: Site, name: str) -> dict[str, str] | None:
