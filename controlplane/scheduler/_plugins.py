@@ -413,16 +413,14 @@ class LeastAllocated:
         return (pod.cpu or DEFAULT_CPU_REQUEST_MILLI, pod.memory or DEFAULT_MEMORY_REQUEST)
 
     def score(self, pod: PodInfo, state: Any, node: NodeInfo) -> float:
-        cpu, mem = state
-        total = 0.0
-        if node.alloc_cpu > 0:
-            total += max(0.0, (node.alloc_cpu - node.score_cpu - cpu) / node.alloc_cpu)
-        if node.alloc_memory > 0:
-            total += max(0.0, (node.alloc_memory - node.score_memory - mem) / node.alloc_memory)
-        return 50.0 * total
+        # One formula, in score_all: the framework's batch path calls that directly, so the
+        # single-node form pays the list, not the other way round.
+        return self.score_all(pod, state, [node])[0]
 
     def score_all(self, pod: PodInfo, state: Any, nodes: list[NodeInfo]) -> list[float]:
-        """``score`` of every node in one pass (the framework's fast path; same numbers)."""
+        """``score`` of every node in one pass (the framework's fast path): 50 per resource
+        (cpu, memory) times the fraction of the node's allocatable left free after the pod,
+        never below 0; a resource the node does not report adds 0."""
         cpu, mem = state
         out = []
         for node in nodes:
