@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,9 +104,11 @@ def test_partition() -> None:
     figures = report["figures"]
     assert figures["writes_acked_while_partitioned"] > 0
     assert figures["acked_writes_lost"] == 0
-    # Nothing of the test network is left behind.
+    # Nothing of this run's network is left behind (other runs may be going on the machine).
+    named = re.search(r"masters up in namespaces (ep\w+?)m1\b", stderr)
+    assert named, stderr[-2000:]
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert "hub" not in "".join(line for line in left.splitlines() if line.startswith("ep"))
+    assert not [line for line in left.splitlines() if line.startswith(named.group(1))], left
 
 
 def test_existing_cluster_through_edgectl(tmp_path: Path) -> None:
