@@ -8,7 +8,10 @@ same click command.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -98,18 +101,29 @@ class Scenario:
         if reason:
             report.skipped = reason
             return report
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            # `kill PID` (SIGTERM, what timeout(1), systemd and CI runners send first) tears the
+            # scenario down like Ctrl-C does: its masters run in sessions of their own and would
+            # otherwise outlive it, with the partition scenario's namespaces.
+            previous = signal.signal(signal.SIGTERM, _interrupt_self)
         try:
             trio.run(self._run_async, kubeconfig, directory, keep, settings, report, say)
         except KeyboardInterrupt:
             report.check("scenario ran to the end", False, "interrupted")
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         return report
 
     async def _run_async(self, kubeconfig: str | None, directory: str | None, keep: bool,
                          settings: dict[str, Any], report: Report, say: Callable[[str], None]) -> None:
         factory = self.make_site or Site
+        site = None
         try:
-            async with factory(kubeconfig=kubeconfig, directory=directory, masters=self.masters,
-                               nodes=self.nodes, replicas=self.replicas, keep=keep, say=say) as site:
+            site = factory(kubeconfig=kubeconfig, directory=directory, masters=self.masters,
+                           nodes=self.nodes, replicas=self.replicas, keep=keep, say=say)
+            async with site:
                 run = Run(site, settings, report, say)
                 await self.body(run)
         except* (ScenarioError, ApiError, ClusterUnreachable) as group:
@@ -118,6 +132,14 @@ class Scenario:
                 say(f"error: {exc}")
                 if os.environ.get("EDGEPLANE_SCENARIO_DEBUG"):
                     say("".join(traceback.format_exception(exc)))
+        finally:
+            # A cluster in a temporary directory of its own: gone after a pass; after a failure
+            # (or an interrupt) its logs are what the user reads next.
+            if site is not None and site._tmp is not None and not keep:
+                if report.passed:
+                    shutil.rmtree(site._tmp, ignore_errors=True)
+                else:
+                    say(f"logs of this run: {site.dir}")
 
     # ------------------------------------------------------------------ command line
 
@@ -173,3 +195,8 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
     return [exc]
+
+
+def _interrupt_self(signum: int, frame: Any) -> None:
+    # Re-sent as SIGINT: trio's own handler turns that into KeyboardInterrupt at a safe point.
+    os.kill(os.getpid(), signal.SIGINT)

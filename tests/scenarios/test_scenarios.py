@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ from conftest_cluster import pid_alive, start_cluster  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent.parent
 # One scenario with CI settings takes well under a minute; a loaded CI host may be slower.
 SCENARIO_TIMEOUT_S = 240
+# Time a scenario sent SIGTERM gets to stop its processes and remove its namespaces.
+TEARDOWN_TIMEOUT_S = 60
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.root]
 
@@ -31,16 +34,28 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.root]
 def run_scenario(module: str, *args: str, debug: bool = True) -> tuple[int, dict[str, Any], str]:
     # Debug: a harness error comes with its traceback on stderr, for the failure message.
     env = {**os.environ, "EDGEPLANE_SCENARIO_DEBUG": "1" if debug else ""}
-    proc = subprocess.run(
-        [sys.executable, "-m", module, "--ci", "--json", *args], capture_output=True, text=True,
-        timeout=SCENARIO_TIMEOUT_S, cwd=ROOT, env=env,
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--ci", "--json", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
     )
     try:
-        report = json.loads(proc.stdout)
+        stdout, stderr = proc.communicate(timeout=SCENARIO_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        # SIGTERM first: the scenario tears its cluster (and namespaces) down, as for Ctrl-C.
+        proc.terminate()
+        try:
+            stdout, stderr = proc.communicate(timeout=TEARDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        pytest.fail(f"{module} did not finish within {SCENARIO_TIMEOUT_S} s\n"
+                    f"stderr:\n{stderr[-4000:]}")
+    try:
+        report = json.loads(stdout)
     except ValueError:
-        pytest.fail(f"{module} stdout is not one JSON object:\n{proc.stdout[-2000:]}\n"
-                    f"stderr:\n{proc.stderr[-4000:]}")
-    return proc.returncode, report, proc.stderr
+        pytest.fail(f"{module} stdout is not one JSON object:\n{stdout[-2000:]}\n"
+                    f"stderr:\n{stderr[-4000:]}")
+    return proc.returncode, report, stderr
 
 
 def assert_passed(code: int, report: dict[str, Any], stderr: str) -> None:
@@ -109,6 +124,39 @@ def test_partition() -> None:
     assert named, stderr[-2000:]
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not [line for line in left.splitlines() if line.startswith(named.group(1))], left
+
+
+def test_partition_scenario_stopped_with_sigterm_removes_its_network() -> None:
+    """`kill PID` of a running scenario: it tears down (masters, namespaces) as Ctrl-C does."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scenarios.partition", "--ci", "--json"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    prefix = None
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # ends when the scenario exits
+            named = re.search(r"masters up in namespaces (ep\w+?)m1\b", line)
+            if named:
+                prefix = named.group(1)
+                break
+        assert prefix, "the scenario never reported its masters up"
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=TEARDOWN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    report = json.loads(stdout)
+    assert not report["passed"]
+    assert any(c["detail"] == "interrupted" for c in report["checks"] if not c["passed"]), report
+    # Gone: the teardown deletes a namespace only once no process (a master) is left in it.
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not [line for line in left.splitlines() if line.startswith(prefix)], left
+    # The interrupted run's logs stay, and the user is told where.
+    logs = re.search(r"logs of this run: (\S+)", stderr)
+    assert logs and (Path(logs.group(1)) / "m1.log").is_file(), stderr[-2000:]
+    shutil.rmtree(logs.group(1))
 
 
 def test_existing_cluster_through_edgectl(tmp_path: Path) -> None:
