@@ -287,13 +287,18 @@ class PartitionSite(Site):
             self.say(note)
         if not self._lock.try_acquire(str(self.dir)):
             raise ScenarioError(f"another partition run uses the tag {self.tag}; run again")
-        self.subnet = self._free_subnet()
+        # Choosing a free subnet and routing it (the host's address on it) is one step for
+        # every run on this machine: two runs starting together would otherwise pick the same.
+        LOCK_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+        with open(LOCK_DIR / "subnets.lock", "w") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            self.subnet = self._free_subnet()
+            self.say(f"creating network namespaces: {self.masters_wanted} master hosts on "
+                     f"{self.subnet}.0/24 behind a bridge")
+            self._network(self.masters_wanted)
 
     async def _start(self) -> None:
         await trio.to_thread.run_sync(self._claim_network)
-        self.say(f"creating network namespaces: {self.masters_wanted} master hosts on "
-                 f"{self.subnet}.0/24 behind a bridge")
-        await trio.to_thread.run_sync(self._network, self.masters_wanted)
         root = self.dir
         secret_file, token_file = root / "secret", root / "admin-token"
         ca_cert, ca_key = root / "ca.crt", root / "ca.key"
