@@ -15,7 +15,9 @@ that are not indexed (informers, kubectl). Each watcher gets its own buffer and 
 Reads served from the cache follow Kubernetes' rules (KEP-2340 "consistent reads from cache"):
 ``resourceVersion=""`` (most recent) takes a quorum read barrier for the current revision and
 waits until the cache has reached it; ``"0"`` is any version (the cache as it is); ``N`` waits
-for the cache to reach N. ``resourceVersionMatch=Exact`` and continue tokens go to the store.
+for the cache to reach N. ``resourceVersionMatch=Exact`` goes to the store. A continue page is
+served as of its token's revision from the cache's history (:meth:`WatchCache.snapshot_at`) when
+that reaches back far enough, else from the store's history.
 
 A watcher that falls more than :data:`MAX_PENDING` events behind is ended with 410 Expired (the
 client re-lists, as with a Kubernetes cacher's slow watcher); a watch from a revision older than
@@ -36,6 +38,7 @@ from sortedcontainers import SortedList
 from raftstore import Compacted, KeyValue, StoreUnavailable
 
 from . import errors, kinds
+from ._asof import ChangedKeys
 
 if TYPE_CHECKING:
     from .registry import Registry, WatchEvent, _Selection
@@ -379,6 +382,42 @@ class WatchCache:
                 if limit and len(kvs) > limit:
                     break
         return kvs, self.revision
+
+    def snapshot_at(
+        self, rtype: Any, namespace: str | None, selection: _Selection, limit: int, revision: int, start_after: str
+    ) -> list[KeyValue] | None:
+        """:meth:`snapshot` as of an older ``revision`` (a continue page), after ``start_after``;
+        None if the cache has not reached ``revision`` or its history no longer reaches back to it.
+
+        The present with every change since ``revision`` undone (see :mod:`controlplane._asof`):
+        costs the events since ``revision`` plus the page, no await (consistent)."""
+        res = self._resources[rtype.plural]
+        if revision > self.revision or not res.replays_from(revision + 1):
+            return None
+        prefix = self.registry.prefix(rtype, namespace)
+        recent = []
+        for entry in reversed(res.history):
+            if entry[0].revision <= revision:
+                break
+            recent.append(entry[0])
+        changed = ChangedKeys(prefix, start_after)
+        changed.record(reversed(recent))
+        node = self.indexed_node(rtype, selection)
+        if node is not None:
+            # (the index is the present: right for the unchanged keys; changed ones are in ``changed``)
+            keys: Any = sorted(k for k in self._index(res).get(node, ()) if k > start_after and k.startswith(prefix))
+        else:
+            keys = res.keys.irange(start_after, prefix + "\uffff", inclusive=(False, True))
+        kvs_of = res.kvs
+        decode = self.registry._decode_shared
+        everything = selection.everything
+        out = []
+        for kv in changed.merged((kvs_of[k] for k in keys), start_after, None):
+            if everything or (selection.may_match(kv.value) and selection.matches(decode(kv))):
+                out.append(kv)
+                if limit and len(out) > limit:
+                    break
+        return out
 
     def watch(
         self,

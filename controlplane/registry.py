@@ -47,6 +47,7 @@ import trio
 from raftstore import Compacted, Compare, InvalidCommand, KeyValue, Op, StoreUnavailable
 
 from . import _allocators, errors, kinds
+from ._asof import store_page
 from ._sharing import share
 from ._watchcache import WatchCache
 from .codec import decode_object, encode_object
@@ -119,6 +120,11 @@ _DEFAULT_GRACE_SECONDS = 30
 _MAX_LIMIT = 1 << 31
 # Page size while filtering a selector-limited list: stores are read in chunks of this many keys.
 _FILTER_CHUNK = 500
+# Kubernetes' words for a continue token whose revision is no longer available (clients match them).
+_CONTINUE_EXPIRED = (
+    "The provided continue parameter is too old to display a consistent list result. "
+    "You can start a new list without the continue parameter."
+)
 
 
 def _rfc3339(t: float) -> str:
@@ -417,8 +423,11 @@ class Registry:
     ) -> dict[str, Any]:
         """A ``<Kind>List``; with ``limit``, ``metadata.continue`` resumes after the last item.
 
-        Pages after the first read the current state (the store keeps no old snapshots), and the
-        list's resourceVersion stays the first page's, so a watch from it sees every later change.
+        Every page shows the objects as they were at the first page's resourceVersion (the token
+        carries it; later pages undo the changes made since, from the watch cache's or the
+        store's history), so the pages together are one consistent list and a watch from its
+        resourceVersion sees every later change. 410 Expired when that history no longer reaches
+        back to the token's revision (start a new list).
         """
         header, kvs = await self.list_kvs(
             resource, namespace, label_selector=label_selector, field_selector=field_selector,
@@ -450,49 +459,92 @@ class Registry:
             raise errors.bad_request("limit must be a non-negative integer")
         limit = min(limit, _MAX_LIMIT)
         prefix = self.prefix(rtype, namespace)
-        start_after: str | None = None
-        list_rv: int | None = None
         if continue_token:
-            list_rv, start_after = self._decode_continue(continue_token, prefix)
-            linearizable = True
-        else:
-            linearizable = await self._read_mode(resource_version, resource_version_match)
-            cache = self._ready_cache()
-            if cache is not None and resource_version_match != "Exact":
-                target = await self._cache_target(resource_version, linearizable)
-                if target is None or await cache.wait_for(target):
-                    kvs, revision = cache.snapshot(rtype, namespace, selection, limit)
-                    return self._cached_list_header(rtype, revision, kvs, limit)
+            # (the order of Kubernetes' checks: list options, then the token, then the storage's rule)
+            if resource_version_match:
+                raise errors.bad_request("resourceVersionMatch is forbidden when continue is provided")
+            revision, start_after = self._decode_continue(continue_token, prefix)
+            if resource_version not in (None, "", "0"):
+                raise errors.bad_request("specifying resource version is not allowed when using continue")
+            kvs = await self._page_at(rtype, namespace, selection, limit, revision, start_after)
+            return self._page(rtype, revision, kvs, limit)
+        linearizable = await self._read_mode(resource_version, resource_version_match)
+        cache = self._ready_cache()
+        if cache is not None and resource_version_match != "Exact":
+            target = await self._cache_target(resource_version, linearizable)
+            if target is None or await cache.wait_for(target):
+                kvs, revision = cache.snapshot(rtype, namespace, selection, limit)
+                return self._page(rtype, revision, kvs, limit)
+        rr = await self._store_call(
+            self.store.range, prefix, limit=self._chunk(selection, limit), linearizable=linearizable
+        )
+        accept = self._accepts(selection)
         items: builtins.list[KeyValue] = []
-        more = False
-        chunk = 0 if not limit else (limit if selection.everything else max(limit, _FILTER_CHUNK))
-        last_key: str | None = None
-        while True:
-            rr = await self._store_call(
-                self.store.range, prefix, limit=chunk, start_after=start_after, linearizable=linearizable
-            )
-            linearizable = False
-            if list_rv is None:
-                list_rv = rr.revision
-            kvs = rr.kvs
-            for i, kv in enumerate(kvs):
-                last_key = kv.key
-                if selection.everything or selection.matches(self._decode_shared(kv)):
-                    items.append(kv)
-                    if limit and len(items) >= limit:
-                        more = i + 1 < len(kvs) or rr.more
-                        break
-            else:
-                if rr.more and kvs:
-                    start_after = kvs[-1].key
-                    continue
-            break
-        return self._list_header(rtype, list_rv, last_key if more else None), items
+        for kv in rr.kvs:
+            if accept(kv):
+                items.append(kv)
+                if limit and len(items) > limit:
+                    break
+        else:
+            if rr.more and rr.kvs:
+                # The rest of the page (a selector skipped keys) at the same revision.
+                items += await self._store_page_at(
+                    prefix, selection, limit + 1 - len(items), rr.revision, rr.kvs[-1].key
+                )
+        return self._page(rtype, rr.revision, items, limit)
 
-    def _cached_list_header(
+    @staticmethod
+    def _chunk(selection: _Selection, limit: int) -> int:
+        """Keys per store range for a page of ``limit`` (one more tells that more remain)."""
+        if not limit:
+            return 0
+        return limit + 1 if selection.everything else max(limit + 1, _FILTER_CHUNK)
+
+    def _accepts(self, selection: _Selection) -> Callable[[KeyValue], bool]:
+        if selection.everything:
+            return lambda kv: True
+        decode = self._decode_shared
+        return lambda kv: selection.may_match(kv.value) and selection.matches(decode(kv))
+
+    async def _page_at(
+        self, rtype: Any, namespace: str | None, selection: _Selection, limit: int, revision: int, start_after: str
+    ) -> builtins.list[KeyValue]:
+        """Up to ``limit + 1`` matching key-values after ``start_after`` as they were at ``revision``
+        (a continue page: every page of a list shows the first page's state, as Kubernetes' do)."""
+        if revision > self.store.revision:
+            # Issued by another master, or this replica is behind: wait until it has the revision.
+            current = await self._read_point(self.store.barrier)
+            if revision > current:
+                raise errors.bad_request(
+                    f"continue key is not valid: its resource version {revision} is newer than the store's ({current})"
+                )
+        cache = self._ready_cache()
+        if cache is not None and await cache.wait_for(revision):
+            kvs = cache.snapshot_at(rtype, namespace, selection, limit, revision, start_after)
+            if kvs is not None:
+                return kvs
+        return await self._store_page_at(self.prefix(rtype, namespace), selection, limit + 1 if limit else 0,
+                                         revision, start_after)
+
+    async def _store_page_at(
+        self, prefix: str, selection: _Selection, want: int, revision: int, start_after: str
+    ) -> builtins.list[KeyValue]:
+        """Up to ``want`` (0: all) matching key-values after ``start_after`` at ``revision``, from
+        the store's history; 410 Expired if the history no longer reaches back to ``revision``."""
+        try:
+            kvs: builtins.list[KeyValue] = await self._store_call(
+                store_page, self.store, prefix, start_after, revision,
+                want=want, chunk=self._chunk(selection, max(want - 1, 1)) if want else 0,
+                accept=self._accepts(selection),
+            )
+        except Compacted:
+            raise errors.expired(_CONTINUE_EXPIRED) from None
+        return kvs
+
+    def _page(
         self, rtype: Any, revision: int, kvs: builtins.list[KeyValue], limit: int
     ) -> tuple[dict[str, Any], builtins.list[KeyValue]]:
-        # the cache's snapshot holds one item beyond ``limit`` when more remain
+        # ``kvs`` holds one item beyond ``limit`` when more remain
         if limit and len(kvs) > limit:
             kvs = kvs[:limit]
             return self._list_header(rtype, revision, kvs[-1].key), kvs
@@ -525,11 +577,7 @@ class Registry:
             raise errors.bad_request("continue key is not valid: the continue token is malformed") from None
         if not start.startswith(prefix):
             raise errors.bad_request("continue key is not valid: it was issued for a different list")
-        if revision <= self.store.compact_revision:
-            raise errors.expired(
-                "The provided continue parameter is too old to display a consistent list result. "
-                "You can start a new list without the continue parameter."
-            )
+        # (whether the history still reaches back to the revision is known where the page is read)
         return revision, start
 
     # ---------------------------------------------------------------- create

@@ -12,6 +12,8 @@ import httpx
 import pytest
 import trio
 
+from controlplane import _watchcache
+
 from .conftest import VIEWER_TOKEN, Api, start_api
 
 POD = {
@@ -225,16 +227,69 @@ def names_list(page: dict) -> list[str]:
     return [p["metadata"]["name"] for p in page["items"]]
 
 
-async def test_continue_token_expires_when_compacted(nursery: trio.Nursery) -> None:
+async def test_list_pages_over_http_show_the_first_pages_state(api: Api) -> None:
+    # Kubernetes API conventions, "Retrieving large results sets in chunks": each chunk is served
+    # at the first chunk's resourceVersion, whatever changed in between; selectors apply to the
+    # objects as they were then.
+    c = api.client
+    for i in range(8):
+        assert (await c.post(PODS, json=pod(f"p{i}", app="a" if i % 2 else "b"))).status_code == 201
+    seen = lambda items: [(p["metadata"]["name"], p["metadata"]["resourceVersion"], p["metadata"]["labels"])  # noqa: E731
+                          for p in items]
+    expected = (await c.get(PODS)).json()
+    expected_a = (await c.get(PODS, params={"labelSelector": "app=a"})).json()
+    first = (await c.get(PODS, params={"limit": "3"})).json()
+    first_a = (await c.get(PODS, params={"limit": "2", "labelSelector": "app=a"})).json()
+    rv = first["metadata"]["resourceVersion"]
+    assert rv == expected["metadata"]["resourceVersion"] == first_a["metadata"]["resourceVersion"]
+    # between the pages: a delete, a create, label changes both ways, a delete and re-create
+    assert (await c.delete(f"{PODS}/p5", params={"gracePeriodSeconds": "0"})).status_code == 200
+    assert (await c.post(PODS, json=pod("p45", app="a"))).status_code == 201
+    for name, app in (("p3", "b"), ("p4", "a")):
+        r = await c.patch(f"{PODS}/{name}", content=json.dumps({"metadata": {"labels": {"app": app}}}),
+                          headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 200
+    assert (await c.delete(f"{PODS}/p7", params={"gracePeriodSeconds": "0"})).status_code == 200
+    assert (await c.post(PODS, json=pod("p7", app="a"))).status_code == 201
+
+    async def rest(page: dict, params: dict) -> list[dict]:
+        items = list(page["items"])
+        while page["metadata"].get("continue"):
+            r = await c.get(PODS, params={**params, "continue": page["metadata"]["continue"]})
+            assert r.status_code == 200, r.text
+            page = r.json()
+            assert page["metadata"]["resourceVersion"] == rv
+            items += page["items"]
+        return items
+
+    assert seen(await rest(first, {"limit": "3"})) == seen(expected["items"])
+    assert seen(await rest(first_a, {"limit": "2", "labelSelector": "app=a"})) == seen(expected_a["items"])
+    assert names_list(expected_a) == ["p1", "p3", "p5", "p7"]
+    # Kubernetes rejects a resourceVersion (other than "0") or resourceVersionMatch with continue
+    r = await c.get(PODS, params={"limit": "3", "continue": first["metadata"]["continue"], "resourceVersion": rv})
+    assert r.status_code == 400 and r.json()["message"] == "specifying resource version is not allowed when using continue"
+    r = await c.get(PODS, params={"limit": "3", "continue": first["metadata"]["continue"], "resourceVersion": "0",
+                                  "resourceVersionMatch": "NotOlderThan"})
+    assert r.status_code == 400 and r.json()["message"] == "resourceVersionMatch is forbidden when continue is provided"
+
+
+async def test_continue_token_expires_when_compacted(nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both histories a page can be read from are short here: the store's (5 events) and the
+    # watch cache's (3 events of each resource).
+    monkeypatch.setattr(_watchcache, "HISTORY_PER_RESOURCE", 3)
     api = await start_api(nursery, history_limit=5)
     c = api.client
     for i in range(4):
         await c.post(PODS, json=pod(f"p{i}"))
     token = (await c.get(PODS, params={"limit": "2"})).json()["metadata"]["continue"]
     for i in range(10):
-        await c.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": f"c{i}"}})
+        await c.post(PODS, json=pod(f"q{i}"))
     r = await c.get(PODS, params={"limit": "2", "continue": token})
     assert r.status_code == 410 and r.json()["reason"] == "Expired"
+    # kubectl and client-go show this message; it tells the user what to do
+    assert r.json()["message"] == (
+        "The provided continue parameter is too old to display a consistent list result. "
+        "You can start a new list without the continue parameter.")
     await c.aclose()
 
 

@@ -201,3 +201,172 @@ async def test_a_large_batch_is_applied_in_slices_each_a_whole_revision(nursery:
         assert pods == [r for r in revisions if r <= rv]
     await _until(lambda: len(node_events) == 40)
     assert [e[0] for e in node_events] == ["ADDED"] * 40
+
+
+# ---------------------------------------------------------------- list pages as of the first page
+
+# How a list's continue pages are read: by the store alone (no cache), from the cache's history,
+# or by the store's history because the cache's no longer reaches back (a cache history of 2).
+_PAGE_SOURCES = ["store", "cache", "cache-history-too-short"]
+
+
+async def _paging_registry(nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, source: str,
+                           history_limit: int = 100_000) -> Registry:
+    if source == "cache-history-too-short":
+        monkeypatch.setattr(_watchcache, "HISTORY_PER_RESOURCE", 2)
+    registry = Registry(MemoryStore(history_limit=history_limit))
+    if source != "store":
+        await nursery.start(registry.serve_watch_cache)
+        await _until(lambda: registry.watch_cache.ready)  # type: ignore[union-attr]
+    await registry.ensure_namespaces()
+    return registry
+
+
+def _seen(items: list[dict[str, Any]]) -> list[tuple[str, str, str, dict[str, str], str | None]]:
+    """What a user compares between two lists: each object's name, version, identity, labels, node."""
+    return [(p["metadata"]["name"], p["metadata"]["resourceVersion"], p["metadata"]["uid"],
+             p["metadata"].get("labels") or {}, p["spec"].get("nodeName")) for p in items]
+
+
+async def _page_through(reg: Registry, first: dict[str, Any], changes: list[Any], **kw: Any) -> list[dict[str, Any]]:
+    """The items of a list in pages from ``first``, running ``changes[i]`` before page i + 2; every
+    page must carry the first page's resourceVersion (and so must its continue token)."""
+    items = list(first["items"])
+    token = first["metadata"].get("continue")
+    pages = 0
+    while token:
+        if pages < len(changes):
+            await changes[pages]()
+        page = await reg.list("pods", "default", continue_token=token, **kw)
+        assert page["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+        items += page["items"]
+        token = page["metadata"].get("continue")
+        pages += 1
+    assert pages >= len(changes)  # every change happened while the list was being paged
+    return items
+
+
+async def _relabel(reg: Registry, name: str, labels: dict[str, str]) -> None:
+    pod = await reg.get("pods", "default", name)
+    await reg.update("pods", "default", name, {**pod, "metadata": {**pod["metadata"], "labels": labels}})
+
+
+@pytest.mark.parametrize("source", _PAGE_SOURCES)
+async def test_list_pages_show_the_objects_as_of_the_first_page(
+        nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    # Kubernetes API conventions, "Retrieving large results sets in chunks": every chunk of a list
+    # is served at the first chunk's resourceVersion, so the pages together are one consistent
+    # list. Creates, updates and deletes between the pages must not show.
+    reg = await _paging_registry(nursery, monkeypatch, source)
+    for i in range(10):
+        await reg.create("pods", "default", _pod(f"p{i}", f"n{i % 2}", {"tier": "a" if i % 3 else "b"}))
+    expected = await reg.list("pods", "default")
+    first = await reg.list("pods", "default", limit=3)
+    assert first["metadata"]["resourceVersion"] == expected["metadata"]["resourceVersion"]
+
+    async def change_1() -> None:
+        await reg.delete("pods", "default", "p5", grace_period_seconds=0)  # later page: must still be listed
+        await reg.create("pods", "default", _pod("p45"))  # created after: must not be listed
+        await _relabel(reg, "p7", {"tier": "c"})  # updated: listed as it was
+        await reg.delete("pods", "default", "p1", grace_period_seconds=0)  # already listed
+
+    async def change_2() -> None:
+        await reg.delete("pods", "default", "p8", grace_period_seconds=0)  # deleted and created again
+        await reg.create("pods", "default", _pod("p8", "n1", {"tier": "new"}))
+        await reg.create("pods", "default", _pod("p75"))  # created and deleted between pages
+        await reg.delete("pods", "default", "p75", grace_period_seconds=0)
+        await _relabel(reg, "p9", {"tier": "d"})
+        await _relabel(reg, "p9", {"tier": "e"})  # two changes: the value before the first
+        await reg.create("pods", "default", _pod("zz"))
+
+    items = await _page_through(reg, first, [change_1, change_2], limit=3)
+    assert _seen(items) == _seen(expected["items"])
+    if source != "store":  # (the source this case is about served the last page)
+        reaches = reg.watch_cache._resources["pods"].replays_from(  # type: ignore[union-attr]
+            int(first["metadata"]["resourceVersion"]) + 1)
+        assert reaches == (source == "cache")
+    # the present is different (so the pages above did not just happen to agree with it)
+    now = _names(await reg.list("pods", "default"))
+    assert now == ["p0", "p2", "p3", "p4", "p45", "p6", "p7", "p8", "p9", "zz"]
+    # A list started now pages through the present, and a watch from the old list's
+    # resourceVersion sees every change made while it was paged.
+    assert _names({"items": await _page_through(reg, await reg.list("pods", "default", limit=4), [])}) == now
+    events: list[tuple[str, str, str]] = []
+    nursery.start_soon(lambda: _collect(reg, events, resource_version=first["metadata"]["resourceVersion"]))
+    await _until(lambda: len(events) >= 11)
+    assert [e[:2] for e in events] == [
+        ("DELETED", "p5"), ("ADDED", "p45"), ("MODIFIED", "p7"), ("DELETED", "p1"), ("DELETED", "p8"), ("ADDED", "p8"),
+        ("ADDED", "p75"), ("DELETED", "p75"), ("MODIFIED", "p9"), ("MODIFIED", "p9"), ("ADDED", "zz")]
+
+
+@pytest.mark.parametrize("source", _PAGE_SOURCES)
+async def test_list_pages_with_selectors_match_the_objects_as_they_were(
+        nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    # Selectors and limit apply to the objects as of the list's resourceVersion: an object that
+    # matched then is listed even if it no longer matches, one that matches only since is not.
+    reg = await _paging_registry(nursery, monkeypatch, source)
+    for i in range(12):
+        await reg.create("pods", "default", _pod(f"p{i:02}", f"n{i % 2}", {"tier": "a" if i % 3 else "b"}))
+    by_label = await reg.list("pods", "default", label_selector="tier=a")
+    by_node = await reg.list("pods", "default", field_selector="spec.nodeName=n1")
+    first_label = await reg.list("pods", "default", label_selector="tier=a", limit=2)
+    first_node = await reg.list("pods", "default", field_selector="spec.nodeName=n1", limit=2)
+    assert {first_label["metadata"]["resourceVersion"], first_node["metadata"]["resourceVersion"]} == {
+        by_label["metadata"]["resourceVersion"]}
+
+    async def change() -> None:
+        await _relabel(reg, "p04", {"tier": "b"})  # matched then: still listed
+        await _relabel(reg, "p06", {"tier": "a"})  # matches only now: not listed
+        await reg.delete("pods", "default", "p07", grace_period_seconds=0)  # on n1 then: still listed
+        await reg.create("pods", "default", _pod("p08x", "n1", {"tier": "a"}))  # new on n1: not listed
+        for i in range(4):  # (more history than the short cache history holds)
+            await _relabel(reg, "p00", {"tier": f"x{i}"})
+
+    pages_label = await _page_through(reg, first_label, [change], label_selector="tier=a", limit=2)
+    assert _seen(pages_label) == _seen(by_label["items"])
+    pages_node = await _page_through(reg, first_node, [], field_selector="spec.nodeName=n1", limit=2)
+    assert _seen(pages_node) == _seen(by_node["items"])
+    assert _names(by_node) == ["p01", "p03", "p05", "p07", "p09", "p11"]
+    assert "p06" not in _names(by_label) and "p04" in _names(by_label)
+
+
+@pytest.mark.parametrize("source", _PAGE_SOURCES)
+async def test_a_continue_token_older_than_every_history_is_410_expired(
+        nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    reg = await _paging_registry(nursery, monkeypatch, source, history_limit=5)
+    for i in range(4):
+        await reg.create("pods", "default", _pod(f"p{i}"))
+    first = await reg.list("pods", "default", limit=2)
+    for i in range(8):
+        await _relabel(reg, "p3", {"n": str(i)})
+    if source == "cache":  # the cache's history (pods only) reaches back further than the store's
+        rest = await reg.list("pods", "default", limit=2, continue_token=first["metadata"]["continue"])
+        assert [p["metadata"].get("labels") for p in rest["items"]] == [{}, {}]
+        return
+    with pytest.raises(ApiError) as exc:
+        await reg.list("pods", "default", limit=2, continue_token=first["metadata"]["continue"])
+    assert (exc.value.code, exc.value.reason) == (410, "Expired")
+    assert exc.value.message == (
+        "The provided continue parameter is too old to display a consistent list result. "
+        "You can start a new list without the continue parameter.")
+
+
+async def test_continue_rejects_a_resource_version_and_a_forged_revision(nursery: trio.Nursery) -> None:
+    reg = await _registry(nursery, True)
+    for i in range(3):
+        await reg.create("pods", "default", _pod(f"p{i}"))
+    token = (await reg.list("pods", "default", limit=1))["metadata"]["continue"]
+    # Kubernetes: the list's resourceVersion is the token's; "0" (any) is tolerated
+    with pytest.raises(ApiError) as exc:
+        await reg.list("pods", "default", limit=1, continue_token=token, resource_version="5")
+    assert (exc.value.code, exc.value.message) == (400, "specifying resource version is not allowed when using continue")
+    with pytest.raises(ApiError) as exc:
+        await reg.list("pods", "default", limit=1, continue_token=token, resource_version="0",
+                       resource_version_match="NotOlderThan")
+    assert (exc.value.code, exc.value.message) == (400, "resourceVersionMatch is forbidden when continue is provided")
+    assert _names(await reg.list("pods", "default", limit=1, continue_token=token, resource_version="0")) == ["p1"]
+    # a token naming a revision the store has not reached was not issued by it
+    forged = Registry._encode_continue(reg.store.revision + 100, "/registry/pods/default/p0")
+    with pytest.raises(ApiError) as exc:
+        await reg.list("pods", "default", limit=1, continue_token=forged)
+    assert exc.value.code == 400 and "continue key is not valid" in exc.value.message
