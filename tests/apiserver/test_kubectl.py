@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -272,3 +273,51 @@ async def test_kubectl_generators_send_protobuf(tls_api: Api, tmp_path: Path) ->
     svc = await reg.get("services", "team", "web")
     assert svc["spec"]["ports"][0]["port"] == 80 and svc["spec"]["ports"][0]["targetPort"] == 8080
     assert svc["spec"]["selector"] == {"app": "web"}
+
+
+@pytest.mark.kubectl
+async def test_kubectl_get_in_chunks_shows_one_consistent_list(
+        tls_api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # kubectl get lists in chunks (--chunk-size, 500 by default); Kubernetes serves every chunk at
+    # the first chunk's resourceVersion, so writes made while kubectl pages do not show. Here the
+    # writes are made when kubectl asks for its second chunk (so the interleaving is certain).
+    k = Kubectl(tls_api, tmp_path)
+    reg = tls_api.registry
+    for i in range(6):
+        await reg.create("configmaps", "default", {"metadata": {"name": f"c{i}"}, "data": {"k": "v"}})
+    writes: list[Any] = []
+    pages: list[str | None] = []
+    list_kvs = reg.list_kvs
+
+    async def list_kvs_writing_before_the_second_chunk(*args: Any, **kw: Any) -> Any:
+        pages.append(kw.get("continue_token"))
+        if kw.get("continue_token") and writes:
+            await writes.pop(0)()
+        return await list_kvs(*args, **kw)
+
+    monkeypatch.setattr(reg, "list_kvs", list_kvs_writing_before_the_second_chunk)
+
+    async def edit(n: int) -> None:
+        await reg.delete("configmaps", "default", f"c{n}")  # a later chunk's: still listed
+        await reg.delete("configmaps", "default", "c0")  # in the first chunk already
+        await reg.create("configmaps", "default", {"metadata": {"name": f"c{n}5"}, "data": {"k": "v"}})
+        await reg.patch("configmaps", "default", f"c{n + 1}", "merge", {"data": {"a": "1", "b": "2"}})
+        await reg.create("configmaps", "default", {"metadata": {"name": "c0"}, "data": {}})
+
+    writes.append(lambda: edit(3))
+    table = await k.out("get", "configmaps", "--chunk-size=2")
+    assert len(pages) == 3 and pages[0] is None and all(pages[1:])  # three chunks, writes before the 2nd
+    rows = [line.split()[:2] for line in table.splitlines()[1:]]
+    assert rows == [[f"c{i}", "1"] for i in range(6)]  # NAME, DATA: as they were at the first chunk
+    # the same with the objects themselves: each at the resourceVersion it had then
+    seen = lambda items: [(cm["metadata"]["name"], cm["metadata"]["resourceVersion"], cm.get("data"))  # noqa: E731
+                          for cm in items]
+    before = await reg.list("configmaps", "default")
+    assert [cm[0] for cm in seen(before["items"])] == ["c0", "c1", "c2", "c35", "c4", "c5"]
+    writes.append(lambda: edit(4))
+    pages.clear()
+    as_json = json.loads(await k.out("get", "configmaps", "--chunk-size=2", "-o", "json"))
+    assert len(pages) == 3 and not writes
+    assert seen(as_json["items"]) == seen(before["items"])
+    now = await reg.list("configmaps", "default")
+    assert [cm[0] for cm in seen(now["items"])] == ["c0", "c1", "c2", "c35", "c45", "c5"]
