@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
+import socket
+from pathlib import Path
+
 import pytest
 import trio
 
 from controlplane.errors import ApiError
 from controlplane.registry import Registry
-from raftstore import MemoryStore
+from raftstore import MemoryStore, ReplicaConfig, open_raft_store
 
 
 @pytest.fixture
@@ -166,3 +170,57 @@ async def test_decisions_on_a_lagging_replica_are_taken_on_the_latest_version() 
     updated = await follower.update("configmaps", "default", "c", latest)
     assert updated["data"] == {"n": "3"}
 
+
+
+# A single real Raft replica for the list-pages test (this helper's loopback address and ports).
+_RAFT_HOST = "127.0.66.1"
+_RAFT_PORTS = range(24500, 25000)
+
+
+def _free_raft_port() -> int:
+    for port in random.sample(_RAFT_PORTS, 50):
+        with socket.socket() as s:
+            try:
+                s.bind((_RAFT_HOST, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_RAFT_PORTS}")
+
+
+@pytest.mark.parametrize("cached", [False, True])
+async def test_list_pages_on_a_raft_store_show_the_first_pages_state(
+        tmp_path: Path, nursery: trio.Nursery, cached: bool) -> None:
+    # The as-of read of a continue page through the replicated store's own watch history and
+    # revisions (RaftStore.watch / range), or through the watch cache fed by that store.
+    port = _free_raft_port()
+    config = ReplicaConfig(self_address=f"{_RAFT_HOST}:{port}", peers=(), data_dir=str(tmp_path / "raft"))
+    async with open_raft_store(config) as store:
+        with trio.fail_after(10):
+            while not store.is_leader():
+                await trio.sleep(0.01)
+        reg = Registry(store)
+        if cached:
+            await nursery.start(reg.serve_watch_cache)
+            with trio.fail_after(5):
+                while not reg.watch_cache.ready:  # type: ignore[union-attr]
+                    await trio.sleep(0.01)
+        await reg.ensure_namespaces()
+        for i in range(7):
+            await reg.create("configmaps", "default", {"metadata": {"name": f"c{i}"}, "data": {"n": "0"}})
+        expected = await reg.list("configmaps", "default")
+        page = await reg.list("configmaps", "default", limit=2)
+        items = list(page["items"])
+        while page["metadata"].get("continue"):
+            n = len(items)
+            if n + 1 < 7:
+                await reg.delete("configmaps", "default", f"c{n + 1}")
+            await reg.create("configmaps", "default", {"metadata": {"name": f"c{n}x"}, "data": {}})
+            await reg.patch("configmaps", "default", f"c{n}", "merge", {"data": {"n": "1"}})
+            page = await reg.list("configmaps", "default", limit=2, continue_token=page["metadata"]["continue"])
+            assert page["metadata"]["resourceVersion"] == expected["metadata"]["resourceVersion"]
+            items += page["items"]
+        assert [(c["metadata"]["name"], c["metadata"]["resourceVersion"], c["data"]) for c in items] == [
+            (c["metadata"]["name"], c["metadata"]["resourceVersion"], c["data"]) for c in expected["items"]]
+        assert [c["data"] for c in items] == [{"n": "0"}] * 7
+        nursery.cancel_scope.cancel()
