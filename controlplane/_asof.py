@@ -22,6 +22,7 @@ from contextlib import aclosing
 from operator import itemgetter
 from typing import Any
 
+import trio
 from sortedcontainers import SortedDict
 
 from raftstore import Event, KeyValue
@@ -29,6 +30,9 @@ from raftstore import Event, KeyValue
 __all__ = ["ChangedKeys", "store_page"]
 
 _KEY = itemgetter(0)
+# Store events recorded between two yields to the event loop: a page whose revision is far back
+# reads up to the store's whole history (100,000 events, ~50 ms of Python); ~2,000 take ~1 ms.
+RECORD_SLICE = 2048
 
 
 class ChangedKeys:
@@ -100,7 +104,10 @@ async def store_page(
             rr = await store.range(prefix, limit=chunk, start_after=done, linearizable=False)
             while covered < rr.revision:
                 batch = await anext(history)
-                changed.record(batch)
+                for i in range(0, len(batch), RECORD_SLICE):
+                    if i:
+                        await trio.lowlevel.checkpoint()
+                    changed.record(batch[i:i + RECORD_SLICE])
                 covered = batch[-1].revision
             upto = rr.kvs[-1].key if rr.more and rr.kvs else None
             for kv in changed.merged(rr.kvs, done, upto):

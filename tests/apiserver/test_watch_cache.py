@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import trio
 
-from controlplane import _watchcache
+from controlplane import _asof, _watchcache
 from controlplane.errors import ApiError
 from controlplane.registry import Registry
 from raftstore import MemoryStore
@@ -214,6 +214,9 @@ async def _paging_registry(nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatc
                            history_limit: int = 100_000) -> Registry:
     if source == "cache-history-too-short":
         monkeypatch.setattr(_watchcache, "HISTORY_PER_RESOURCE", 2)
+    # The store's history is recorded a few events at a time, with yields in between (and
+    # writes may come in there): the pages must be the same.
+    monkeypatch.setattr(_asof, "RECORD_SLICE", 3)
     registry = Registry(MemoryStore(history_limit=history_limit))
     if source != "store":
         await nursery.start(registry.serve_watch_cache)
