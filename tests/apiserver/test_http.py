@@ -153,6 +153,51 @@ async def test_tls_client_certificate_reaches_the_authenticator(nursery: trio.Nu
     nursery.cancel_scope.cancel()
 
 
+async def test_closed_tls_connections_are_freed_without_the_garbage_collector(
+        nursery: trio.Nursery, tmp_path) -> None:
+    # A master freezes long-lived objects out of the collector's way and its leader never
+    # unfreezes them (raftstore._gcpolicy): a closed connection that is cyclic garbage stays in
+    # memory for good there. Reference counting alone must free it.
+    import gc
+    import ssl
+
+    from ._tls import make_tls
+
+    ca, cert, key = make_tls(tmp_path)
+    store = MemoryStore()
+    registry = Registry(store)
+    await registry.ensure_namespaces()
+    app = create_app(registry, store=store, info={},
+                     authenticator=StaticTokenAuthenticator({ADMIN_TOKEN: User("admin")}))
+    port = free_port()
+    await nursery.start(lambda task_status: serve_api(
+        app, host="127.0.0.1", port=port, ssl_certfile=str(cert), ssl_keyfile=str(key), ssl_ca_certs=str(ca),
+        task_status=task_status))
+    context = ssl.create_default_context(cafile=str(ca))
+
+    def server_streams() -> int:
+        return sum(1 for o in gc.get_objects() if isinstance(o, trio.SSLStream) and o.server_side)
+
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(5):
+            async with httpx.AsyncClient(base_url=f"https://127.0.0.1:{port}", verify=context,
+                                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as c:
+                assert (await c.get("/api/v1/namespaces")).status_code == 200
+        # a failed handshake (plain bytes that look like a TLS record) too
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"\x16\x03\x01\x00\x05hello")
+        await stream.aclose()
+        with trio.move_on_after(10):  # the server closes its side
+            while server_streams():
+                await trio.sleep(0.02)
+        assert server_streams() == 0
+    finally:
+        gc.enable()
+    nursery.cancel_scope.cancel()
+
+
 async def test_garbage_on_the_wire_never_stops_the_server(api: Api) -> None:
     import random
 
