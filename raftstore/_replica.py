@@ -70,6 +70,11 @@ the leader appends it and sends the entry (to the forwarding follower first, its
 on that append-entries) inside the poll round that read it, commits on the acknowledgement that
 makes a majority, sends the new commit index before applying, and followers apply it as soon as
 they read it and do not acknowledge it. Idle, the tick thread sleeps until its next deadline.
+
+A follower's linearizable read asks the leader for a read point over UDP first
+(:mod:`raftstore._readindex`: the leader's responder thread answers from
+:meth:`Replica.read_point_now`, so neither tick thread is on that path); the ReadIndex round
+over the Raft connections (:meth:`Replica.read_index`) is the fallback.
 """
 
 from __future__ import annotations
@@ -105,6 +110,7 @@ from pysyncobj.poller import POLL_EVENT_TYPE, PollPoller
 from pysyncobj.syncobj import _RAFT_STATE, SyncObjException
 from pysyncobj.transport import TCPTransport, TransportNotReadyError
 
+from ._readindex import ReadIndexCodec, ReadIndexResponder, udp_endpoint
 from ._state import KVState
 from ._types import StoreError
 
@@ -286,6 +292,7 @@ class _FrameCipher:
 
     def __init__(self, secret: bytes) -> None:
         key = hashlib.pbkdf2_hmac("sha256", secret, _KDF_SALT, _KDF_ITERATIONS, 32)
+        self.key = key  # other channels derive their own keys from it (see _readindex)
         self._aead = AESGCM(key)
         self._lock = threading.Lock()
         self._prefix = os.urandom(8)
@@ -624,6 +631,10 @@ class Replica(SyncObj):
         self._read_seq = 0
         self._read_pending: dict[int, tuple[float, list[Callable[[bool], None]]]] = {}
         self._read_waiting: list[tuple[int, float, list[Callable[[bool], None]]]] = []
+        # ReadIndex over UDP (see raftstore._readindex): this replica's responder, if its
+        # address is an IPv4 literal and its UDP port could be bound.
+        self.read_index_codec = ReadIndexCodec(None)
+        self._ri_responder: ReadIndexResponder | None = None
         self._prevote_term = -1
         self._prevote_grants: set[Any] = set()
         # Leader: sending a commit notice (see _SyncObj__applyLogEntries). Follower: handling
@@ -701,6 +712,16 @@ class Replica(SyncObj):
             self._SyncObj__encryptor = cipher
             for conn in self._SyncObj__transport._connections.values():
                 conn.encryptor = cipher
+            self.read_index_codec = ReadIndexCodec(cipher.key)
+        endpoint = udp_endpoint(config.self_address)
+        if endpoint is not None:
+            try:
+                self._ri_responder = ReadIndexResponder(
+                    endpoint, self.read_index_codec, self.read_point_now
+                )
+            except OSError as exc:
+                # Followers then time out once and keep to the TCP round: slower, still correct.
+                logger.warning("read-index responder not started (UDP %s): %s", endpoint, exc)
         serializer = self._SyncObj__serializer
         serializer.serialize = functools.partial(self._take_snapshot, serializer.serialize)
         self._poller.__class__ = _TickPoller
@@ -720,6 +741,8 @@ class Replica(SyncObj):
             target=self._run, name=f"raft-tick {self.config.self_address}", daemon=True
         )
         self._thread.start()
+        if self._ri_responder is not None:
+            self._ri_responder.start()
 
     def _run(self) -> None:
         self._tick_ident = threading.get_ident()
@@ -769,6 +792,8 @@ class Replica(SyncObj):
             self._pipe_wake()
         except OSError:
             pass
+        if self._ri_responder is not None:
+            self._ri_responder.stop()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -1064,6 +1089,33 @@ class Replica(SyncObj):
         self._lease_term = term
 
     # --- ReadIndex (Raft thesis §6.4) ----------------------------------------------------------
+
+    def read_point_now(self) -> int | None:
+        """The commit index if it is a linearizable read point right now (leader of the term it
+        was read in, holding the lease, an entry of that term committed), else None. Safe on
+        any thread: the index is read first, the leadership checked after it (see
+        raftstore._readindex for why that order makes the answer valid)."""
+        term = self._SyncObj__raftCurrentTerm
+        commit = self._SyncObj__raftCommitIndex
+        noop = self._SyncObj__noopIDx
+        if noop is None or commit < noop:
+            return None
+        if not self.has_lease() or self._SyncObj__raftCurrentTerm != term:
+            return None
+        return commit
+
+    def leader_read_endpoint(self) -> tuple[str, int] | None:
+        """Where to ask the leader for a read point over UDP: its (ip, port) while this replica
+        is a follower connected to a known leader, else None."""
+        leader = self._SyncObj__raftLeader
+        if (
+            leader is None
+            or leader == self.selfNode
+            or self._SyncObj__raftState == _RAFT_STATE.LEADER
+            or not self.isNodeConnected(leader)
+        ):
+            return None
+        return udp_endpoint(leader.address)
 
     def read_index(self, callback: Callable[[bool], None]) -> None:
         """Ask the leader for its commit index and call ``callback(True)`` (on the tick thread)
