@@ -56,7 +56,7 @@ GEN2_THRESHOLD = 30
 # How often everything alive is frozen (the leader collects its young generation first): the
 # most any collection walks is this much allocation (a few ms of CPU).
 FREEZE_INTERVAL_S = 0.5
-# How often a follower reclaims cycles among frozen objects (a full collection: 130-200 ms at
+# How often a follower reclaims cycles among frozen objects (a full collection: 120-470 ms at
 # 12,000 pods on a loaded machine, more at larger sizes).
 FULL_INTERVAL_S = 600.0
 # A collection this long on a leader risks missed heartbeats: worth a log line.
