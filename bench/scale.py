@@ -42,6 +42,8 @@ Measured while that runs, from a separate client in this process:
   commit happens before the answer; `watch_event_delay_after_answer_s`, from the answer, is the
   lower bound -- the event often reaches the agent first);
 - master RSS and CPU (from /proc), master RSS growth per 1,000 pods;
+- each master's event loop during the run (`master_event_loop_during_run`, from cluster status:
+  garbage-collector pauses and collections, stalls >= 100 ms, and whether it led);
 - where the machine's CPU went during the run (CPU-seconds of the masters, the hollow runners
   with their lease lanes, this benchmark process, every other process, idle), and the CPU-
   seconds the masters and the runners each spent per 1,000 pods; before the first create (and
@@ -165,6 +167,29 @@ def _cpu_seconds(pid: int) -> float:
         return proc_cpu_seconds(pid)
     except OSError:
         return 0.0
+
+
+def _loop_figures(before: dict[str, dict[str, Any]],
+                  after: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per master, what its event loop and garbage collector went through during the run (the
+    difference of two cluster-status readings); the longest pauses are since the master
+    started. A master that did not answer both readings is left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, a in after.items():
+        b = before.get(name)
+        if b is None:
+            continue
+        out[name] = {
+            "leader": a.get("isLeader"),
+            "gc_pause_ms": round(a.get("gcPauseMs", 0.0) - b.get("gcPauseMs", 0.0), 1),
+            "gc_collections": [x - y for x, y in zip(a.get("gcCollections") or [0, 0, 0],
+                                                      b.get("gcCollections") or [0, 0, 0],
+                                                      strict=False)],
+            "stalls_over_100ms": a.get("stallsOver100ms", 0) - b.get("stallsOver100ms", 0),
+            "gc_max_pause_ms_since_start": a.get("gcMaxPauseMs"),
+            "max_stall_ms_since_start": a.get("maxStallMs"),
+        }
+    return out
 
 
 def _rss_mb(pid: int) -> float:
@@ -427,6 +452,25 @@ class _Run:
             config = dataclasses.replace(config, servers=tuple(servers))
         return ApiClient(config, user_agent="edgeplane-bench-scale", **kw)
 
+    async def event_loops(self) -> dict[str, dict[str, Any]]:
+        """Each master's event-loop and garbage-collector counters (cluster status
+        ``eventLoop``, counted since the master started) and whether it leads."""
+        from controlplane.client import ApiError, ClusterUnreachable
+
+        out: dict[str, dict[str, Any]] = {}
+        for m in self.cluster.masters():
+            api = self.client([m.api_address], retry_timeout=0.0, connect_timeout=1.0,
+                              read_timeout=5.0)
+            try:
+                with trio.move_on_after(6):
+                    st = await api.request_json("GET", "/edgeplane/v1/cluster/status")
+                    out[m.name] = dict(st.get("eventLoop") or {}, isLeader=bool(st.get("isLeader")))
+            except (ApiError, ClusterUnreachable, OSError):
+                pass
+            finally:
+                await api.aclose()
+        return out
+
     async def leader(self) -> tuple[str, dict[str, Any]] | None:
         from controlplane.client import ApiError, ClusterUnreachable
 
@@ -617,6 +661,7 @@ class _Run:
                     idle.pct("hollow_runners") / self.nodes * 100, 2)}
             base_rss = {n: _rss_mb(p) for n, p in pids.items()}
             self.result["master_rss_mb_before"] = base_rss
+            loops_before = await self.event_loops()
             self.say(f"creating {self.pods} pods at {self.rate} Deployments/s ...")
             meter = _CpuMeter(pids, runner_pids, probe_pid)
             meter.start()
@@ -650,6 +695,8 @@ class _Run:
                     await probe_api.aclose()
             meter.stop()
             elapsed = time.monotonic() - t_run
+            self.result["master_event_loop_during_run"] = _loop_figures(
+                loops_before, await self.event_loops())
             self.result["all_pods_running_s"] = (None if all_running is None
                                                  else round(all_running, 2))
             self.result["timed_out"] = all_running is None

@@ -23,7 +23,7 @@ FIELDS = {
     "load_average_end", "lease_renewals", "api_s_by_master", "hollow_runner_rss_mb_per_100_nodes",
     "hollow_runner_cpu_pct_per_100_nodes", "journal_bytes", "completed",
     "cpu_s_during_run", "cpu_s_per_1000_pods", "idle_cpu_pct", "run_s",
-    "hollow_api_requests_per_connection",
+    "hollow_api_requests_per_connection", "master_event_loop_during_run",
 }
 
 
@@ -66,6 +66,13 @@ def test_bench_scale_reduced_size_json_report() -> None:
     assert report["idle_cpu_pct"]["hollow_runners_per_100_nodes"] >= 0
     assert report["hollow_api_requests_per_connection"] >= 1
     assert all(0 < mb < 4096 for mb in report["master_rss_mb"].values())
+    # Every master's event loop and collector during the run; exactly one of them led.
+    loops = report["master_event_loop_during_run"]
+    assert set(loops) == {"m1", "m2", "m3"}, loops
+    assert sum(1 for f in loops.values() if f["leader"]) == 1, loops
+    for f in loops.values():
+        assert f["gc_pause_ms"] >= 0 and f["stalls_over_100ms"] >= 0, loops
+        assert len(f["gc_collections"]) == 3 and min(f["gc_collections"]) >= 0, loops
     assert 0 < report["agent_rss_mb_50_pods"] < 200
     assert 0 < report["failover_s"] < 30
     assert 0 < report["failover_new_leader_s"] < 30
