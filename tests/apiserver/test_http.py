@@ -19,6 +19,15 @@ from .conftest import ADMIN_TOKEN, Api, free_port
 AUTH = f"Authorization: Bearer {ADMIN_TOKEN}\r\n".encode()
 
 
+async def _admin_app() -> object:
+    """The API app over a fresh in-memory store, admitting the admin token."""
+    store = MemoryStore()
+    registry = Registry(store)
+    await registry.ensure_namespaces()
+    return create_app(registry, store=store, info={},
+                      authenticator=StaticTokenAuthenticator({ADMIN_TOKEN: User("admin")}))
+
+
 async def exchange(api: Api, data: bytes, *, read_until_close: bool = True) -> bytes:
     stream = await trio.open_tcp_stream("127.0.0.1", api.port)
     async with stream:
@@ -96,11 +105,7 @@ async def test_head_has_no_body(api: Api) -> None:
 
 
 async def test_hypercorn_engine_still_serves(nursery: trio.Nursery) -> None:
-    store = MemoryStore()
-    registry = Registry(store)
-    await registry.ensure_namespaces()
-    app = create_app(registry, store=store, info={},
-                     authenticator=StaticTokenAuthenticator({ADMIN_TOKEN: User("admin")}))
+    app = await _admin_app()
     port = free_port()
     await nursery.start(lambda task_status: serve_api(app, host="127.0.0.1", port=port, engine="hypercorn",
                                                       task_status=task_status))
@@ -164,11 +169,7 @@ async def test_closed_tls_connections_are_freed_without_the_garbage_collector(
     from ._tls import make_tls
 
     ca, cert, key = make_tls(tmp_path)
-    store = MemoryStore()
-    registry = Registry(store)
-    await registry.ensure_namespaces()
-    app = create_app(registry, store=store, info={},
-                     authenticator=StaticTokenAuthenticator({ADMIN_TOKEN: User("admin")}))
+    app = await _admin_app()
     port = free_port()
     await nursery.start(lambda task_status: serve_api(
         app, host="127.0.0.1", port=port, ssl_certfile=str(cert), ssl_keyfile=str(key), ssl_ca_certs=str(ca),
