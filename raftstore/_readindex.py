@@ -38,7 +38,6 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import os
 import socket
 import struct
 import threading
@@ -46,6 +45,8 @@ from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ._nonces import Nonces
 
 __all__ = ["ReadIndexCodec", "ReadIndexResponder", "udp_endpoint"]
 
@@ -83,17 +84,7 @@ class ReadIndexCodec:
             # A key of its own, derived from the frame key: the two uses never share one.
             key = hmac.new(frame_key, b"edgeplane read-index key", hashlib.sha256).digest()
             self._aead = AESGCM(key)
-        self._lock = threading.Lock()
-        self._prefix = os.urandom(8)
-        self._counter = 0
-
-    def _nonce(self) -> bytes:
-        # GCM nonces must never repeat under a key: a random prefix per codec and a counter.
-        with self._lock:
-            self._counter += 1
-            if self._counter >= 2**32:
-                self._prefix, self._counter = os.urandom(8), 1
-            return self._prefix + self._counter.to_bytes(4, "big")
+        self._nonce = Nonces().next  # GCM nonces must never repeat under a key
 
     def _seal(self, kind: bytes, body: bytes) -> bytes:
         if self._aead is None:

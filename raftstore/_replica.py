@@ -110,6 +110,7 @@ from pysyncobj.poller import POLL_EVENT_TYPE, PollPoller
 from pysyncobj.syncobj import _RAFT_STATE, SyncObjException
 from pysyncobj.transport import TCPTransport, TransportNotReadyError
 
+from ._nonces import Nonces
 from ._readindex import ReadIndexCodec, ReadIndexResponder, udp_endpoint
 from ._state import KVState
 from ._types import StoreError
@@ -294,17 +295,8 @@ class _FrameCipher:
         key = hashlib.pbkdf2_hmac("sha256", secret, _KDF_SALT, _KDF_ITERATIONS, 32)
         self.key = key  # other channels derive their own keys from it (see _readindex)
         self._aead = AESGCM(key)
-        self._lock = threading.Lock()
-        self._prefix = os.urandom(8)
-        self._counter = 0
+        self._nonce = Nonces().next
         self._cached: tuple[bytes, bytes] | None = None
-
-    def _nonce(self) -> bytes:
-        with self._lock:
-            self._counter += 1
-            if self._counter >= 2**32:
-                self._prefix, self._counter = os.urandom(8), 1
-            return self._prefix + self._counter.to_bytes(4, "big")
 
     def encrypt_at_time(self, data: bytes, current_time: int) -> bytes:
         header = _FRAME_VERSION + struct.pack(">Q", current_time)
