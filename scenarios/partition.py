@@ -347,6 +347,7 @@ class PartitionSite(Site):
 
         await wait_until("the node agents to register", registered, 60.0)
 
+    @trio.lowlevel.enable_ki_protection  # see Site.restart
     def spawn(self, role: str, name: str, argv: list[str], **fields: Any) -> ProcessRecord:
         if role != "master":
             return super().spawn(role, name, argv, **fields)
@@ -358,6 +359,7 @@ class PartitionSite(Site):
         self.add_process(record)
         return record
 
+    @trio.lowlevel.enable_ki_protection  # see Site.restart
     def restart(self, name: str) -> ProcessRecord:
         record = self.record(name)
         if record.role != "master":

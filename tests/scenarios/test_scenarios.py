@@ -153,6 +153,10 @@ def test_partition_scenario_stopped_with_sigterm_removes_its_network() -> None:
     # Gone: the teardown deletes a namespace only once no process (a master) is left in it.
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not [line for line in left.splitlines() if line.startswith(prefix)], left
+    # And its node agents (on this host, named <tag>n<i>), even one started as the signal came.
+    agents = subprocess.run(["pgrep", "-f", f"cli node join --name {prefix[2:]}n"],
+                            capture_output=True, text=True)
+    assert agents.returncode == 1, f"agents left running: {agents.stdout}"
     # The interrupted run's logs stay, and the user is told where.
     logs = re.search(r"logs of this run: (\S+)", stderr)
     assert logs and (Path(logs.group(1)) / "m1.log").is_file(), stderr[-2000:]
