@@ -23,9 +23,13 @@ The simulated nodes share this machine with the masters (Kubernetes' kubemark ru
 nodes on other machines); at full size the runners and lease lanes use ~0.6 of a core.
 `--runner-nice N` runs them (never the watch-probe node) at nice N so that the masters get a
 core first, as they would on a real fleet; the JSON says which (`hollow_runner_nice`). The
-default is 0: one back-to-back pair at full size (load 3.3-5.9) showed no clear gain with 5
-(mutating p99 0.35 vs 0.52 s, read p99 0.27 vs 0.24 s, all Running 82 vs 76 s; no late
-renewals either way).
+default is 0. Caveat, measured in session 4: with the kernel's automatic session groups
+(`/proc/sys/kernel/sched_autogroup_enabled` = 1, Debian's default) every runner is a session of
+its own and gets its group's share whatever its nice value, so `--runner-nice` changes nothing
+there (runners used ~15 % of a core each at nice 0 and at nice 10); setting the groups' nice
+instead (`/proc/self/autogroup`, tried outside this code) starved the runners at 10 (Lease
+renewals up to 24 s late) and was no better at 4. The runners (~0.6 of a core) are not the
+masters' main competitors: the masters use 1.1-1.2 cores and compete with each other.
 
 Measured while that runs, from a separate client in this process:
 - time from the first Deployment create to every pod Running and Ready (Deployment status,
@@ -117,7 +121,7 @@ AGENT_PODS = 50
 NODES_PER_RUNNER = 250
 HOLLOW_PREFIX = "hollow"
 # Nice value of the hollow runners and their lease lanes (--runner-nice; 0: same priority as
-# the masters): 5 showed no clear gain in a full-size A/B (module docstring), so none.
+# the masters): no gain measured, and none at all under autogroup scheduling (module docstring).
 DEFAULT_RUNNER_NICE = 0
 # The watch-probe node: one hollow node alone in its own runner process, so the watch delay
 # is the masters' (commit, fan-out, network), not a busy runner's event loop. The benchmark's
@@ -1079,7 +1083,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runner-nice", type=int, default=DEFAULT_RUNNER_NICE,
                     help="nice value of the hollow runners and their lease lanes (0-19, "
                          f"default {DEFAULT_RUNNER_NICE}): on a real fleet nodes are other "
-                         "machines and take no CPU from the masters")
+                         "machines and take no CPU from the masters; no effect where the "
+                         "kernel's autogroup scheduling is on, as on Debian by default)")
     # Internal: the hollow runner child process.
     ap.add_argument("--hollow-runner", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, help=argparse.SUPPRESS)
