@@ -17,6 +17,7 @@ from hypercorn.trio import serve
 
 from controlplane.client import ApiClient
 from netproxy import ProxyState, serve_proxy
+from netproxy._userspace import REFUSED_MEMORY_S
 from netproxy._watch import _load_cache, watch_cluster
 from netproxy.testing import endpoints_object, http_get, service_object
 
@@ -64,18 +65,22 @@ class FakeMaster:
 
 
 
-async def _answering(ip: str, port: int, expected: set, *, attempts: int = 40, timeout: float = 10.0) -> set:
-    """Backends that answered until all of ``expected`` did (bounded in requests and time).
+async def _answering(ip: str, port: int, expected: set, *, timeout: float = 10.0) -> set:
+    """Backends that answered until all of ``expected`` did (bounded in time).
 
     Round-robin normally needs two requests; on a loaded machine an endpoint slow to accept is
-    tried last for a while (userspace mode's refused-endpoint memory), so allow more.
+    tried last for REFUSED_MEMORY_S (userspace mode's refused-endpoint memory), during which
+    every request goes to the others: keep asking, paced, for longer than that memory (a bound
+    of 40 quick requests ran out inside it in CI).
     """
+    assert timeout > REFUSED_MEMORY_S
     seen: set = set()
     with trio.move_on_after(timeout):
-        for _ in range(attempts):
+        while True:
             seen.add(await http_get(ip, port))
             if seen >= expected:
                 break
+            await trio.sleep(0.05)  # a poll inside the deadline above
     return seen
 
 
