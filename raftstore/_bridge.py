@@ -330,27 +330,18 @@ class RaftStore:
         self._pending_barriers.append(waiter)
         self._schedule_flush()
 
-    def submit_read_barrier(self, waiter: Waiter) -> None:
+    def submit_read_barrier(self, waiter: Waiter, *, udp: bool = True) -> None:
         """Call ``waiter(None, None)`` at a linearizable read point: on a follower by ReadIndex
-        (one round trip to the leader), else, or if that gets no answer, by :meth:`submit_barrier`."""
-        replica = self._replica
-        if self._closed or replica is None:
-            waiter(None, _CLOSED)
-            return
-        if replica.is_raft_leader:
-            self.submit_barrier(waiter)
-            return
-        if self._ri_paused_until <= trio.current_time() and replica.leader_read_endpoint():
-            trio.lowlevel.spawn_system_task(self._udp_read_barrier, waiter)
-        else:
-            self._read_index_tcp(replica, waiter)
-
-    def _submit_read_index_tcp(self, waiter: Waiter) -> None:
+        (one round trip to the leader: over UDP first unless ``udp`` is false or UDP is paused,
+        else over the Raft connections), else, or if that gets no answer, by
+        :meth:`submit_barrier`."""
         replica = self._replica
         if self._closed or replica is None:
             waiter(None, _CLOSED)
         elif replica.is_raft_leader:
             self.submit_barrier(waiter)
+        elif udp and self._ri_paused_until <= trio.current_time() and replica.leader_read_endpoint():
+            trio.lowlevel.spawn_system_task(self._udp_read_barrier, waiter)
         else:
             self._read_index_tcp(replica, waiter)
 
@@ -683,7 +674,7 @@ class RaftStore:
         if not replica.is_raft_leader and not self._closed:
             if await self._udp_read_point():
                 return replica.kv.revision
-            submit = self._submit_read_index_tcp
+            submit = functools.partial(self.submit_read_barrier, udp=False)
         while True:
             waiter = _AsyncWaiter()
             submit(waiter)
