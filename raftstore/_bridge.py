@@ -182,6 +182,8 @@ class RaftStore:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         self.config = config
+        # This replica's own (ip, port) for UDP read points (None: not an IPv4 literal).
+        self._udp_self = udp_endpoint(config.self_address)
         self.name = name or config.self_address
         self._names = dict(names or {})
         self._names.setdefault(config.self_address, self.name)
@@ -370,7 +372,7 @@ class RaftStore:
         if now < self._ri_paused_until:
             return False
         endpoint = replica.leader_read_endpoint()
-        own = udp_endpoint(replica.config.self_address)
+        own = self._udp_self
         if endpoint is None or own is None:
             return False
         codec = replica.read_index_codec
