@@ -9,7 +9,9 @@
   ...) and the directives `$patch`, `$setElementOrder/<f>`, `$deleteFromPrimitiveList/<f>`,
   `$retainKeys`.
 
-All functions return a new object; their inputs are never modified.
+All functions return a new object and never modify their inputs. With ``share=True`` the result
+of a merge patch shares with ``target`` the parts the patch does not touch (no copy of a whole
+object per PATCH): the caller then treats the two as one (changes neither, or copies first).
 """
 
 from __future__ import annotations
@@ -42,27 +44,43 @@ def _check_depth(depth: int) -> None:
         raise PatchError("patch nesting is too deep")
 
 
+def _copy(value: Any) -> Any:
+    """A private copy of a JSON-shaped value: what copy.deepcopy gives for decoded JSON (equal,
+    sharing nothing), ~10x faster (deepcopy's memo and dispatch per value were a fifth of a
+    status PATCH's cost). Other types (an in-process caller's tuple, a dict subclass) go to
+    deepcopy."""
+    cls = type(value)
+    if cls is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if cls is list:
+        return [_copy(v) for v in value]
+    if cls is str or cls is int or cls is float or cls is bool or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
 # --- RFC 7386 --------------------------------------------------------------------------------
 
 
-def apply_merge_patch(target: Any, patch: Any, *, in_place: bool = False) -> Any:
-    """RFC 7386 JSON merge patch. ``in_place``: ``target`` is the caller's own fresh copy and
-    may be changed (saves a deep copy of a whole object per PATCH)."""
-    return _merge(target if in_place else copy.deepcopy(target), patch, 0)
+def apply_merge_patch(target: Any, patch: Any, *, share: bool = False) -> Any:
+    """RFC 7386 JSON merge patch. ``share``: the result may share with ``target`` the parts
+    the patch leaves alone (see the module docstring)."""
+    return _merge(target if share else _copy(target), patch, 0)
 
 
 def _merge(target: Any, patch: Any, depth: int) -> Any:
+    """``target`` merged with ``patch``, as new dicts along the patch's paths (``target`` is
+    not changed; what the patch does not reach is shared)."""
     _check_depth(depth)
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    if not isinstance(target, dict):
-        target = {}
+        return _copy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
-            target.pop(key, None)
+            out.pop(key, None)
         else:
-            target[key] = _merge(target.get(key), value, depth + 1)
-    return target
+            out[key] = _merge(out.get(key), value, depth + 1)
+    return out
 
 
 def create_merge_patch(original: Any, modified: Any) -> Any:
@@ -70,7 +88,7 @@ def create_merge_patch(original: Any, modified: Any) -> Any:
 
     Null values inside `modified` cannot be expressed in a merge patch and are dropped."""
     if not isinstance(original, dict) or not isinstance(modified, dict):
-        return copy.deepcopy(modified)
+        return _copy(modified)
     patch: dict = {}
     for key in original:
         if key not in modified:
@@ -89,7 +107,7 @@ def create_merge_patch(original: Any, modified: Any) -> Any:
 def _strip_nulls(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
-    return copy.deepcopy(value)
+    return _copy(value)
 
 
 # --- RFC 6902 --------------------------------------------------------------------------------
@@ -193,7 +211,7 @@ def apply_json_patch(target: Any, ops: Any) -> Any:
     """RFC 6902 JSON patch; the whole patch applies or PatchError is raised."""
     if not isinstance(ops, list):
         raise PatchError("a JSON patch must be a list of operations")
-    doc = copy.deepcopy(target)
+    doc = _copy(target)
     for n, op in enumerate(ops):
         if not isinstance(op, dict):
             raise PatchError(f"operation {n} is not an object")
@@ -204,16 +222,16 @@ def apply_json_patch(target: Any, ops: Any) -> Any:
         if kind in ("add", "replace", "test") and "value" not in op:
             raise PatchError(f'operation {n} ("{kind}") is missing "value"')
         if kind == "add":
-            doc = _add(doc, path, copy.deepcopy(op["value"]))
+            doc = _add(doc, path, _copy(op["value"]))
         elif kind == "remove":
             doc, _ = _remove(doc, path)
         elif kind == "replace":
             if _pointer(path):
                 _get(doc, path)  # must exist
                 doc, _ = _remove(doc, path)
-                doc = _add(doc, path, copy.deepcopy(op["value"]))
+                doc = _add(doc, path, _copy(op["value"]))
             else:
-                doc = copy.deepcopy(op["value"])
+                doc = _copy(op["value"])
         elif kind in ("move", "copy"):
             src = op.get("from")
             if src is None:
@@ -223,7 +241,7 @@ def apply_json_patch(target: Any, ops: Any) -> Any:
                     raise PatchError(f'cannot move "{src}" into its own child "{path}"')
                 doc, value = _remove(doc, src)
             else:
-                value = copy.deepcopy(_get(doc, src))
+                value = _copy(_get(doc, src))
             doc = _add(doc, path, value)
         elif kind == "test":
             if not _json_equal(_get(doc, path), op["value"]):
@@ -246,12 +264,15 @@ def _root_def(rtype: object) -> str | None:
     return kind if isinstance(kind, str) and kind in schema.DEFS else None
 
 
-def apply_strategic_merge_patch(target: Any, patch: Any, rtype: object) -> Any:
+def apply_strategic_merge_patch(target: Any, patch: Any, rtype: object, *, share: bool = False) -> Any:
     """Kubernetes strategic merge patch. `rtype` is a ResourceType (or a kind name) that
-    selects the schema; unknown parts of the object fall back to merge-patch semantics."""
+    selects the schema; unknown parts of the object fall back to merge-patch semantics.
+    ``share``: the result may share with ``target`` the parts the patch leaves alone (see the
+    module docstring)."""
     if not isinstance(patch, dict):
         raise PatchError("a strategic merge patch must be a JSON object")
-    result = _smp_map(copy.deepcopy(target) if isinstance(target, dict) else {}, patch, _root_def(rtype), 0)
+    base = target if isinstance(target, dict) else {}
+    result = _smp_map(base if share else _copy(base), patch, _root_def(rtype), 0)
     if result is _DELETED:
         return {}
     return result
@@ -266,17 +287,19 @@ def _field(defn: str | None, key: str) -> schema.FieldInfo | None:
     return schema.fields_of(defn).get(key)
 
 
-def _smp_map(target: dict, patch: Mapping, defn: str | None, depth: int) -> Any:
-    """Merge `patch` into `target` (already a private copy); defn names its schema."""
+def _smp_map(target: Mapping, patch: Mapping, defn: str | None, depth: int) -> Any:
+    """`target` merged with `patch` as a new dict (`target` is not changed: new dicts and lists
+    along the patch's paths, the rest shared); defn names its schema."""
     _check_depth(depth)
     directive = patch.get(_DIRECTIVE)
     if directive is not None:
         if directive == "replace":
-            return {k: copy.deepcopy(v) for k, v in patch.items() if not _is_directive_key(k)}
+            return {k: _copy(v) for k, v in patch.items() if not _is_directive_key(k)}
         if directive == "delete":
             return _DELETED
         if directive != "merge":
             raise PatchError(f'unknown patch type: "{directive}" in map: {dict(patch)!r}')
+    target = dict(target)
     retain = patch.get(_RETAIN_KEYS)
     if retain is not None:
         if not isinstance(retain, list) or not all(isinstance(k, str) for k in retain):
@@ -304,8 +327,7 @@ def _smp_map(target: dict, patch: Mapping, defn: str | None, depth: int) -> Any:
             # Maps such as labels have no schema below them: keys merge, null deletes.
             sub_def = ftype if ftype and schema.is_def(ftype) else None
             current = target.get(key)
-            merged = _smp_map(copy.deepcopy(current) if isinstance(current, dict) else {}, value, sub_def,
-                              depth + 1)
+            merged = _smp_map(current if isinstance(current, dict) else {}, value, sub_def, depth + 1)
             if merged is _DELETED:
                 target.pop(key, None)
             else:
@@ -313,7 +335,7 @@ def _smp_map(target: dict, patch: Mapping, defn: str | None, depth: int) -> Any:
         elif isinstance(value, list):
             target[key] = _smp_list(target.get(key), value, info, depth + 1)
         else:
-            target[key] = copy.deepcopy(value)
+            target[key] = _copy(value)
     for key, order in patch.items():
         if key.startswith(_ORDER_PREFIX):
             field = key[len(_ORDER_PREFIX):]
@@ -334,11 +356,11 @@ def _smp_list(current: Any, patch: list, info: schema.FieldInfo | None, depth: i
     merge_key = schema.patch_merge_key(info.patch) if info else None
     if "merge" not in strategy.split(","):
         # Atomic list: replace, but honour an explicit {"$patch": "replace"} marker element.
-        return [copy.deepcopy(v) for v in patch if not (isinstance(v, dict) and v.get(_DIRECTIVE) == "replace")]
+        return [_copy(v) for v in patch if not (isinstance(v, dict) and v.get(_DIRECTIVE) == "replace")]
     current = list(current) if isinstance(current, list) else []
     # {"$patch": "replace"} as an element: the list becomes exactly the other elements.
     if any(isinstance(v, dict) and v.get(_DIRECTIVE) == "replace" and len(v) == 1 for v in patch):
-        return [copy.deepcopy(v) for v in patch if not (isinstance(v, dict) and v.get(_DIRECTIVE) == "replace")]
+        return [_copy(v) for v in patch if not (isinstance(v, dict) and v.get(_DIRECTIVE) == "replace")]
     if merge_key is None:
         # A set of primitives (finalizers): union, keeping the existing order.
         out = list(current)
@@ -346,11 +368,11 @@ def _smp_list(current: Any, patch: list, info: schema.FieldInfo | None, depth: i
             if isinstance(v, dict):
                 raise PatchError(f"list of primitives cannot contain an object: {v!r}")
             if v not in out:
-                out.append(v)
+                out.append(_copy(v))
         return out
     item_type = schema.list_item(info.type) if info else None
     item_def = item_type if item_type and schema.is_def(item_type) else None
-    out = [copy.deepcopy(v) for v in current]
+    out = list(current)  # items the patch does not merge into are shared (see _smp_map)
     for item in patch:
         if not isinstance(item, dict):
             raise PatchError(f"list merged by key {merge_key!r} cannot contain {item!r}")

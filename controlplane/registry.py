@@ -878,10 +878,14 @@ class Registry:
         dry_run: bool = False,
         create_body: dict[str, Any] | None = None,
         replacement: bytes | None = None,
+        mutate_keeps_current: bool = False,
     ) -> dict[str, Any]:
         """Read, ``mutate(current) -> desired``, prepare, compare-and-swap; retry lost races.
         Without ``mutate``, desired is the encoded ``replacement`` (PUT: no copy of the stored
-        object to hand to a mutation).
+        object to hand to a mutation). ``mutate`` gets an object of its own to change, or, with
+        ``mutate_keeps_current`` (a mutation that changes nothing it is given, for a status
+        write, which takes only ``status`` from desired), the decoded current object itself:
+        one decode of the stored object per attempt instead of two.
 
         A desired object carrying a resourceVersion different from the stored one is a 409 at
         once (the caller's precondition); without one, lost races are retried.
@@ -900,7 +904,10 @@ class Registry:
                 raise errors.not_found(rtype.plural, name, rtype.group)
             current = self._decode(kv)
             try:
-                desired = mutate(self._decode(kv)) if mutate is not None else decode_object(replacement)  # type: ignore[arg-type]
+                if mutate is None:
+                    desired = decode_object(replacement)  # type: ignore[arg-type]
+                else:
+                    desired = mutate(current if mutate_keeps_current else self._decode(kv))
                 if not isinstance(desired, dict):
                     raise errors.bad_request(f"the body must be a {rtype.kind} object")
                 wanted_rv = (desired.get("metadata") or {}).get("resourceVersion") if isinstance(desired.get("metadata"), dict) else None
@@ -999,18 +1006,24 @@ class Registry:
         def mutate(current: dict[str, Any]) -> Any:
             return self._apply_patch(patches, rtype, current, patch_type, patch)
 
-        return await self._update_with(rtype, namespace, name, mutate, subresource=subresource, dry_run=dry_run)
+        # A merge or strategic patch leaves ``current`` as it is (its result shares the parts
+        # it does not touch), and a status write keeps from its result only ``status``, which
+        # _prepare_update puts into a new object: such a patch can start from the stored
+        # object as decoded for the comparison. Any other write changes its desired object
+        # (identity, defaults) and gets a decode of its own.
+        keeps = subresource == "status" and patch_type in ("merge", "strategic")
+        return await self._update_with(rtype, namespace, name, mutate, subresource=subresource, dry_run=dry_run,
+                                       mutate_keeps_current=keeps)
 
     @staticmethod
     def _apply_patch(patches: Any, rtype: Any, current: dict[str, Any], patch_type: str, patch: Any) -> Any:
         try:
             if patch_type == "merge":
-                # ``current`` is always this request's own fresh decode: no copy needed
-                return patches.apply_merge_patch(current, patch, in_place=True)
+                return patches.apply_merge_patch(current, patch, share=True)
             if patch_type == "json":
                 return patches.apply_json_patch(current, patch)
             if patch_type == "strategic":
-                return patches.apply_strategic_merge_patch(current, patch, rtype)
+                return patches.apply_strategic_merge_patch(current, patch, rtype, share=True)
         except patches.PatchError as exc:
             raise ApiError(422, "Invalid", f"the patch could not be applied: {exc}") from None
         except ApiError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import socket
 from pathlib import Path
@@ -224,3 +225,75 @@ async def test_list_pages_on_a_raft_store_show_the_first_pages_state(
             (c["metadata"]["name"], c["metadata"]["resourceVersion"], c["data"]) for c in expected["items"]]
         assert [c["data"] for c in items] == [{"n": "0"}] * 7
         nursery.cancel_scope.cancel()
+
+
+_STATUS_PATCHES = [
+    ("merge", {"metadata": {"uid": None}, "status": {"phase": "Running", "hostIP": "127.0.0.1",
+                                                    "conditions": [{"type": "Ready", "status": "True"}]}}),
+    ("merge", {"status": {"phase": "Pending"}}),  # what is stored already: no write
+    ("merge", {"status": None}),
+    ("merge", {"spec": {"nodeName": "elsewhere"}, "metadata": {"labels": {"x": "y"}},
+               "status": {"podIP": "10.0.0.9"}}),  # a status write ignores all but status
+    ("merge", {"metadata": {"resourceVersion": "1"}, "status": {"phase": "Running"}}),  # stale: 409
+    ("merge", {"kind": "Service", "status": {}}),  # 400
+    ("merge", {"status": {"phase": "Bogus"}}),  # 422
+    ("strategic", {"status": {"conditions": [{"type": "Ready", "status": "True"}], "phase": "Running"}}),
+    ("strategic", {"status": {"$setElementOrder/conditions": [{"type": "Ready"}, {"type": "Initialized"}],
+                              "conditions": [{"type": "Ready", "status": "False"}]}}),
+    ("strategic", {"$patch": "replace", "status": {"phase": "Failed"}}),
+]
+
+
+@pytest.mark.parametrize(("patch_type", "patch"), _STATUS_PATCHES)
+async def test_status_patch_from_the_one_decode_answers_as_the_two_decode_path(registry: Registry, patch_type, patch):
+    """A merge or strategic status PATCH starts from the stored object as decoded for the
+    comparison (mutate_keeps_current); the general path gives its mutation a decode of its own.
+    Both must store and answer the same, errors included, and leave nothing changed on error."""
+    from controlplane import patch as patches
+    from controlplane.kinds import by_plural
+
+    pods = by_plural("pods")
+    status = {"phase": "Pending", "conditions": [{"type": "Initialized", "status": "True"},
+                                                 {"type": "Ready", "status": "False"}]}
+    for name in ("fast", "slow"):
+        created = await registry.create("pods", "default", pod(name, node="n1"))
+        created["status"] = status
+        await registry.update_status("pods", "default", name, created)
+    patch_for = {}
+    for name in ("fast", "slow"):
+        body = {**patch, "metadata": dict(patch.get("metadata") or {})}
+        if "uid" in body["metadata"]:  # the agent's precondition, with this pod's uid
+            body["metadata"]["uid"] = (await registry.get("pods", "default", name))["metadata"]["uid"]
+        if not patch.get("metadata"):
+            body.pop("metadata")
+        patch_for[name] = body
+    before = {n: await registry.get("pods", "default", n) for n in ("fast", "slow")}
+    sent = copy.deepcopy(patch_for["fast"])
+
+    async def fast():
+        return await registry.patch("pods", "default", "fast", patch_type, patch_for["fast"], subresource="status")
+
+    async def slow():
+        def mutate(current):
+            return Registry._apply_patch(patches, pods, current, patch_type, patch_for["slow"])
+        return await registry._update_with(pods, "default", "slow", mutate, subresource="status",
+                                           mutate_keeps_current=False)
+
+    outcomes = {}
+    for name, call in (("fast", fast), ("slow", slow)):
+        try:
+            answer = await call()
+        except ApiError as exc:
+            outcomes[name] = (exc.code, exc.reason, exc.message.replace(name, "NAME"))
+        else:
+            stored = await registry.get("pods", "default", name)
+            assert answer == stored
+            unchanged = stored["metadata"]["resourceVersion"] == before[name]["metadata"]["resourceVersion"]
+            outcomes[name] = (_comparable(stored), unchanged)
+    assert outcomes["fast"] == outcomes["slow"]
+    assert patch_for["fast"] == sent  # the patch itself is left as it was
+
+
+def _comparable(obj: dict) -> dict:
+    meta = {k: v for k, v in obj["metadata"].items() if k not in ("name", "uid", "resourceVersion")}
+    return {**obj, "metadata": meta}

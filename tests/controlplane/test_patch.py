@@ -285,3 +285,95 @@ def test_containers_merge_by_name_property(existing, patched, version):
     for c in out["spec"]["containers"]:
         assert c["image"] == (f"{c['name']}:{version}" if c["name"] in patched else f"{c['name']}:0")
         assert c.get("tty") is (True if c["name"] in existing else None)
+
+
+# --- share=True: the registry's one-decode status path ----------------------------------------
+
+
+def _rfc7386(target, patch):
+    """RFC 7386 section 2's MergePatch pseudo-code, as written there."""
+    if isinstance(patch, dict):
+        result = dict(target) if isinstance(target, dict) else {}
+        for name, value in patch.items():
+            if value is None:
+                result.pop(name, None)
+            else:
+                result[name] = _rfc7386(result.get(name), value)
+        return result
+    return patch
+
+
+def _ids(value, out=None):
+    """id() of every dict and list inside value."""
+    out = set() if out is None else out
+    if isinstance(value, dict | list):
+        out.add(id(value))
+        for v in value.values() if isinstance(value, dict) else value:
+            _ids(v, out)
+    return out
+
+
+@given(_json, _json)
+def test_merge_patch_shared_or_not_gives_the_rfc_result_and_changes_no_input(target, patch):
+    before_target, before_patch = copy.deepcopy(target), copy.deepcopy(patch)
+    plain = apply_merge_patch(target, patch)
+    shared = apply_merge_patch(target, patch, share=True)
+    assert plain == shared == _rfc7386(before_target, before_patch)
+    assert target == before_target and patch == before_patch
+    # the plain result shares nothing with the target; neither result shares with the patch
+    assert not _ids(plain) & _ids(target)
+    assert not _ids(plain) & _ids(patch) and not _ids(shared) & _ids(patch)
+
+
+def test_shared_merge_patch_result_shares_only_what_the_patch_leaves_alone():
+    pod = {"metadata": {"name": "p", "uid": "u"}, "spec": {"containers": [{"name": "c"}]},
+           "status": {"phase": "Pending", "conditions": [{"type": "Ready"}]}}
+    out = apply_merge_patch(pod, {"metadata": {"uid": "u"}, "status": {"phase": "Running"}}, share=True)
+    assert out["spec"] is pod["spec"]  # untouched: shared
+    assert out["status"]["conditions"] is pod["status"]["conditions"]
+    assert out["metadata"] is not pod["metadata"] and out["status"] is not pod["status"]
+    assert pod["status"]["phase"] == "Pending"
+
+
+_STRATEGIC_CASES = [
+    {"spec": {"containers": [{"name": "b", "image": "y"}, {"name": "c", "image": "z"}]}},
+    {"spec": {"containers": [{"name": "a", "$patch": "delete"}]}},
+    {"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+              "containers": [{"name": "a", "image": "new"}]}},
+    {"spec": {"tolerations": [{"key": "t"}]}, "metadata": {"labels": {"x": None, "y": "2"}}},
+    {"metadata": {"finalizers": ["f2"], "$deleteFromPrimitiveList/finalizers": ["f1"]}},
+    {"status": {"conditions": [{"type": "Ready", "status": "True"}], "phase": "Running"}},
+    {"spec": {"$patch": "replace", "containers": [{"name": "only"}]}},
+    {"metadata": {"$patch": "delete"}},
+    {"$patch": "replace", "kind": "Pod"},
+    {"spec": {"$retainKeys": ["containers"], "containers": [{"name": "a", "image": "i"}]}},
+]
+
+
+@pytest.mark.parametrize("patch", _STRATEGIC_CASES)
+def test_strategic_patch_shared_or_not_is_the_same_and_changes_no_input(patch):
+    pod = {"metadata": {"name": "p", "labels": {"x": "1"}, "finalizers": ["f1"]},
+           "spec": {"containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "j"}],
+                    "tolerations": [{"key": "old"}], "nodeName": "n"},
+           "status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"},
+                                                        {"type": "PodScheduled", "status": "True"}]}}
+    before_pod, before_patch = copy.deepcopy(pod), copy.deepcopy(patch)
+    pods = by_plural("pods")
+    plain = apply_strategic_merge_patch(pod, patch, pods)
+    shared = apply_strategic_merge_patch(pod, patch, pods, share=True)
+    assert plain == shared
+    assert pod == before_pod and patch == before_patch
+    assert not _ids(plain) & _ids(pod)
+    assert not _ids(plain) & _ids(patch) and not _ids(shared) & _ids(patch)
+
+
+def test_strategic_patch_of_an_aliased_subtree_changes_only_the_patched_place():
+    # An in-process caller's object may hold one dict in two places (shared parts of cached
+    # objects): a patch of one place must not show up in the other.
+    labels = {"a": "1"}
+    obj = {"metadata": {"labels": labels}, "spec": {"selector": {"matchLabels": labels}}}
+    for share in (False, True):
+        out = apply_strategic_merge_patch(obj, {"metadata": {"labels": {"b": "2"}}}, "Deployment", share=share)
+        assert out["metadata"]["labels"] == {"a": "1", "b": "2"}
+        assert out["spec"]["selector"]["matchLabels"] == {"a": "1"}
+        assert labels == {"a": "1"}
