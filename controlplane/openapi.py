@@ -420,36 +420,73 @@ def unknown_fields(obj: Any, rtype: Any) -> list[str]:
     if not isinstance(kind, str) or kind not in s.DEFS or not isinstance(obj, Mapping):
         return []
     out: list[str] = []
-    _walk(obj, kind, "", out, 0)
+    _walk(obj, kind, None, out, 0)
     return out
 
 
 # The API server refuses deeper documents before this; the walk must not recurse without bound.
 _MAX_WALK_DEPTH = 100
 
+# What a schema type asks of a value, per type name (see _shape).
+_LIST, _MAP, _OBJECT, _ANY = range(4)
+_SHAPES: dict[str, tuple[int, Any]] = {}
 
-def _walk(value: Any, t: str, path: str, out: list[str], depth: int) -> None:
+
+def _shape(t: str) -> tuple[int, Any]:
+    """(_LIST, item type) / (_MAP, value type or None when free-form) / (_OBJECT, its fields)
+    / (_ANY, None): computed once per type (every PATCH of an agent walks its body)."""
+    shape = _SHAPES.get(t)
+    if shape is None:
+        item = s.list_item(t)
+        mv = s.map_value(t)
+        if item is not None:
+            shape = (_LIST, item)
+        elif mv is not None:
+            shape = (_MAP, mv if mv in s.DEFS else None)
+        elif t in s.DEFS:
+            shape = (_OBJECT, s.fields_of(t))
+        else:
+            shape = (_ANY, None)
+        _SHAPES[t] = shape
+    return shape
+
+
+def _path(at: tuple | None) -> str:
+    """The notation of a walk position: a chain of (parent, key) and (parent, index, True)."""
+    chain = []
+    while at is not None:
+        chain.append(at)
+        at = at[0]
+    text = ""
+    for node in reversed(chain):
+        if len(node) == 3:
+            text += f"[{node[1]}]"
+        else:
+            text = f"{text}.{node[1]}" if text else str(node[1])
+    return text
+
+
+def _walk(value: Any, t: str, at: tuple | None, out: list[str], depth: int) -> None:
+    # Positions are kept as a tuple chain and spelled out only for an unknown field (a path
+    # string per field was a third of the walk); scalars are not descended into (no shape
+    # below them can report anything).
     if depth > _MAX_WALK_DEPTH:
         return
-    item = s.list_item(t)
-    if item is not None:
+    kind, arg = _shape(t)
+    if kind == _LIST:
         if isinstance(value, list):
             for i, v in enumerate(value):
-                _walk(v, item, f"{path}[{i}]", out, depth + 1)
-        return
-    mv = s.map_value(t)
-    if mv is not None:
-        if isinstance(value, Mapping) and mv in s.DEFS:
+                if isinstance(v, list | Mapping):
+                    _walk(v, arg, (at, i, True), out, depth + 1)
+    elif kind == _MAP:
+        if arg is not None and isinstance(value, Mapping):
             for k, v in value.items():
-                _walk(v, mv, f"{path}.{k}" if path else str(k), out, depth + 1)
-        return
-    if t not in s.DEFS or not isinstance(value, Mapping):
-        return
-    fields = s.fields_of(t)
-    for k, v in value.items():
-        sub = f"{path}.{k}" if path else str(k)
-        f = fields.get(k)
-        if f is None:
-            out.append(sub)
-            continue
-        _walk(v, f.type, sub, out, depth + 1)
+                if isinstance(v, list | Mapping):
+                    _walk(v, arg, (at, k), out, depth + 1)
+    elif kind == _OBJECT and isinstance(value, Mapping):
+        for k, v in value.items():
+            f = arg.get(k)
+            if f is None:
+                out.append(_path((at, k)))
+            elif isinstance(v, list | Mapping):
+                _walk(v, f.type, (at, k), out, depth + 1)
