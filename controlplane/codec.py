@@ -96,15 +96,35 @@ def _json_depth(body: bytes) -> int:
     return max(accumulate(_DEPTH_STEP[c] for c in skeleton), default=0)
 
 
-# A run of digits long enough to overflow a 64-bit integer (orjson would turn it into a float).
-_LONG_NUMBER = re.compile(rb"\d{19}")
+# Each byte of a body as b"0" (a digit) or b" " (anything else): runs of digits are then found
+# with bytes.find at C speed (a regex search for 19 digits cost 6-8 us per status PATCH body,
+# three times orjson's parse of it).
+_DIGIT_MASK = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+# 19 digits can exceed a 64-bit integer.
+_LONG_RUN = b"0" * 19
+# What may follow the digits of a JSON number: whitespace, a separator, a fraction or exponent.
+_NUMBER_END = frozenset(b" \t\r\n\f\v,]}.eE")
+
+
+def _may_hold_long_number(body: bytes) -> bool:
+    """Whether ``body`` has a run of 19+ digits ending where a JSON number may end: a number
+    orjson would read as a float instead of an int. Digits in strings that go on with other
+    characters (the zero-padded ids of hollow containers, "sha256:000...0abc") do not count."""
+    mask = body.translate(_DIGIT_MASK)
+    start = mask.find(_LONG_RUN)
+    while start >= 0:
+        end = mask.find(b" ", start)
+        if end < 0 or body[end] in _NUMBER_END:
+            return True
+        start = mask.find(_LONG_RUN, end)
+    return False
 
 
 def parse_json(body: bytes) -> Any:
     """Parse a JSON request body; malformed or too deeply nested -> ApiError 400."""
     if _json_depth(body) > MAX_DEPTH:
         raise bad_request(f"the JSON body is nested deeper than {MAX_DEPTH} levels")
-    if _LONG_NUMBER.search(body) is None:
+    if not _may_hold_long_number(body):
         # orjson (3x faster) would read an integer of 19+ digits as a float; anything it
         # refuses gets the standard parser's verdict and message below.
         try:
