@@ -214,6 +214,9 @@ async def run_hollow_nodes(count: int, *, servers: list[str], token: str | None,
             session = HollowApiSession(servers, token, context=context, shared=shared)
             sessions.append(session)
             agent = EdgeAgent(config, session=session)
+            # The hollow runtime reports its containers' changes as events: its timed relist
+            # (which syncs every pod) keeps the resync cadence above, not Docker's safety net.
+            agent.syncer.relist_interval = HOLLOW_RESYNC_INTERVAL
             agent.cache.persist = False  # hundreds of nodes' pod files: nothing to recover
             agent.lease_renewed_elsewhere = True  # the lane does
             if event_observer is not None:

@@ -63,6 +63,34 @@ async def test_hollow_container_exit_follows_restart_policy_and_backoff(node_nam
         nursery.cancel_scope.cancel()
 
 
+async def test_hollow_runtime_reports_exits_as_events_so_rounds_need_no_relist(node_name):
+    """The hollow runtime says when a container exits (as Docker's events do): pods arriving
+    one by one are synced without listing the node's containers each time, and an exit is
+    acted on at once although the timed relist is a minute away."""
+    runtime = HollowRuntime(node_name)
+    running: dict[str, str] = {}  # pod name -> its container id, from the statuses handed out
+
+    def sink(p: dict[str, Any], st: dict[str, Any], ports: str) -> None:
+        cs = st["containerStatuses"][0]
+        if "running" in cs["state"]:
+            running[p["metadata"]["name"]] = cs["containerID"]
+
+    s = PodSyncer(runtime, node_name=node_name, node_address="127.0.1.201", status_sink=sink,
+                  resync_interval=60.0, relist_interval=60.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(s.serve)
+        await wait_for(lambda: s.events_live, 5, "the runtime's events followed")
+        relists = s.relists
+        for i in range(20):
+            s.upsert(pod(f"ev-{i}", node_name=node_name))
+            await wait_for(lambda i=i: f"ev-{i}" in running, 5, f"ev-{i} Running")
+        assert s.relists - relists <= 1, s.relists - relists  # not one per pod (was 20+)
+        before = running["ev-3"]
+        runtime.kill(before.removeprefix("hollow://"), exit_code=1)
+        await wait_for(lambda: running["ev-3"] != before, 5, "ev-3 restarted after its exit")
+        nursery.cancel_scope.cancel()
+
+
 async def test_hollow_pull_failure_is_err_image_pull(node_name):
     runtime = HollowRuntime(node_name, missing_images=frozenset({"127.0.0.1:24999/x:1"}))
     seen: list[str] = []

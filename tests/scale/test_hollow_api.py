@@ -174,3 +174,38 @@ async def test_hollow_session_leaves_a_dead_master_and_one_that_prefers_other_ag
         assert counts == {"leader": 1, "follower": 4}
         await session.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_master_that_never_answers_is_left_after_the_timeout_and_its_connection_closed(
+        ) -> None:
+    """A request the master takes but never answers ends after the session's timeout, is
+    answered by the next master, and the abandoned connection is closed (not left open)."""
+    closed = trio.Event()
+
+    async def silent(stream: trio.SocketStream) -> None:
+        await _read_request(stream, bytearray())  # taken, never answered
+        try:
+            while await stream.receive_some(65536):
+                pass
+        except trio.BrokenResourceError:
+            pass
+        closed.set()  # the client closed its side
+
+    async def answering(stream: trio.SocketStream) -> None:
+        buf = bytearray()
+        while await _read_request(stream, buf) is not None:
+            await stream.send_all(_answer(b'{"served_by": "other"}'))
+
+    async with trio.open_nursery() as nursery:
+        mute = await _listen(nursery, silent)
+        other = await _listen(nursery, answering)
+        session = HollowApiSession([f"http://127.0.0.1:{mute}", f"http://127.0.0.1:{other}"],
+                                   TOKEN, timeout=0.5)
+        session._index = 0  # start at the silent one
+        started = trio.current_time()
+        assert await session.get_node("n") == {"served_by": "other"}
+        assert 0.5 <= trio.current_time() - started < 3
+        with trio.fail_after(5):
+            await closed.wait()
+        await session.aclose()
+        nursery.cancel_scope.cancel()
