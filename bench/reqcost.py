@@ -23,7 +23,7 @@ from the agent's own code (`compute_pod_status` over hollow containers, `NodeLea
 For each kind, --requests requests go to one FOLLOWER with --concurrency in flight, and, for
 writes, the same again to the LEADER (then the follower only applies them: the difference is
 what serving and forwarding cost the follower). Measured: CPU-seconds of each master from
-/proc/<pid>/task/*/stat (user + system, per thread: the event-loop thread is the main thread;
+/proc/<pid>/task/*/schedstat (run time per thread: the event-loop thread is the main thread;
 the rest is mostly the Raft tick thread), minus what the master uses when idle (measured over
 --idle seconds before the first kind, scaled to each kind's duration). Figures are CPU-µs per
 request; the client's own CPU is not counted. Watches are not open: their fan-out is measured
@@ -74,16 +74,16 @@ WRITES = frozenset({"pod-status", "lease", "node-status"})
 # --------------------------------------------------------------------------- /proc
 
 def _thread_cpu(pid: int) -> dict[str, float]:
-    """CPU-seconds per thread of ``pid``: {"loop": main thread, "other": every other thread}."""
-    hz = os.sysconf("SC_CLK_TCK")
+    """CPU-seconds per thread of ``pid``: {"loop": main thread, "other": every other thread},
+    from /proc/<pid>/task/<tid>/schedstat (the scheduler's run time in ns: exact, where stat's
+    utime/stime are sampled at the 10 ms clock tick)."""
     out = {"loop": 0.0, "other": 0.0}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                seconds = int(f.read().split()[0]) / 1e9
         except OSError:
             continue  # a thread that just ended
-        seconds = (int(fields[11]) + int(fields[12])) / hz
         out["loop" if int(tid) == pid else "other"] += seconds
     return out
 
