@@ -9,7 +9,10 @@ HTTP/1.1 server over TLS on loopback, a MemoryStore, the watch cache) serves ``-
 watches, one per node, each with its own field selector, from client processes that only read
 and count. A writer inside the server process patches one pod annotation per event at
 ``--rate`` events/s (``--burst`` events for the same node back to back, as a bind of several
-pods to one node or an agent's status writes make them). Two phases, same writes:
+pods to one node or an agent's status writes make them). With ``--tick S`` the writer instead
+commits every S seconds one batch of rate x S updates of pods on different nodes in one store
+round (update_many), as a follower applies a Raft batch: that batch's watchers wake together.
+Two phases, same writes:
 
 - ``unwatched``: the pods written are on nodes nobody watches (the write, the watch cache's
   apply and its node index, no delivery);
@@ -148,7 +151,7 @@ def _server_main(port: int, watchers: int, tmp: str) -> None:
                     profiler = cProfile.Profile()
                     profiler.enable()
                 say(await _phase(registry, groups[command["group"]], command["rate"], command["duration"],
-                                 command["burst"]))
+                                 command["burst"], command["tick"]))
                 if profiler is not None:
                     profiler.disable()
                     profiler.dump_stats(command["cprofile"])
@@ -156,14 +159,17 @@ def _server_main(port: int, watchers: int, tmp: str) -> None:
     trio.run(main)
 
 
-async def _phase(registry: Any, names: list[str], rate: float, duration: float, burst: int) -> dict[str, Any]:
-    """Write ``rate`` events/s for ``duration`` s (``burst`` back to back for one node's pods),
-    then the server's CPU over the writes and their delivery."""
+async def _phase(registry: Any, names: list[str], rate: float, duration: float, burst: int,
+                 tick: float) -> dict[str, Any]:
+    """Write ``rate`` events/s for ``duration`` s (``burst`` back to back for one node's pods; or
+    with ``tick``, one batch of updates every ``tick`` s), then the server's CPU over the writes
+    and their delivery."""
     import trio
 
     rng = random.Random(7)
     nodes = len(names) // _PODS_PER_NODE
-    interval = burst / rate
+    per_round = max(1, round(rate * tick)) if tick else burst
+    interval = per_round / rate
     writes = 0
     lag_max = 0.0
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -171,12 +177,24 @@ async def _phase(registry: Any, names: list[str], rate: float, duration: float, 
     wall0 = time.perf_counter()
     next_at = start
     while next_at < start + duration:
-        node = rng.randrange(nodes)
-        for k in range(burst):
-            name = names[node * _PODS_PER_NODE + (k % _PODS_PER_NODE)]
-            patch = {"metadata": {"annotations": {_STAMP: repr(time.time())}}}
-            await registry.patch("pods", "default", name, "merge", patch)
-            writes += 1
+        if tick:
+            picked = rng.sample(range(nodes), min(nodes, max(1, per_round // burst)))
+            batch = [names[node * _PODS_PER_NODE + (k % _PODS_PER_NODE)] for node in picked for k in range(burst)]
+            stamp = repr(time.time())
+            items = []
+            for name in batch:
+                body = _pod(name, name.rsplit("-p", 1)[0])
+                body["metadata"]["annotations"][_STAMP] = stamp
+                items.append(("pods", "default", name, body))
+            results = await registry.update_many(items)
+            writes += sum(1 for r in results if isinstance(r, dict))
+        else:
+            node = rng.randrange(nodes)
+            for k in range(burst):
+                name = names[node * _PODS_PER_NODE + (k % _PODS_PER_NODE)]
+                patch = {"metadata": {"annotations": {_STAMP: repr(time.time())}}}
+                await registry.patch("pods", "default", name, "merge", patch)
+                writes += 1
         next_at += interval
         now = trio.current_time()
         lag_max = max(lag_max, now - next_at)
@@ -342,7 +360,7 @@ def _pyspy(pid: int, seconds: float, out: str) -> None:
                     "-f", "raw", "-o", out], capture_output=True)
 
 
-def run(watchers: int, rate: float, duration: float, burst: int, clients: int, strace_s: float,
+def run(watchers: int, rate: float, duration: float, burst: int, tick: float, clients: int, strace_s: float,
         say: Any, pyspy_out: str | None = None, cprofile_out: str | None = None) -> dict[str, Any]:
     tmp = tempfile.mkdtemp(prefix="watchfan-")
     procs: list[_Proc] = []
@@ -381,7 +399,7 @@ def run(watchers: int, rate: float, duration: float, burst: int, clients: int, s
 
                 tracer = threading.Thread(target=_pyspy, args=(hello["pid"], duration / 2, pyspy_out))
             server.proc.stdin.write(json.dumps({"group": group, "rate": rate, "duration": duration,  # type: ignore[union-attr]
-                                                "burst": burst,
+                                                "burst": burst, "tick": tick,
                                                 "cprofile": cprofile_out if group == "watched" else None}) + "\n")
             server.proc.stdin.flush()  # type: ignore[union-attr]
             t0 = time.monotonic()
@@ -414,7 +432,7 @@ def run(watchers: int, rate: float, duration: float, burst: int, clients: int, s
             say(f"{group}: {phase}")
         w, u = phases["watched"], phases["unwatched"]
         result = {
-            "watchers": watchers, "rate": rate, "duration_s": duration, "burst": burst,
+            "watchers": watchers, "rate": rate, "duration_s": duration, "burst": burst, "tick_s": tick,
             "load_1m": round(os.getloadavg()[0], 2),
             "phases": phases,
             "fanout_cpu_us_per_event": round((w["server_cpu_s"] - u["server_cpu_s"]) / max(1, w["events_delivered"]) * 1e6, 1),
@@ -440,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="events written per second (default 1000)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per phase (default 8)")
     parser.add_argument("--burst", type=int, default=1, help="events for one node back to back (default 1)")
+    parser.add_argument("--tick", type=float, default=0.0, metavar="S",
+                        help="commit the events in one batch every S seconds (default 0: one by one)")
     parser.add_argument("--clients", type=int, default=2, help="client processes holding the watches (default 2)")
     parser.add_argument("--strace", type=float, default=0.0, metavar="S",
                         help="count the server's system calls for S seconds of the watched phase")
@@ -448,14 +468,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="cProfile the server over the watched phase (pstats file; slows it: CPU figures inflate)")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args(argv)
-    if args.watchers < 1 or args.rate <= 0 or args.duration <= 0 or args.burst < 1 or args.clients < 1:
-        parser.error("--watchers, --rate, --duration, --burst and --clients must be positive")
+    if args.watchers < 1 or args.rate <= 0 or args.duration <= 0 or args.burst < 1 or args.clients < 1 or args.tick < 0:
+        parser.error("--watchers, --rate, --duration, --burst and --clients must be positive, --tick not negative")
 
     def say(msg: str) -> None:
         if not args.json:
             print(msg, file=sys.stderr)
 
-    result = run(args.watchers, args.rate, args.duration, args.burst, args.clients, args.strace, say, args.pyspy, args.cprofile)
+    result = run(args.watchers, args.rate, args.duration, args.burst, args.tick, args.clients, args.strace, say, args.pyspy, args.cprofile)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -6,7 +6,9 @@ response and schedules a dozen trio tasks and locks), which alone caps one maste
 read target. This server does the minimum for the clients the API has (kubectl/client-go, the
 Python clients, curl): HTTP/1.1 keep-alive, Content-Length and chunked request bodies,
 ``Expect: 100-continue``, chunked streaming responses (watch, logs), one socket write per
-response, strict limits on the request head. hypercorn stays available (``engine="hypercorn"``).
+response, strict limits on the request head. TLS is its own lean stream (``_TLSStream``: an
+SSLObject over the socket, see there why not trio's SSLStream). hypercorn stays available
+(``engine="hypercorn"``).
 
 It speaks plain ASGI 3 to the app, so the app does not depend on it.
 """
@@ -14,6 +16,7 @@ It speaks plain ASGI 3 to the app, so the app does not depend on it.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -398,40 +401,164 @@ class _Connection:
         return keep_alive
 
 
-class _Replay(trio.abc.Stream):
-    """A stream whose first ``receive_some`` returns bytes already read (the TLS sniff)."""
+class _TLSStream(trio.abc.Stream):
+    """The server side of a TLS connection: an SSLObject over memory buffers and the socket.
 
-    def __init__(self, inner: trio.SocketStream, head: bytes) -> None:
-        self.inner = inner
-        self.head = head
+    Why not trio.SSLStream: each send there takes two locks, two passes of the event loop and
+    a stack of wrappers (``_retry``, the transport stream, the socket's try-then-wait helper):
+    about a quarter of the CPU a master spends per watch event delivered to a node agent
+    (bench.watchfan). Here a send the kernel takes at once is one TLS write and one send(2),
+    then one checkpoint (so a stream of sends still lets other tasks run, as trio's streams
+    do). One task may receive while another sends (a watch stream waits for the client to
+    leave while it sends events): every byte the TLS layer produces goes out in order, through
+    ``_unsent`` when the kernel does not take it at once. Its peer may close without a TLS
+    close_notify (a "ragged" EOF, as browsers and Go clients do): that is an end of stream.
+    """
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self.head:
-            data = self.head if max_bytes is None else self.head[:max_bytes]
-            self.head = self.head[len(data):]
-            return data
-        return await self.inner.receive_some(max_bytes)
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, head: bytes) -> None:
+        self._sock = sock
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._incoming.write(head)  # (what was read to tell TLS from plain HTTP)
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._unsent = bytearray()  # TLS bytes the kernel has not taken yet, in order
+        self._writer_waiting = False  # one task at a time waits for the socket to take more
+        self._drained = trio.Event()
+        self._closed = False
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        return self._tls.getpeercert(binary_form)
+
+    def _push(self) -> bool:
+        """Hand the TLS layer's output to the kernel without waiting; True if all of it went."""
+        if self._closed:
+            raise trio.ClosedResourceError("the connection is closed")
+        try:
+            if self._outgoing.pending:
+                data = self._outgoing.read()
+                if not self._unsent:
+                    try:
+                        sent = self._sock.send(data)
+                    except BlockingIOError:
+                        sent = 0
+                    if sent == len(data):
+                        return True
+                    data = data[sent:]
+                self._unsent += data
+            while self._unsent:
+                try:
+                    sent = self._sock.send(self._unsent)
+                except BlockingIOError:
+                    return False
+                del self._unsent[:sent]
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"the connection broke: {exc}") from exc
+        return True
+
+    async def _flush(self) -> None:
+        while not self._push():
+            if self._writer_waiting:  # another task waits for the socket: it sends ours too
+                await self._drained.wait()
+                continue
+            self._writer_waiting = True
+            try:
+                await trio.lowlevel.wait_writable(self._sock)
+            finally:
+                self._writer_waiting = False
+                self._drained.set()
+                self._drained = trio.Event()
+
+    async def _fill(self) -> None:
+        """Feed the TLS layer what the client sent (its end of stream, if it closed)."""
+        while True:
+            try:
+                data = self._sock.recv(_READ_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self._sock)
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"the connection broke: {exc}") from exc
+            if data:
+                self._incoming.write(data)
+            else:
+                self._incoming.write_eof()
+            return
+
+    async def do_handshake(self) -> None:
+        while True:
+            try:
+                self._tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self._flush()
+                if self._incoming.eof:
+                    raise trio.BrokenResourceError("the client closed during the TLS handshake") from None
+                await self._fill()
+            except ssl.SSLError as exc:
+                raise trio.BrokenResourceError(f"TLS handshake failed: {exc}") from exc
+        await self._flush()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.inner.send_all(data)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._closed:
+            raise trio.ClosedResourceError("the connection is closed")
+        if data:
+            try:
+                self._tls.write(data)
+            except ssl.SSLError as exc:
+                raise trio.BrokenResourceError(f"TLS write failed: {exc}") from exc
+        if self._push():
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            await self._flush()
 
     async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
+        await self._flush()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._closed:
+            raise trio.ClosedResourceError("the connection is closed")
+        waited = False
+        while True:
+            try:
+                data = self._tls.read(max_bytes or _READ_SIZE)
+                break
+            except ssl.SSLWantReadError:
+                if self._incoming.eof:
+                    data = b""  # the client closed without a close_notify: the end
+                    break
+                await self._flush()  # (the TLS layer may have answered something first)
+                await self._fill()
+                waited = True
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                data = b""  # closed, with or without a close_notify
+                break
+            except ssl.SSLError as exc:
+                raise trio.BrokenResourceError(f"TLS read failed: {exc}") from exc
+        if self._outgoing.pending:
+            await self._flush()
+        elif not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return data
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-def _release(stream: Any) -> None:
-    """Let reference counting free a finished TLS connection: trio's SSLStream refers to itself
-    (its handshake guard holds a bound method), so each one used to be cyclic garbage, which a
-    master's garbage-collector policy freezes out of the collector's way and a leader never
-    reclaims (raftstore._gcpolicy): 24 objects and two OpenSSL buffers per connection, ~1
-    connection a second on the leader at 400 nodes / 12,000 pods. (``_handshook`` is trio's
-    private name, 0.35: if it changes, this does nothing and the cycle is back, which the test
-    of this catches.)"""
-    if isinstance(stream, trio.SSLStream):
-        vars(stream).pop("_handshook", None)
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        try:
+            # our close_notify (we do not wait for the client's, as trio's https_compatible mode)
+            self._tls.unwrap()
+        except (ssl.SSLError, ValueError):
+            pass
+        try:
+            await self._flush()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self._closed = True
+            trio.lowlevel.notify_closing(self._sock)
+            self._sock.close()
 
 
 async def serve_http(
@@ -486,16 +613,17 @@ async def serve_http(
                     cleanup.shield = True
                     await stream.aclose()
                 return
-            conn_stream = trio.SSLStream(_Replay(stream, first), ssl_context, server_side=True,
-                                         https_compatible=True)
+            # The socket leaves trio's stream (whose close is then a no-op) for the TLS stream.
+            raw = socket.socket(fileno=stream.socket.detach())
+            raw.setblocking(False)
+            conn_stream = _TLSStream(raw, ssl_context, first)
             try:
                 with trio.fail_after(_HANDSHAKE_SECONDS):
                     await conn_stream.do_handshake()
-            except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
+            except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 with trio.move_on_after(1) as cleanup:
                     cleanup.shield = True
-                    await stream.aclose()
-                _release(conn_stream)
+                    await conn_stream.aclose()
                 return
         extensions: dict[str, Any] = {}
         if ssl_context is not None:
@@ -507,8 +635,6 @@ async def serve_http(
             await _Connection(conn_stream, app, scheme, client, server_addr, extensions).serve()
         except Exception:  # one connection's failure must never stop the listener
             log.exception("connection from %s failed", client)
-        finally:
-            _release(conn_stream)
 
     async with trio.open_nursery() as nursery:
         lifespan_send, lifespan_receive = trio.open_memory_channel[dict[str, Any]](1)

@@ -10,7 +10,7 @@ import json
 import httpx
 import trio
 
-from controlplane.apiserver import StaticTokenAuthenticator, User, create_app, serve_api
+from controlplane.apiserver import StaticTokenAuthenticator, User, _http, create_app, serve_api
 from controlplane.registry import Registry
 from raftstore import MemoryStore
 
@@ -177,7 +177,7 @@ async def test_closed_tls_connections_are_freed_without_the_garbage_collector(
     context = ssl.create_default_context(cafile=str(ca))
 
     def server_streams() -> int:
-        return sum(1 for o in gc.get_objects() if isinstance(o, trio.SSLStream) and o.server_side)
+        return sum(1 for o in gc.get_objects() if isinstance(o, _http._TLSStream))
 
     gc.collect()
     gc.disable()
