@@ -299,20 +299,61 @@ def _forbidden(resource: str, name: str | None, message: str) -> errors.ApiError
 
 def make_authorizer(registry: Any) -> Any:
     """``authorize(user, verb, resource, namespace, name, subresource, obj)`` for the API app:
-    admins everything, viewers reads, nodes :func:`node_authorize`."""
+    admins everything, viewers reads, nodes :func:`node_authorize`. A node's write of a pod's
+    status (or of its annotations) is answered with an admission check instead
+    (:class:`PodBoundToNode`): the write runs it on the stored pod it starts from, so the pod is
+    not read once more for the check (a linearizable read per status write of every agent:
+    ~40 % of a follower's CPU per status PATCH, measured with bench.reqcost --node-tokens), and
+    the check sees exactly the version written."""
 
     async def authorize(user: Any, verb: str, resource: str, namespace: str | None,
-                        name: str | None, subresource: str | None, obj: Any) -> bool:
+                        name: str | None, subresource: str | None, obj: Any) -> Any:
         if user.role == "admin":
             return True
         if user.role == "viewer":
             return verb in _READ_VERBS and subresource != "log"
         if user.role == "node":
+            if resource == "pods" and name is not None and _pod_status_write(verb, subresource, obj):
+                return PodBoundToNode(user, name)
             await node_authorize(registry, user, verb, resource, namespace, name, subresource, obj)
             return True
         return False
 
     return authorize
+
+
+def _pod_status_write(verb: str, subresource: str | None, obj: Any) -> bool:
+    """A write a node may make to a pod bound to it, other than a delete: its status, or
+    (merge patch) its annotations."""
+    return ((verb in ("update", "patch") and subresource == "status")
+            or (verb == "patch" and subresource is None and _annotations_only(obj)))
+
+
+class PodBoundToNode:
+    """Admission of a node's write to a pod (NodeRestriction): called by the registry with the
+    stored pod the write starts from (None if there is none); 403 unless it is bound to the
+    node. The registry calls it again on every retry, with the version that retry writes."""
+
+    __slots__ = ("user", "name")
+
+    def __init__(self, user: Any, name: str) -> None:
+        self.user = user
+        self.name = name
+
+    def __call__(self, pod: dict[str, Any] | None) -> None:
+        _check_pod_bound(self.user, self.name, pod)
+
+
+def _check_pod_bound(user: Any, name: str, pod: dict[str, Any] | None) -> None:
+    node = user.name.removeprefix("system:node:")
+    who = f'node "{node}"'
+    if pod is None:
+        raise _forbidden("pods", name, f"{who} can only modify pods bound to it")
+    bound = (pod.get("spec") or {}).get("nodeName")
+    if bound != node:
+        raise _forbidden("pods", name,
+                         f"{who} can only update pod status for pods with spec.nodeName "
+                         f"set to itself (this pod is bound to {bound or 'no node'})")
 
 
 async def node_authorize(registry: Any, user: Any, verb: str, resource: str,
@@ -341,20 +382,14 @@ async def node_authorize(registry: Any, user: Any, verb: str, resource: str,
                              f"{who} can only update its own Lease in {NODE_LEASE_NAMESPACE}")
         return
     if resource == "pods" and name is not None and (
-            (verb in ("update", "patch") and subresource == "status")
-            or (verb == "delete" and subresource is None)
-            or (verb == "patch" and subresource is None and _annotations_only(obj))):
+            (verb == "delete" and subresource is None) or _pod_status_write(verb, subresource, obj)):
         try:
             pod = await registry.get("pods", namespace, name)
         except errors.ApiError as exc:
-            if exc.code == 404:
-                raise _forbidden(resource, name, f"{who} can only modify pods bound to it") from None
-            raise
-        bound = (pod.get("spec") or {}).get("nodeName")
-        if bound != node:
-            raise _forbidden(resource, name,
-                             f"{who} can only update pod status for pods with spec.nodeName "
-                             f"set to itself (this pod is bound to {bound or 'no node'})")
+            if exc.code != 404:
+                raise
+            pod = None
+        _check_pod_bound(user, name, pod)
         return
     if resource == "pods" and verb == "create" and subresource is None:
         raise _forbidden(resource, name, f"{who} may not create pods")

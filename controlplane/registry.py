@@ -879,6 +879,7 @@ class Registry:
         create_body: dict[str, Any] | None = None,
         replacement: bytes | None = None,
         mutate_keeps_current: bool = False,
+        admit: Callable[[dict[str, Any] | None], None] | None = None,
     ) -> dict[str, Any]:
         """Read, ``mutate(current) -> desired``, prepare, compare-and-swap; retry lost races.
         Without ``mutate``, desired is the encoded ``replacement`` (PUT: no copy of the stored
@@ -886,6 +887,11 @@ class Registry:
         ``mutate_keeps_current`` (a mutation that changes nothing it is given, for a status
         write, which takes only ``status`` from desired), the decoded current object itself:
         one decode of the stored object per attempt instead of two.
+
+        ``admit(current)`` (an authorizer's check of the stored object, e.g. a node writing
+        only pods bound to it) runs on the version each attempt starts from, None if there is
+        none, and raises the ApiError that refuses the write; a refusal on a possibly stale
+        local copy is decided again on the latest version.
 
         A desired object carrying a resourceVersion different from the stored one is a 409 at
         once (the caller's precondition); without one, lost races are retried.
@@ -899,11 +905,15 @@ class Registry:
             kv = await self._read_current(rtype, key, linearizable)
             linearizable = True  # a lost race means our local view was stale
             if kv is None:
+                if admit is not None:
+                    admit(None)  # (absent is read linearizably: _read_current)
                 if create_body is not None:
                     return await self.create(rtype, namespace, create_body, dry_run=dry_run)
                 raise errors.not_found(rtype.plural, name, rtype.group)
             current = self._decode(kv)
             try:
+                if admit is not None:
+                    admit(current)
                 if mutate is None:
                     desired = decode_object(replacement)  # type: ignore[arg-type]
                 else:
@@ -962,8 +972,10 @@ class Registry:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        admit: Callable[[dict[str, Any] | None], None] | None = None,
     ) -> dict[str, Any]:
-        """PUT semantics: replace the object (or its status with ``subresource="status"``)."""
+        """PUT semantics: replace the object (or its status with ``subresource="status"``).
+        ``admit``: see :meth:`_update_with`."""
         rtype = resolve_resource(resource)
         if subresource not in (None, "status"):
             raise errors.not_found(f"{rtype.plural}/{subresource}", name, rtype.group)
@@ -975,7 +987,7 @@ class Registry:
         snapshot = encode_object(obj)  # each attempt starts from the body as sent
         return await self._update_with(
             rtype, namespace, name, None, replacement=snapshot,
-            subresource=subresource, dry_run=dry_run, create_body=create_body,
+            subresource=subresource, dry_run=dry_run, create_body=create_body, admit=admit,
         )
 
     async def update_status(
@@ -993,8 +1005,10 @@ class Registry:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        admit: Callable[[dict[str, Any] | None], None] | None = None,
     ) -> dict[str, Any]:
-        """Apply a ``merge``, ``json`` or ``strategic`` patch (retried if another write races it)."""
+        """Apply a ``merge``, ``json`` or ``strategic`` patch (retried if another write races it).
+        ``admit``: see :meth:`_update_with`."""
         from . import patch as patches
 
         rtype = resolve_resource(resource)
@@ -1013,7 +1027,7 @@ class Registry:
         # (identity, defaults) and gets a decode of its own.
         keeps = subresource == "status" and patch_type in ("merge", "strategic")
         return await self._update_with(rtype, namespace, name, mutate, subresource=subresource, dry_run=dry_run,
-                                       mutate_keeps_current=keeps)
+                                       mutate_keeps_current=keeps, admit=admit)
 
     @staticmethod
     def _apply_patch(patches: Any, rtype: Any, current: dict[str, Any], patch_type: str, patch: Any) -> Any:

@@ -296,13 +296,22 @@ class ApiApp:
             raise errors.unauthorized()
         request.user = user
 
-    async def _check_allowed(self, request: _Request, verb: str, route: ResourceRoute, obj: Any) -> None:
+    async def _check_allowed(self, request: _Request, verb: str, route: ResourceRoute, obj: Any,
+                             *, deferrable: bool = False) -> Any:
+        """None, or with ``deferrable`` (a PUT or PATCH of one object, not its scale) the
+        authorizer's check of the stored object for the registry to run (see Authorizer)."""
         assert request.user is not None
         # An authorizer may be async (it may read the stored object, e.g. a pod's node) and may
         # raise its own 403 ApiError with a more precise message.
         allowed = self.authorize(request.user, verb, route.rtype.plural, route.namespace, route.name, route.subresource, obj)
         if inspect.isawaitable(allowed):
             allowed = await allowed
+        if callable(allowed):
+            if deferrable:
+                return allowed
+            # a check this request cannot run: refuse rather than skip it
+            log.error("the authorizer deferred a check of %s %s that cannot be deferred", verb, route.rtype.plural)
+            raise errors.internal_error()
         if not allowed:
             target = route.rtype.plural if not route.rtype.group else f"{route.rtype.plural}.{route.rtype.group}"
             scope = f' in the namespace "{route.namespace}"' if route.namespace else " at the cluster scope"
@@ -495,7 +504,7 @@ class ApiApp:
             if route.name is None:
                 raise errors.method_not_allowed()
             body, _ = await self._body(request)
-            await self._check_allowed(request, "update", route, body)
+            admit = await self._check_allowed(request, "update", route, body, deferrable=sub != "scale")
             self._field_validation(request, route, body)
             dry = self._dry_run(request)
             if sub == "scale":
@@ -505,17 +514,17 @@ class ApiApp:
                     raise errors.bad_request(
                         f"the name of the object ({body['metadata'].get('name')}) does not match the name on the URL ({route.name})"
                     )
-            obj = await reg.update(rtype, route.namespace, route.name, body, subresource=sub, dry_run=dry)
+            obj = await reg.update(rtype, route.namespace, route.name, body, subresource=sub, dry_run=dry, admit=admit)
             return self._respond(request, 200, obj, fmt)
         if method == "PATCH":
             if route.name is None:
                 raise errors.method_not_allowed()
             body, patch_type = await self._body(request, patch=True)
-            await self._check_allowed(request, "patch", route, body)
+            admit = await self._check_allowed(request, "patch", route, body, deferrable=sub != "scale")
             if sub != "scale":
                 self._field_validation(request, route, body, patch_type=patch_type)
             obj = await reg.patch(rtype, route.namespace, route.name, patch_type or "merge", body,
-                                  subresource=sub, dry_run=self._dry_run(request))
+                                  subresource=sub, dry_run=self._dry_run(request), admit=admit)
             return self._respond(request, 200, obj, fmt)
         if method == "DELETE":
             if sub is not None:

@@ -33,6 +33,12 @@ class Authenticator(Protocol):
 
 
 class Authorizer(Protocol):
+    """True or False, or, for a PUT or PATCH of one object (not its scale), a callable
+    ``admit(stored: dict | None) -> None`` that the registry runs on the stored object the
+    write starts from (on each retry, the version that retry writes) and that raises a 403
+    ApiError to refuse: a decision that depends on the stored object (a node may write only
+    pods bound to it) made without a read of its own. Elsewhere a callable is refused (500)."""
+
     def __call__(
         self,
         user: User,
@@ -42,7 +48,7 @@ class Authorizer(Protocol):
         name: str | None,
         subresource: str | None,
         obj: Any,
-    ) -> bool: ...
+    ) -> Any: ...
 
 
 class StaticTokenAuthenticator:
