@@ -8,7 +8,7 @@ Setup: a real 3-master cluster on loopback (`edgectl up --masters 3`: Raft, TLS 
 --nodes Nodes, their Leases and --pods-per-node pods bound to them (image and resources of
 bench.scale's Deployments). The requests are sent as hollow nodes send them: each simulated
 node has its own `HollowApiSession` (edge_agent's lean HTTP/1.1 transport over its own TLS
-connection, the agent's headers and JSON bodies, bench.scale's admin token), and the bodies come
+connection, the agent's headers and JSON bodies, bench.scale's admin token, or with --node-tokens a node credential each), and the bodies come
 from the agent's own code (`compute_pod_status` over hollow containers, `NodeLease.renew`,
 `node_object`). Kinds:
 
@@ -177,12 +177,25 @@ class _Bench:
         if self.cluster is not None:
             stop_local_cluster(self.cluster, grace=5.0)
 
-    def _sessions(self, url: str, count: int) -> list[Any]:
+    def _sessions(self, url: str, tokens: list[str]) -> list[Any]:
         from edge_agent._hollow_api import HollowApiSession, tls_context
 
-        token = (self.cluster.dir / "admin-token").read_text().strip()
         context = tls_context(str(self.cluster.dir / "ca.crt"))
-        return [HollowApiSession([url], token, context=context) for _ in range(count)]
+        return [HollowApiSession([url], token, context=context) for token in tokens]
+
+    async def _tokens(self, api: Any, names: list[str]) -> list[str]:
+        """Each node's bearer token: bench.scale's admin token, or with --node-tokens a node
+        credential of its own (as `edgectl node join` gives an agent: the API then checks
+        every request against the node's rights)."""
+        admin = (self.cluster.dir / "admin-token").read_text().strip()
+        if not self.args.node_tokens:
+            return [admin] * len(names)
+        tokens = []
+        for name in names:
+            answer = await api.request_json("POST", "/edgeplane/v1/tokens", json_body={
+                "kind": "auth", "role": "node", "name": name})
+            tokens.append(answer["token"])
+        return tokens
 
     async def _roles(self) -> tuple[str, str, str]:
         """(leader, follower, the other follower) names, once a leader answers."""
@@ -221,9 +234,11 @@ class _Bench:
         try:
             await api.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                             "metadata": {"name": NS}})
-            nodes = [_Node(f"reqcost-{i:03d}", {"leader": s, "follower": f}) for i, (s, f) in
-                     enumerate(zip(self._sessions(url, self.args.nodes),
-                                   self._sessions(follower_url, self.args.nodes), strict=True))]
+            names = [f"reqcost-{i:03d}" for i in range(self.args.nodes)]
+            tokens = await self._tokens(api, names)
+            nodes = [_Node(name, {"leader": s, "follower": f}) for name, s, f in
+                     zip(names, self._sessions(url, tokens), self._sessions(follower_url, tokens),
+                         strict=True)]
 
             async def register(n: _Node) -> None:
                 n.node = await n.session.create_node(node_object(
@@ -364,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pods-per-node", type=int, default=DEFAULT_PODS_PER_NODE)
     ap.add_argument("--idle", type=float, default=DEFAULT_IDLE_S)
     ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--node-tokens", action="store_true",
+                    help="each node authenticates with a node token of its own (default: the "
+                         "admin token, as bench.scale's hollow nodes)")
     ap.add_argument("--json", action="store_true", help="print only the JSON object")
     ap.add_argument("--keep-dir", help="run in this directory and keep it")
     args = ap.parse_args(argv)
@@ -390,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     out.update(bench.result)
     out["load_1min_after"] = os.getloadavg()[0]
     out["settings"] = {"requests": args.requests, "concurrency": args.concurrency,
-                       "nodes": args.nodes, "pods_per_node": args.pods_per_node}
+                       "nodes": args.nodes, "pods_per_node": args.pods_per_node,
+                       "credentials": "node tokens" if args.node_tokens else "admin token"}
     print(json.dumps(out, indent=None if args.json else 2))
     if not args.json:
         print(table(out))
