@@ -85,6 +85,7 @@ import tempfile
 import time
 from typing import Any
 
+import orjson
 import trio
 
 from bench._proc import machine_cpu_seconds, proc_cpu_seconds
@@ -287,8 +288,9 @@ def _runner_main(args: argparse.Namespace) -> int:
         if name in seen:
             return
         seen.add(name)
-        out.write(json.dumps({"ns": md.get("namespace"), "name": name, "node": node,
-                              "t": time.time()}) + "\n")
+        # orjson: the stdlib encoder was ~2 % of a runner's CPU (a line per pod).
+        out.write(orjson.dumps({"ns": md.get("namespace"), "name": name, "node": node,
+                                "t": time.time()}).decode() + "\n")
 
     def stats(figures: dict[str, Any]) -> None:
         out.write(json.dumps({"kind": "runner", "runner": f"{args.prefix}-{args.first}",
@@ -297,15 +299,24 @@ def _runner_main(args: argparse.Namespace) -> int:
     token = pathlib.Path(args.token_file).read_text().strip()
 
     async def main() -> None:
-        await run_hollow_nodes(args.count, servers=args.servers.split(","), token=token,
-                               data_dir=args.data_dir, verify=args.ca_file,
-                               name_prefix=args.prefix, first_index=args.first,
-                               labels={GROUP_LABEL: args.prefix},
-                               cpu="32", memory="64Gi", max_pods=250,
-                               lease_renew=HOLLOW_LEASE_RENEW_S,
-                               lease_seconds=HOLLOW_LEASE_SECONDS,
-                               node_status_interval=HOLLOW_NODE_STATUS_S,
-                               event_observer=observe, stats_observer=stats)
+        from raftstore import serve_gc_policy
+
+        async with trio.open_nursery() as nursery:
+            # The masters' garbage-collector policy, as a follower applies it (freeze what is
+            # alive every 0.5 s, reclaim frozen cycles every 10 min): a runner holds its
+            # nodes' pods (long-lived dicts) and makes no cyclic garbage while pods come (none
+            # found at 100 nodes / 3,000 pods), yet its young and middle collections kept
+            # walking the survivors - ~10 % of its CPU.
+            await nursery.start(serve_gc_policy, lambda: False)
+            await run_hollow_nodes(args.count, servers=args.servers.split(","), token=token,
+                                   data_dir=args.data_dir, verify=args.ca_file,
+                                   name_prefix=args.prefix, first_index=args.first,
+                                   labels={GROUP_LABEL: args.prefix},
+                                   cpu="32", memory="64Gi", max_pods=250,
+                                   lease_renew=HOLLOW_LEASE_RENEW_S,
+                                   lease_seconds=HOLLOW_LEASE_SECONDS,
+                                   node_status_interval=HOLLOW_NODE_STATUS_S,
+                                   event_observer=observe, stats_observer=stats)
 
     try:
         trio.run(main)
