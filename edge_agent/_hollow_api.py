@@ -386,6 +386,8 @@ class HollowApiSession(HttpApiSession):
         self._context = context
         self._shared = shared
         self._idle: dict[str, list[_Connection]] = {}
+        # Per server, the connection of a watch the server ended, kept for the next watch.
+        self._ended_watch: dict[str, _Connection] = {}
         self._slots = trio.CapacityLimiter(REQUEST_CONNECTIONS)
         self._endpoints = {s: self._endpoint(s) for s in self.servers}
         self.connects = 0  # connections opened (a runner reports how well they are reused)
@@ -491,12 +493,30 @@ class HollowApiSession(HttpApiSession):
         server = self.servers[index]
         read_timeout = float(getattr(timeout, "read", None) or timeout)
         conn: _Connection | None = None
+        message = self._message(server, "GET", "/api/v1/pods?" + urlencode(params),
+                                self._headers, None)
         try:
             with trio.fail_after(self._timeout):
-                conn = await self._connect(server)
-                await conn.send(self._message(server, "GET", "/api/v1/pods?" + urlencode(params),
-                                              self._headers, None))
-                resp = await conn.response()
+                for attempt in range(2):
+                    # The connection of the watch the server ended last, as httpx's pool
+                    # hands a finished stream's connection to the next request.
+                    conn = self._ended_watch.pop(server, None) if attempt == 0 else None
+                    if conn is not None and time.monotonic() - conn.idle_since >= IDLE_EXPIRY:
+                        conn.close()
+                        conn = None
+                    reused = conn is not None
+                    if conn is None:
+                        conn = await self._connect(server)
+                    try:
+                        await conn.send(message)
+                        resp = await conn.response()
+                        break
+                    except _TransportError:
+                        conn.close()
+                        conn = None
+                        if not reused:  # (a kept connection the server closed: a new one)
+                            raise
+            assert conn is not None
             if resp.status in _RETRY_ELSEWHERE:
                 self._move_on(index)
                 raise ApiUnavailable(f"{server}: HTTP {resp.status}")
@@ -506,6 +526,8 @@ class HollowApiSession(HttpApiSession):
                 raise _status_error(resp.status, data)
             with trio.fail_after(read_timeout):
                 await self._events(conn, resp, handle)
+            if conn.reusable(resp):  # the server ended the watch and keeps the connection
+                self._ended_watch[server], conn = conn, None
         except (_TransportError, trio.TooSlowError) as exc:
             self._move_on(index)
             raise ApiUnavailable(f"{server}: watch: {exc}") from exc
@@ -539,6 +561,9 @@ class HollowApiSession(HttpApiSession):
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}
+        for conn in self._ended_watch.values():
+            conn.close()
+        self._ended_watch = {}
         with trio.CancelScope(shield=True):
             for conns in idle.values():
                 for conn in conns:

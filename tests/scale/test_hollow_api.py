@@ -209,3 +209,55 @@ async def test_a_master_that_never_answers_is_left_after_the_timeout_and_its_con
             await closed.wait()
         await session.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_watch_the_server_ended_leaves_its_connection_to_the_next_watch(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the API server ends a watch (its timeoutSeconds), the node's next watch goes over
+    the same kept-alive TLS connection, as httpx's pool reuses a finished stream's
+    connection, and still gets its events."""
+    import edge_agent._api
+    from controlplane._master_tls import new_ca
+
+    monkeypatch.setattr(edge_agent._api, "WATCH_SECONDS", (1, 1))
+    ca = new_ca()
+    cert_pem, key_pem = ca.issue_server("127.0.0.1")
+    for name, data in (("ca.crt", ca.cert_pem), ("tls.crt", cert_pem), ("tls.key", key_pem)):
+        (tmp_path / name).write_bytes(data)
+    store = MemoryStore()
+    registry = Registry(store)
+    await registry.ensure_namespaces()
+    app = create_app(registry, store=store, info={}, authenticator=StaticTokenAuthenticator(
+        {TOKEN: User("system:node:h", ("system:nodes",), "node")}))
+    node = f"hwr-{os.getpid()}"
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    async def handle(etype: str, obj: dict[str, Any]) -> None:
+        events.append((etype, obj))
+
+    async with trio.open_nursery() as nursery:
+        port = next(_PORTS)
+        await nursery.start(lambda task_status: serve_api(
+            app, host="127.0.0.1", port=port, ssl_certfile=str(tmp_path / "tls.crt"),
+            ssl_keyfile=str(tmp_path / "tls.key"), task_status=task_status))
+        session = HollowApiSession([f"https://127.0.0.1:{port}"], TOKEN,
+                                   context=tls_context(str(tmp_path / "ca.crt")))
+        pods, rv = await session.list_pods(node)
+        with trio.fail_after(10):
+            await session.watch_pods(node, rv, handle)  # ended by the server after ~1 s
+        assert session.connects == 2  # the request connection and the watch's
+
+        async def create_soon() -> None:
+            await trio.sleep(0.2)  # the second watch is open by then (the server holds it 1 s)
+            await registry.create("pods", "default", {
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w1"},
+                "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i:1"}]}})
+
+        nursery.start_soon(create_soon)
+        with trio.fail_after(10):
+            await session.watch_pods(node, rv, handle)
+        assert session.connects == 2  # no new connection for the second watch
+        assert [(e, o["metadata"]["name"]) for e, o in events if e != "BOOKMARK"] == [
+            ("ADDED", "w1")]
+        await session.aclose()
+        nursery.cancel_scope.cancel()
