@@ -4,8 +4,10 @@ in-process MemoryStore (no processes)."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
+import trio
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from controlplane._master_tls import new_ca
@@ -79,4 +81,32 @@ async def test_tokens_are_stored_hashed_and_checked() -> None:
     # Expired tokens are refused.
     _, short = await auth.create(kind="auth", role="viewer", name="bob", ttl=1e-6)
     assert await auth.authenticate(short) is None
+    await store.aclose()
+
+
+async def test_a_credential_verified_before_is_checked_against_its_record_each_time() -> None:
+    """authenticate remembers verified credentials (no decode and hash per request) but still
+    sees a revocation, a replaced record and the expiry at once."""
+    store = MemoryStore(name="t")
+    auth = ClusterAuthenticator(store, "admin-secret")
+    _, bearer = await auth.create(kind="auth", role="node", name="n1")
+    assert (await auth.authenticate(bearer)).name == "system:node:n1"
+    assert (await auth.authenticate(bearer)).name == "system:node:n1"  # remembered
+    # The record replaced under the same id (another secret): the old bearer is refused.
+    token_id = bearer.split(".")[0]
+    kv = await store.get(TOKENS_PREFIX + token_id)
+    replaced = json.loads(kv.value)
+    replaced["sha256"] = hashlib.sha256(b"another secret").hexdigest()
+    await store.put(TOKENS_PREFIX + token_id, json.dumps(replaced).encode())
+    assert await auth.authenticate(bearer) is None
+    # Expiry of a remembered credential.
+    _, short = await auth.create(kind="auth", role="viewer", name="bob", ttl=0.2)
+    assert (await auth.authenticate(short)).name == "bob"
+    await trio.sleep(0.25)  # past its expiry
+    assert await auth.authenticate(short) is None
+    # Deleted: refused at once.
+    _, gone = await auth.create(kind="auth", role="viewer", name="carol")
+    assert await auth.authenticate(gone) is not None
+    await auth.delete(gone.split(".")[0])
+    assert await auth.authenticate(gone) is None
     await store.aclose()
