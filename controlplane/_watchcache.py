@@ -351,6 +351,12 @@ class WatchCache:
 
     async def wait_for(self, revision: int) -> bool:
         """Wait until the cache reflects ``revision``; False if it did not in time."""
+        if self.ready and self.revision < revision:
+            # The store may announce what it applied a few ms late (a RaftStore batches its
+            # wake-ups of this thread); this reader waits for it now.
+            wake = getattr(self.store, "wake_watchers_now", None)
+            if wake is not None:
+                wake()
         with trio.move_on_after(CATCH_UP_SECONDS):
             while self.ready and self.revision < revision:
                 await self._progress.wait()

@@ -232,6 +232,7 @@ class RaftStore:
                 config,
                 on_applied=store._applied_from_tick,
                 on_state_changed=store._state_from_tick,
+                applied_urgent=store._reads_wait_for_apply,
             )
         )
         store._replica.start()
@@ -271,6 +272,10 @@ class RaftStore:
         if (self._watchers or self._ri_applying) and not self._wake_pending:
             self._wake_pending = True
             self._call_soon(self._wake_watchers)
+
+    def _reads_wait_for_apply(self) -> bool:
+        # (tick thread) Linearizable reads wait for this replica's apply: announce it at once.
+        return bool(self._ri_applying)
 
     def _wake_watchers(self) -> None:
         self._wake_pending = False
@@ -743,6 +748,16 @@ class RaftStore:
                     await changed.wait()
         finally:
             self._watchers -= 1
+
+    def wake_watchers_now(self) -> None:
+        """Let the :meth:`watch` iterators see everything applied so far, now.
+
+        The replica announces applies at most every ``ReplicaConfig.apply_notice_s`` (each
+        notice wakes this event loop), so a watcher may lag the applied state by that much. A
+        reader that waits for a watcher to reach a revision it has read (the API server's
+        watch cache) calls this first."""
+        if not self._closed:
+            self._wake_watchers()
 
     # --- leadership -----------------------------------------------------------------------------
 

@@ -1,0 +1,96 @@
+"""A follower announces its applies to the event loop at most every apply_notice_s
+(ReplicaConfig): watchers see a burst's later writes after that, while the apply itself, a
+linearizable read waiting for it and RaftStore.wake_watchers_now() do not wait; a leader
+announces every apply at once. Three in-process replicas over loopback."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from raftstore import RaftStore, ReplicaConfig
+from raftstore._localcluster import free_ports
+
+pytestmark = pytest.mark.slow
+
+SECRET = b"test-secret-0123456789abcdef"
+# Long, so that "deferred" and "at once" are far apart even on a loaded host.
+NOTICE_S = 2.0
+# What "at once" must stay under here (a loaded CI host included).
+PROMPT_S = 1.0
+
+
+async def _cluster(tmp_path) -> list[RaftStore]:
+    ports = free_ports(3)
+    addresses = [f"127.0.0.1:{p}" for p in ports]
+    stores = []
+    for p in ports:
+        config = ReplicaConfig(
+            self_address=f"127.0.0.1:{p}",
+            peers=tuple(a for a in addresses if not a.endswith(f":{p}")),
+            data_dir=str(tmp_path / str(p)),
+            secret=SECRET,
+            apply_notice_s=NOTICE_S,
+        )
+        stores.append(await RaftStore.open(config))
+    return stores
+
+
+async def _watch(store: RaftStore, start: int, seen: dict[str, float]) -> None:
+    async for events in store.watch("/n/", start):
+        for ev in events:
+            seen[ev.kv.key] = trio.current_time()
+
+
+async def _until(condition, timeout: float) -> float:
+    """Wait (polling, with a deadline) until condition() holds; the time it took."""
+    t0 = trio.current_time()
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(0.005)
+    return trio.current_time() - t0
+
+
+async def test_follower_batches_apply_notices_without_delaying_applies_or_reads(tmp_path):
+    stores = await _cluster(tmp_path)
+    try:
+        await _until(lambda: any(s.is_leader() for s in stores), 10)
+        leader = next(s for s in stores if s.is_leader())
+        follower = next(s for s in stores if s is not leader)
+        await leader.put("/n/start", b"0")
+        await _until(lambda: follower.revision >= leader.revision, 5)
+        seen_f: dict[str, float] = {}
+        seen_l: dict[str, float] = {}
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch, follower, follower.revision + 1, seen_f)
+            nursery.start_soon(_watch, leader, leader.revision + 1, seen_l)
+            # A quiet spell longer than the notice interval (the start's applies were
+            # announced within it): the next apply is announced at once.
+            await trio.sleep(NOTICE_S * 1.2)
+            await leader.put("/n/a", b"1")
+            assert await _until(lambda: "/n/a" in seen_f, PROMPT_S * 2) < PROMPT_S
+            # Right after it: applied at once, announced to the follower's watchers later.
+            rev_b, _ = await leader.put("/n/b", b"2")
+            await _until(lambda: follower.revision >= rev_b, PROMPT_S)
+            assert "/n/b" not in seen_f
+            # The leader's watchers are told at once.
+            assert await _until(lambda: "/n/b" in seen_l, PROMPT_S * 2) < PROMPT_S
+            # A reader waiting for a watcher to catch up asks for the notice at once.
+            follower.wake_watchers_now()
+            assert await _until(lambda: "/n/b" in seen_f, PROMPT_S * 2) < PROMPT_S
+            # A linearizable read on the follower is not held back by a deferred notice.
+            rev_c, _ = await leader.put("/n/c", b"3")
+            with trio.fail_after(PROMPT_S):
+                kv = await follower.get("/n/c")
+            assert kv is not None and kv.mod_revision == rev_c
+            # Without it, the deferred notice comes at the latest twice the interval after
+            # the last one: nothing is lost.
+            rev_d, _ = await leader.put("/n/d", b"4")
+            await _until(lambda: follower.revision >= rev_d, PROMPT_S)
+            await _until(lambda: "/n/d" in seen_f, NOTICE_S * 2 + PROMPT_S * 2)
+            nursery.cancel_scope.cancel()
+        assert list(seen_f) == ["/n/a", "/n/b", "/n/c", "/n/d"]
+        assert list(seen_l) == ["/n/a", "/n/b", "/n/c", "/n/d"]
+    finally:
+        for s in stores:
+            await s.aclose()
