@@ -94,3 +94,31 @@ async def test_follower_batches_apply_notices_without_delaying_applies_or_reads(
     finally:
         for s in stores:
             await s.aclose()
+
+
+async def test_a_consistent_list_from_a_followers_watch_cache_does_not_wait_for_the_notice(tmp_path):
+    from controlplane.registry import Registry
+
+    stores = await _cluster(tmp_path)
+    try:
+        await _until(lambda: any(s.is_leader() for s in stores), 10)
+        leader = next(s for s in stores if s.is_leader())
+        follower = next(s for s in stores if s is not leader)
+        writer = Registry(leader)
+        await writer.ensure_namespaces(["default"])
+        reader = Registry(follower)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(reader.serve_watch_cache)
+            await _until(lambda: reader.watch_cache is not None and reader.watch_cache.ready, 10)
+            cm = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}}
+            await writer.create("configmaps", "default", {**cm, "metadata": {"name": "one"}})
+            # Right after another write: the follower announces the second apply late, but a
+            # consistent list (resourceVersion "") served from its cache does not wait for that.
+            await writer.create("configmaps", "default", {**cm, "metadata": {"name": "two"}})
+            with trio.fail_after(PROMPT_S):
+                listed = await reader.list("configmaps", "default")
+            assert [o["metadata"]["name"] for o in listed["items"]] == ["one", "two"]
+            nursery.cancel_scope.cancel()
+    finally:
+        for s in stores:
+            await s.aclose()
