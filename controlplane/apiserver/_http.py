@@ -536,7 +536,7 @@ class _TLSStream(trio.abc.Stream):
                 break
             except ssl.SSLError as exc:
                 raise trio.BrokenResourceError(f"TLS read failed: {exc}") from exc
-        if self._outgoing.pending:
+        if self._outgoing.pending and not self._push():
             await self._flush()
         elif not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
