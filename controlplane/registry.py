@@ -801,6 +801,15 @@ class Registry:
             raise errors.bad_request(
                 f"the name of the object ({meta.get('name')}) does not match the name on the URL ({old_meta['name']})"
             )
+        if meta.get("uid") not in (None, "", old_meta.get("uid")):
+            # the caller edited another incarnation of this name (deleted and re-created since):
+            # a status write too (an agent's patch names the pod's uid so that a late status
+            # of a deleted pod never lands on its successor)
+            raise errors.conflict(
+                rtype.plural, old_meta["name"],
+                f"Precondition failed: UID in precondition: {meta.get('uid')}, UID in object meta: {old_meta.get('uid')}",
+                rtype.group,
+            )
         if subresource == "status":
             # status writes change only status (and keep everything else as stored)
             result = {k: v for k, v in old.items() if k != "status"}
@@ -810,13 +819,6 @@ class Registry:
             self._validate(rtype, result, old)
             return result
         meta["name"] = old_meta["name"]
-        if meta.get("uid") not in (None, "", old_meta.get("uid")):
-            # the caller edited another incarnation of this name (deleted and re-created since)
-            raise errors.conflict(
-                rtype.plural, old_meta["name"],
-                f"Precondition failed: UID in precondition: {meta.get('uid')}, UID in object meta: {old_meta.get('uid')}",
-                rtype.group,
-            )
         for key in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
             if key in old_meta:
                 meta[key] = old_meta[key]

@@ -297,3 +297,27 @@ async def test_status_patch_from_the_one_decode_answers_as_the_two_decode_path(r
 def _comparable(obj: dict) -> dict:
     meta = {k: v for k, v in obj["metadata"].items() if k not in ("name", "uid", "resourceVersion")}
     return {**obj, "metadata": meta}
+
+
+async def test_a_status_write_naming_an_older_incarnation_is_a_conflict(registry: Registry) -> None:
+    """The agent's status PATCH names the pod's uid so that a late status of a deleted pod never
+    lands on a new pod of the same name (a precondition, as for the pod itself); so does a PUT
+    of the status with the object's uid (Kubernetes' UID precondition of an update)."""
+    old = await registry.create("pods", "default", pod("p", node="n1"))
+    await registry.delete("pods", "default", "p", grace_period_seconds=0)
+    new = await registry.create("pods", "default", pod("p", node="n1"))
+    late = {"metadata": {"uid": old["metadata"]["uid"]}, "status": {"phase": "Failed"}}
+    for patch_type in ("merge", "strategic"):
+        with pytest.raises(ApiError) as err:
+            await registry.patch("pods", "default", "p", patch_type, late, subresource="status")
+        assert err.value.code == 409 and "Precondition failed: UID in precondition" in err.value.message
+    stale = {**old, "status": {"phase": "Failed"}}
+    with pytest.raises(ApiError) as err:
+        await registry.update_status("pods", "default", "p", stale)
+    assert err.value.code == 409
+    assert (await registry.get("pods", "default", "p"))["status"]["phase"] == "Pending"
+    # the pod's own uid, or none, is written
+    own = {"metadata": {"uid": new["metadata"]["uid"]}, "status": {"phase": "Running"}}
+    assert (await registry.patch("pods", "default", "p", "merge", own, subresource="status"))["status"]["phase"] == "Running"
+    written = await registry.patch("pods", "default", "p", "merge", {"status": {"phase": "Succeeded"}}, subresource="status")
+    assert written["status"]["phase"] == "Succeeded"
