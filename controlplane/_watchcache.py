@@ -26,12 +26,14 @@ the cache's history is served by the store directly (the history check is the st
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+import msgpack
 import trio
 from sortedcontainers import SortedList
 
@@ -110,6 +112,15 @@ class _Resource:
             return True
         # Full: the oldest revision may have lost earlier events of the same transaction.
         return start > self.history[0][0].revision
+
+
+_NODE_KEY = msgpack.packb("nodeName", use_bin_type=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _node_needle(node: str) -> bytes:
+    """How a stored object (controlplane.codec's msgpack) holds ``"nodeName": node``."""
+    return _NODE_KEY + msgpack.packb(node, use_bin_type=True)
 
 
 def _node_of(obj: dict[str, Any] | None) -> str:
@@ -241,17 +252,26 @@ class WatchCache:
             if res.by_node is None and not res.watchers and not res.node_watchers:
                 res.history.append((ev, None, None))
                 continue
-            new = decode(ev.kv) if ev.type == "PUT" else None
-            new_node = _node_of(new)
+            put = ev.type == "PUT"
             old: Any = _UNDECODED if ev.prev_kv is not None else None
             if res.by_node is not None:
                 # the old version's node from the index: no second decode per event
                 old_node = res.node_of.get(key, _NO_NODE)
-                if old_node != new_node or new is None:
+                if put and old_node and ev.prev_kv is not None and _node_needle(old_node) in ev.kv.value:
+                    # A bound pod's update (its status, mostly): the registry never changes a set
+                    # spec.nodeName, and the stored bytes still hold it, so the node is known
+                    # without decoding; the object is decoded only for a watcher that needs it
+                    # (a follower has the agents of about a third of the nodes).
+                    new: Any = _UNDECODED
+                    new_node = old_node
+                else:
+                    new = decode(ev.kv) if put else None
+                    new_node = _node_of(new)
+                if old_node != new_node or not put:
                     bucket = res.by_node.get(old_node)
                     if bucket is not None:
                         bucket.discard(key)
-                if new is not None:
+                if put:
                     res.by_node.setdefault(new_node, set()).add(key)
                     res.node_of[key] = new_node
                 else:
@@ -261,6 +281,8 @@ class WatchCache:
                 res.history.append((ev, old_node, new_node))
             else:
                 # Not indexed (so no node watchers): the old version only if a watcher needs it.
+                new = decode(ev.kv) if put else None
+                new_node = _node_of(new)
                 old_node = _NO_NODE
                 res.history.append((ev, None, None))
             targets: list[_Watcher] = list(res.watchers) if res.watchers else []
@@ -271,6 +293,8 @@ class WatchCache:
             for w in targets:
                 if ev.revision < w.start or (w.ns_prefix is not None and not key.startswith(w.ns_prefix)):
                     continue
+                if new is _UNDECODED:
+                    new = decode(ev.kv)
                 if w.node_only and (new is not None and new_node == w.node):
                     # (the common case, a pod of this node written: no need for the old version)
                     out: WatchEvent | None = watch_event(
