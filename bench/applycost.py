@@ -333,13 +333,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
     parser.add_argument("--idle-seconds", type=float, default=DEFAULT_IDLE_SECONDS)
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
-    parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
+    parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT,
+                        help="first port of the masters (0: any free ports)")
     parser.add_argument("--profile", metavar="PATH",
                         help="py-spy the first follower during the load phase into PATH (raw)")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args(argv)
-    if args.pods < 1 or args.rate <= 0 or args.seconds <= 0 or args.concurrency < 1:
-        parser.error("--pods, --rate, --seconds and --concurrency must be positive")
+    if (args.pods < 1 or args.rate <= 0 or args.seconds <= 0 or args.idle_seconds <= 0
+            or args.concurrency < 1):
+        parser.error("--pods, --rate, --seconds, --idle-seconds and --concurrency must be positive")
+    if args.base_port < 0 or args.base_port > 65000:
+        parser.error("--base-port must be 0 (any free ports) or a port below 65000")
 
     from cli._local import start_local_cluster, stop_local_cluster
 
@@ -350,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="applycost-") as tmp:
         say("starting 3 masters ...")
         cluster = start_local_cluster(
-            os.path.join(tmp, "cluster"), masters=3, nodes=0, base_port=args.base_port,
+            os.path.join(tmp, "cluster"), masters=3, nodes=0, base_port=args.base_port or None,
             extra_master_args=["--node-grace-period", str(NODE_GRACE_S)])
         try:
             out = trio.run(_measure, cluster, args, say)
