@@ -211,3 +211,45 @@ async def test_hollow_pods_share_their_template_parts_and_nothing_changes_them(
         assert first["metadata"]["ownerReferences"] == stored["metadata"]["ownerReferences"]
         assert {p["spec"]["nodeName"] for p in pods} == {f"{prefix}-0000", f"{prefix}-0001"}
         outer.cancel_scope.cancel()
+
+
+def test_a_node_whose_lease_is_renewed_elsewhere_sleeps_until_its_status_is_due(
+        tmp_path: Any) -> None:
+    """An agent renewing its own Lease wakes every renew interval (up to 15 % early); one
+    whose Lease a runner's lane renews has only its node status to write, and sleeps through
+    the heartbeats until the one at which that is due (one wake-up, same moment)."""
+    import time
+
+    from edge_agent import AgentConfig, EdgeAgent, HollowRuntime
+
+    agent = EdgeAgent(AgentConfig(node_name="hb", data_dir=str(tmp_path), lease_renew=10.0,
+                                  node_status_interval=300.0), runtime=HollowRuntime("hb"))
+    agent._last_node_status = time.monotonic()
+    assert all(8.5 <= agent._heartbeat_delay() <= 10.0 for _ in range(200))
+    agent.lease_renewed_elsewhere = True
+    delays = [agent._heartbeat_delay() for _ in range(200)]
+    assert all(300.0 <= d < 310.0 for d in delays), (min(delays), max(delays))
+    agent._last_node_status -= 295.0  # due in 5 s: the next heartbeat, as before
+    assert all(5.0 <= agent._heartbeat_delay() <= 10.0 for _ in range(200))
+
+
+@pytest.mark.slow
+async def test_hollow_node_status_is_still_written_every_interval(tmp_path: Any) -> None:
+    """With its Lease renewed by the lane, a hollow node still writes its node status every
+    node_status_interval."""
+    prefix = f"hst-{os.getpid()}"
+    async with trio.open_nursery() as outer:
+        registry, url = await _serve_master(outer)
+        [agent] = await outer.start(lambda task_status: run_hollow_nodes(
+            1, servers=[url], token=TOKEN, data_dir=str(tmp_path), name_prefix=prefix,
+            lease_renew=0.3, node_status_interval=1.0, task_status=task_status))
+        versions: list[str] = []
+        with trio.fail_after(20):
+            await agent.registered.wait()
+            while len(versions) < 4:  # registration's write and three more
+                node = await registry.get("nodes", None, f"{prefix}-0000")
+                rv = node["metadata"]["resourceVersion"]
+                if not versions or versions[-1] != rv:
+                    versions.append(rv)
+                await trio.sleep(0.05)
+        outer.cancel_scope.cancel()
