@@ -249,7 +249,8 @@ class SchedulerService:
             if pod is None or not _wants_scheduling(pod):
                 continue
             info = PodInfo.from_pod(pod)
-            eq = info.equivalence_key()
+            # (the key is spelled only once a pod of this batch failed: most batches bind all)
+            eq = info.equivalence_key() if hopeless else None
             if eq is not None and eq in hopeless:
                 failed.append((pod, hopeless[eq]))
                 continue
@@ -257,6 +258,8 @@ class SchedulerService:
             if result.node is None:
                 assert result.fit_error is not None
                 failed.append((pod, result.fit_error))
+                if eq is None:
+                    eq = info.equivalence_key()
                 if eq is not None:
                     hopeless[eq] = result.fit_error
                 continue

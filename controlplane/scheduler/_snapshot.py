@@ -277,6 +277,16 @@ class Snapshot:
         self.owner_counts: dict[str, Counter] = {}
         # Bound pods that carry required anti-affinity terms (checked against incoming pods).
         self.anti_affinity_pods: dict[str, PodInfo] = {}
+        # The NodeInfos in node_order, for the scheduler's pass over the nodes of every pod
+        # (rebuilt after a node is added, replaced or removed: a few times a second at most).
+        self._ordered: list[NodeInfo] | None = None
+
+    def ordered_nodes(self) -> list[NodeInfo]:
+        """The nodes' infos in ``node_order`` (do not change the list)."""
+        if self._ordered is None:
+            nodes = self.nodes
+            self._ordered = [nodes[name] for name in self.node_order]
+        return self._ordered
 
     # -- nodes -------------------------------------------------------------------------------
     def upsert_node(self, node: dict) -> None:
@@ -290,12 +300,14 @@ class Snapshot:
             for p in old.pods.values():
                 info.add_pod(p)
         self.nodes[info.name] = info
+        self._ordered = None
 
     def remove_node(self, name: str) -> None:
         info = self.nodes.pop(name, None)
         if info is None:
             return
         self.node_order.remove(name)
+        self._ordered = None
         if info.pods:
             self._orphans.setdefault(name, {}).update(info.pods)
 

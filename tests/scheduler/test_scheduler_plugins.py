@@ -284,3 +284,40 @@ def test_score_all_gives_the_same_numbers_as_score_per_node():
     for plugin in (LeastAllocated(), SelectorSpread()):
         state = plugin.prepare(pod, snap)
         assert plugin.score_all(pod, state, nodes) == [plugin.score(pod, state, n) for n in nodes]
+
+
+def test_add_weighted_adds_exactly_the_weighted_normalized_scores():
+    # The framework's one-pass path must pick as score + normalize + weight did, so the sums
+    # are compared bit for bit (==), not approximately.
+    snap = Snapshot()
+    for i, (cpu, mem) in enumerate([("1", "1Gi"), ("4", "8Gi"), ("0", "0"), ("2", "64Mi"), ("3", "3Gi")]):
+        snap.upsert_node(make_node(f"n{i}", cpu=cpu, memory=mem))
+    for i in range(7):  # uneven sibling counts, one node over-committed
+        snap.add_pod(make_pod(f"b{i}", cpu="700m", memory="300Mi", node_name=f"n{i % 3 * 2}", owner_uid="rs"))
+    nodes = list(snap.nodes.values())
+    totals = [0.0, 12.5, 1 / 3, 7.0, 99.9]
+    for owner in ("rs", "other"):  # siblings on some nodes / on none (every node alike)
+        pod = PodInfo.from_pod(make_pod("p", cpu="300m", memory="32Mi", owner_uid=owner))
+        for plugin in (SelectorSpread(), LeastAllocated()):
+            state = plugin.prepare(pod, snap)
+            normalized = plugin.normalize(plugin.score_all(pod, state, nodes))
+            expected = [t + plugin.weight * s for t, s in zip(totals, normalized, strict=True)]
+            assert plugin.add_weighted(pod, state, nodes, totals) == expected
+
+
+def test_the_scheduler_walks_the_nodes_the_snapshot_has_now():
+    # The scheduler reads the nodes in order from a list the snapshot keeps: a node added,
+    # replaced (cordoned) or removed since the last pod must count for the next one.
+    snap = snapshot([make_node("a"), make_node("b")])
+    sched = Scheduler(seed=3, percentage_of_nodes_to_score=100)
+    assert sched.schedule(PodInfo.from_pod(make_pod("p1")), snap).node in {"a", "b"}
+    snap.upsert_node(make_node("a", unschedulable=True))
+    snap.remove_node("b")
+    snap.upsert_node(make_node("c"))
+    result = sched.schedule(PodInfo.from_pod(make_pod("p2")), snap)
+    assert result.node == "c" and result.evaluated == 2
+    assert [info.name for info in snap.ordered_nodes()] == ["a", "c"]
+    snap.remove_node("c")
+    result = sched.schedule(PodInfo.from_pod(make_pod("p3")), snap)
+    assert result.node is None and result.fit_error is not None
+    assert result.fit_error.message() == "0/1 nodes are available: 1 node(s) were unschedulable."
