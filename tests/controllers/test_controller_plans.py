@@ -85,6 +85,34 @@ def test_replicaset_adopts_matching_orphans():
     assert [p["metadata"]["name"] for p in plan.adopt] == ["orphan"]
 
 
+def test_replicaset_status_counts_labeled_ready_and_available_pods():
+    from datetime import UTC, datetime
+
+    def since(p: dict, when: str) -> dict:
+        p["status"]["conditions"][0]["lastTransitionTime"] = when
+        return p
+
+    pods = [
+        since(pod("old-ready"), "2026-01-01T00:00:00Z"),
+        since(pod("new-ready"), "2026-01-01T00:00:50Z"),
+        pod("ready-no-time"),
+        pod("not-ready", ready=False),
+        since(pod("relabeled", labels={"app": "web", "extra": "x"}), "2026-01-01T00:00:00Z"),
+        pod("mislabeled", labels={"app": "other"}),  # still owned: counted, but not fully labeled
+        pod("done", phase="Succeeded"),  # finished: not counted at all
+    ]
+    now = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+    status = plan_replicaset(rs(6), pods, now).status
+    assert status == {"replicas": 6, "fullyLabeledReplicas": 5, "readyReplicas": 5, "availableReplicas": 5,
+                      "observedGeneration": 1}
+    # With minReadySeconds a ready pod is available only that long after it became ready (and
+    # one whose Ready condition has no time never is).
+    slow = rs(6)
+    slow["spec"]["minReadySeconds"] = 30
+    status = plan_replicaset(slow, pods, now).status
+    assert (status["readyReplicas"], status["availableReplicas"]) == (5, 2)
+
+
 def test_pod_from_template_has_owner_labels_and_generate_name():
     p = pod_from_template(rs(1))
     assert p["metadata"]["generateName"] == "web-abc-"
