@@ -7,8 +7,8 @@ per pod. Tests can make a container exit with `HollowRuntime.kill`.
 
 Like Docker it reports container changes as events (`follow_events`): its containers change only
 through its own methods, so every change is known, and the pod syncer need not relist the node's
-containers on every round (a relist per round was ~10 % of a hollow-node runner's CPU: a pod's
-start woke a round that listed, sorted and grouped all ~30 containers of its node).
+containers on every round (a pod's start woke a round that listed, sorted and grouped all ~30
+containers of its node).
 """
 
 from __future__ import annotations

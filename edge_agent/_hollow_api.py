@@ -1,6 +1,7 @@
 """A lean HTTP transport for hollow nodes: `HollowApiSession` is an `HttpApiSession` (every
 request the agent makes, its paths, bodies, failover and watch handling are inherited) whose
-transport is trio's TLS streams and a small HTTP/1.1 client instead of httpx.
+transport is TLS on non-blocking sockets under trio's I/O waits and a small HTTP/1.1 client
+instead of httpx.
 
 Why: a runner of a few hundred hollow nodes spent most of its CPU inside httpx and httpcore
 (request and response models, header objects, cookie extraction, the pool's bookkeeping, a
@@ -81,7 +82,8 @@ class _Connection:
     than by trio's SSLStream and SocketStream: a connection is only ever used by one task at a
     time (a request and its answer, or a watch), so their locks, conflict detectors and the
     scheduler round trip every socket call makes (a checkpoint before and after) were pure cost
-    - trio's TLS stream was ~20 % of a hollow-node runner's CPU. A socket call that can
+    (one runner of 100 nodes given 3,000 pods, all else equal: 0.91-0.96 -> 0.77-0.80 CPU-s per
+    1,000 pods with this and the request path's other savings below). A socket call that can
     proceed does so at once; one that cannot waits for the socket in trio's I/O manager (a
     checkpoint, so timeouts still cancel it). The bytes on the wire are the same: the same
     TLS context and handshake, no close_notify on close (as trio's aclose_forcefully)."""
