@@ -20,7 +20,8 @@ would be 500 heartbeat writes/s, a load no data-center cluster of this size carr
 Late renewals are still measured against the hollow nodes' own interval.
 
 The simulated nodes share this machine with the masters (Kubernetes' kubemark runs its hollow
-nodes on other machines); at full size the runners and lease lanes use ~0.6 of a core.
+nodes on other machines); at full size the runners and lease lanes use ~0.4 of a core (0.6
+before session 5's leaner hollow transport, container events and runner GC policy).
 `--runner-nice N` runs them (never the watch-probe node) at nice N so that the masters get a
 core first, as they would on a real fleet; the JSON says which (`hollow_runner_nice`). The
 default is 0. Caveat, measured in session 4: with the kernel's automatic session groups
@@ -28,7 +29,7 @@ default is 0. Caveat, measured in session 4: with the kernel's automatic session
 its own and gets its group's share whatever its nice value, so `--runner-nice` changes nothing
 there (runners used ~15 % of a core each at nice 0 and at nice 10); setting the groups' nice
 instead (`/proc/self/autogroup`, tried outside this code) starved the runners at 10 (Lease
-renewals up to 24 s late) and was no better at 4. The runners (~0.6 of a core) are not the
+renewals up to 24 s late) and was no better at 4. The runners (~0.4 of a core) are not the
 masters' main competitors: the masters use 1.1-1.2 cores and compete with each other.
 
 Measured while that runs, from a separate client in this process:
