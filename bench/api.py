@@ -22,7 +22,6 @@ import multiprocessing as mp
 import os
 import secrets
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from typing import Any
 
 import httpx
 
+from bench._ports import free_port
+
 # Loopback ports for the bench's own servers (the API server and etcd): the range reserved for
 # API benchmarks and tests, away from other suites.
 _PORTS = range(22000, 23000)
@@ -42,17 +43,7 @@ _ADMIN_TOKEN = "bench-admin-token"
 
 
 def _free_port() -> int:
-    import random
-
-    for _ in range(500):
-        port = random.choice(_PORTS)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 22000-22999")
+    return free_port(_PORTS)
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:

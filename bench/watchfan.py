@@ -33,7 +33,6 @@ import os
 import random
 import resource
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -42,7 +41,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-# Loopback ports for the bench's server: HW's range for session work (away from other suites).
+from bench._ports import free_port
+
+# Loopback ports for the bench's server: a range of their own, away from the test suites'.
 _PORTS = range(24000, 24500)
 _TOKEN = "bench-watchfan-token"
 # The annotation the writer stamps with time.time() at the write (the client's delay reference).
@@ -56,15 +57,7 @@ _DRAIN_SECONDS = 0.5
 
 
 def _free_port() -> int:
-    for _ in range(200):
-        port = random.choice(_PORTS)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {_PORTS.start}-{_PORTS.stop - 1}")
+    return free_port(_PORTS, tries=200)
 
 
 def _pod(name: str, node: str) -> dict[str, Any]:
