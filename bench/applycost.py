@@ -21,7 +21,7 @@ switches), over the steady phase and over an idle phase of the same length befor
   one wake-up from epoll: mostly the tick thread's run_sync_soon hand-offs), idle-corrected;
 - writes_per_entry: applied writes per Raft log entry (how much group commit batched).
 
-Ports: ``--base-port`` (default 25000: helper HA's range in this project's shared sessions).
+Ports: ``--base-port`` (default 25000, a range away from the test suites'; 0 picks any free ports).
 """
 
 from __future__ import annotations
