@@ -247,8 +247,13 @@ async def test_a_watch_the_server_ended_leaves_its_connection_to_the_next_watch(
             await session.watch_pods(node, rv, handle)  # ended by the server after ~1 s
         assert session.connects == 2  # the request connection and the watch's
 
+        def open_watches() -> float:
+            return app.metrics.registry.get_sample_value("apiserver_registered_watchers") or 0
+
         async def create_soon() -> None:
-            await trio.sleep(0.2)  # the second watch is open by then (the server holds it 1 s)
+            with trio.fail_after(5):  # the second watch is open (the server holds it 1 s)
+                while open_watches() < 1:
+                    await trio.sleep(0.01)
             await registry.create("pods", "default", {
                 "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w1"},
                 "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i:1"}]}})
