@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from typing import Any
 
 import trio
 
+from bench._ports import free_port
 from bench._proc import machine_cpu_seconds, proc_cpu_seconds
 
 TARGET_P99_S = 1.5
@@ -51,14 +51,7 @@ POLL_S = 0.01
 
 
 def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
+    return free_port(PORTS)
 
 
 def _percentile(values: list[float], q: float) -> float:

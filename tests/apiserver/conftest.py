@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,7 @@ import httpx
 import pytest
 import trio
 
+from bench._ports import free_port as _free_port
 from controlplane.apiserver import StaticTokenAuthenticator, User, create_app, serve_api
 from controlplane.registry import Registry
 from raftstore import MemoryStore
@@ -21,20 +20,12 @@ from ._tls import make_tls
 
 ADMIN_TOKEN = "admin-token-for-tests"
 VIEWER_TOKEN = "viewer-token-for-tests"
-# This helper's port range (the coordinator's brief), so parallel suites never collide.
+# This suite's own port range, so parallel suites never collide.
 PORTS = range(22000, 23000)
 
 
 def free_port() -> int:
-    for _ in range(200):
-        port = random.choice(PORTS)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 22000-22999")
+    return _free_port(PORTS, tries=200)
 
 
 @dataclass
