@@ -403,16 +403,11 @@ class SelectorSpread:
         return [100.0 * (top - r) / top for r in raw]
 
     def add_weighted(self, pod: PodInfo, state: Any, nodes: list[NodeInfo], totals: list[float]) -> list[float]:
-        """``totals`` plus ``weight`` times the normalized score of each node, with the very
-        numbers of score_all + normalize (the counts are small ints: exact as floats) in two
-        passes instead of four: the framework's path for every pod."""
-        get = state.get
-        counts = [get(node.name, 0) for node in nodes]
-        top = max(counts, default=0)
+        """``totals`` plus ``weight`` times the normalized score of each node (score_all and
+        normalize themselves: the formula stays in one place), in one list: the framework's
+        path for every pod."""
         weight = self.weight
-        if top <= 0:
-            return [t + weight * 100.0 for t in totals]
-        return [t + weight * (100.0 * (top - c) / top) for t, c in zip(totals, counts, strict=True)]
+        return [t + weight * s for t, s in zip(totals, self.normalize(self.score_all(pod, state, nodes)), strict=True)]
 
 
 class LeastAllocated:
