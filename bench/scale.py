@@ -375,6 +375,10 @@ class _Run:
         self.mutating: list[float] = []
         self.reads: list[float] = []
         self.by_master: dict[str, dict[str, list[float]]] = {}
+        # every latency sample as (wall time at its end, kind, master, what, seconds): written
+        # to latency.jsonl when the run's directory is kept (--keep-dir), to see when the slow
+        # calls happened (the masters' logs have wall-clock times)
+        self.samples: list[tuple[float, str, str, str, float]] = []
         # watch probe pod -> (wall time its create was sent, wall time the answer came)
         self.probe_created: dict[str, tuple[float, float]] = {}
         self.cluster: Any = None
@@ -541,9 +545,10 @@ class _Run:
         urls = [str(m.api_address) for m in masters]
         return [(m.name, self.client(urls[i:] + urls[:i])) for i, m in enumerate(masters)]
 
-    def sample(self, kind: str, master: str, seconds: float) -> None:
+    def sample(self, kind: str, master: str, seconds: float, what: str = "configmap") -> None:
         (self.mutating if kind == "mutating" else self.reads).append(seconds)
         self.by_master.setdefault(master, {}).setdefault(kind, []).append(seconds)
+        self.samples.append((round(time.time(), 3), kind, master, what, round(seconds, 4)))
 
     async def probe_loop(self, apis: list[tuple[str, Any]], stop: trio.Event) -> None:
         from controlplane.client import ApiError, ClusterUnreachable
@@ -587,7 +592,7 @@ class _Run:
             t, sent = time.monotonic(), time.time()
             try:
                 await api.create("pods", body)
-                self.sample("mutating", master, time.monotonic() - t)
+                self.sample("mutating", master, time.monotonic() - t, "pod")
                 self.probe_created[name] = (sent, time.time())
             except (ApiError, ClusterUnreachable) as exc:
                 self.error("probe pod create", exc)
@@ -620,7 +625,7 @@ class _Run:
             t = time.monotonic()
             try:
                 await api.create("deployments", body)
-                self.sample("mutating", first_master, time.monotonic() - t)
+                self.sample("mutating", first_master, time.monotonic() - t, "deployment")
             except (ApiError, ClusterUnreachable) as exc:
                 self.error(f"create deployment {name}", exc)
             # Steady rate: the next create is due at t0 + (d + 1) * interval.
@@ -985,6 +990,10 @@ async def run(nodes: int, pods: int, rate: float, runners: int, timeout: float,
             await trio.to_thread.run_sync(bench.stop)
         if keep is None:
             shutil.rmtree(root, ignore_errors=True)
+        else:
+            with open(root / "latency.jsonl", "w") as f:
+                for row in bench.samples:
+                    f.write(json.dumps(row) + "\n")
     r = bench.result
     lat_mut, lat_read = _percentiles(bench.mutating), _percentiles(bench.reads)
     out: dict[str, Any] = {

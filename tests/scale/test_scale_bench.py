@@ -29,10 +29,11 @@ FIELDS = {
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_bench_scale_reduced_size_json_report() -> None:
+def test_bench_scale_reduced_size_json_report(tmp_path: Path) -> None:
+    keep = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "bench.scale", "--nodes", "50", "--pods", "500", "--json",
-         "--timeout", "150"],
+         "--timeout", "150", "--keep-dir", str(keep)],
         cwd=ROOT, capture_output=True, text=True, timeout=220)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)  # --json: only the JSON object on stdout
@@ -77,6 +78,13 @@ def test_bench_scale_reduced_size_json_report() -> None:
     assert 0 < report["failover_s"] < 30
     assert 0 < report["failover_new_leader_s"] < 30
     assert 0 < report["master_restart_s"] < 120
+    # --keep-dir keeps every latency sample, with when it ended, for a look at the slow ones.
+    rows = [json.loads(line) for line in (keep / "latency.jsonl").read_text().splitlines()]
+    for kind, key in (("mutating", "api_mutating_s"), ("read", "api_read_s")):
+        mine = sorted(r[4] for r in rows if r[1] == kind)
+        assert len(mine) == report[key]["count"] and mine[-1] == pytest.approx(report[key]["max"], abs=1e-3)
+    assert {r[2] for r in rows} == {"m1", "m2", "m3"}
+    assert {r[3] for r in rows} == {"configmap", "pod", "deployment"}
 
 
 def test_bench_scale_rejects_bad_sizes() -> None:
