@@ -123,6 +123,31 @@ def _node_needle(node: str) -> bytes:
     return _NODE_KEY + msgpack.packb(node, use_bin_type=True)
 
 
+def _stored_node(value: bytes) -> str | None:
+    """:func:`_node_of` of a stored object read from its msgpack bytes: the top-level map is
+    walked to ``spec`` and ``spec`` to ``nodeName``, every other value skipped undecoded (~2 µs
+    against ~10-20 for a pod's decode). None when the bytes are not a map whose ``spec`` is a
+    map (the caller decodes them)."""
+    if _NODE_KEY not in value:
+        return _NO_NODE  # no "nodeName" anywhere: unbound (every create of a Deployment's pod)
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(value)
+    try:
+        for _ in range(unpacker.read_map_header()):
+            if unpacker.unpack() != "spec":
+                unpacker.skip()
+                continue
+            for _ in range(unpacker.read_map_header()):
+                if unpacker.unpack() == "nodeName":
+                    node = unpacker.unpack()
+                    return node if isinstance(node, str) else _NO_NODE
+                unpacker.skip()
+            return _NO_NODE
+    except (ValueError, msgpack.UnpackException):
+        return None  # (not a map, a spec that is not a map: _node_of decides)
+    return _NO_NODE
+
+
 def _node_of(obj: dict[str, Any] | None) -> str:
     if obj is None:
         return _NO_NODE
@@ -257,16 +282,23 @@ class WatchCache:
             if res.by_node is not None:
                 # the old version's node from the index: no second decode per event
                 old_node = res.node_of.get(key, _NO_NODE)
-                if put and old_node and ev.prev_kv is not None and _node_needle(old_node) in ev.kv.value:
-                    # A bound pod's update (its status, mostly): the registry never changes a set
-                    # spec.nodeName, and the stored bytes still hold it, so the node is known
-                    # without decoding; the object is decoded only for a watcher that needs it
-                    # (a follower has the agents of about a third of the nodes).
-                    new: Any = _UNDECODED
+                # The new version's node from the stored bytes, the object decoded only for a
+                # watcher that needs it: a follower holds the agents' watches of about half of
+                # the nodes, and nothing there watches unbound pods.
+                new: Any = _UNDECODED if put else None
+                if not put:
+                    new_node = _NO_NODE
+                elif old_node and ev.prev_kv is not None and _node_needle(old_node) in ev.kv.value:
+                    # A bound pod's update (its status, mostly): the registry never changes a
+                    # set spec.nodeName, and the stored bytes still hold it.
                     new_node = old_node
                 else:
-                    new = decode(ev.kv) if put else None
-                    new_node = _node_of(new)
+                    # A create (unbound, mostly) or a binding.
+                    stored = _stored_node(ev.kv.value)
+                    if stored is None:
+                        new = decode(ev.kv)
+                        stored = _node_of(new)
+                    new_node = stored
                 if old_node != new_node or not put:
                     bucket = res.by_node.get(old_node)
                     if bucket is not None:

@@ -83,3 +83,72 @@ async def test_bound_pod_updates_are_decoded_only_for_their_nodes_watchers(nurse
     listed = await reg.list("pods", "default", field_selector="spec.nodeName=n2")
     assert [p["metadata"]["name"] for p in listed["items"]] == ["u"]
     assert seen == [("ADDED", "a"), ("MODIFIED", "a"), ("ADDED", "b")]
+
+
+async def test_creates_and_bindings_are_decoded_only_for_watchers_of_their_node(nursery: trio.Nursery) -> None:
+    # A follower's watch cache sees every pod created (unbound) and bound; its watchers are the
+    # agents of some nodes. The node comes from the stored bytes; the pod is decoded only for
+    # the watcher of the node it is bound to.
+    store = MemoryStore()
+    reg = Registry(store)
+    await nursery.start(reg.serve_watch_cache)
+    await _until(lambda: reg.watch_cache is not None and reg.watch_cache.ready)
+    await reg.ensure_namespaces()
+    seen: list[tuple[str, str]] = []
+
+    async def watch_n1() -> None:
+        async for batch in reg.watch("pods", "default", field_selector="spec.nodeName=n1"):
+            seen.extend((ev.type, ev.object["metadata"]["name"]) for ev in batch)
+
+    await reg.create("pods", "default", _pod("w", "n1"))
+    nursery.start_soon(watch_n1)
+    await _until(lambda: seen == [("ADDED", "w")])  # (the watch is registered)
+    seen.clear()
+    decoded: list[str] = []
+    shared = reg._decode_shared
+
+    def counting(kv: KeyValue) -> dict[str, Any]:
+        decoded.append(kv.key.rsplit("/", 1)[1])
+        return shared(kv)
+
+    reg._decode_shared = counting  # type: ignore[method-assign]
+    cache = reg.watch_cache
+    assert cache is not None
+    for name in ("x", "y"):
+        await reg.create("pods", "default", _pod(name))
+    await cache.wait_for(store.revision)
+    assert decoded == []  # unbound: no watcher here can want them
+    await reg.bind("default", "x", {"target": {"kind": "Node", "name": "n2"}})
+    await cache.wait_for(store.revision)
+    assert decoded == []  # bound to a node nobody here watches
+    await reg.bind("default", "y", {"target": {"kind": "Node", "name": "n1"}})
+    await _until(lambda: ("ADDED", "y") in seen)
+    assert decoded == ["y"]
+    assert seen == [("ADDED", "y")]
+    # the index still knows both nodes' pods
+    listed = await reg.list("pods", "default", field_selector="spec.nodeName=n2")
+    assert [p["metadata"]["name"] for p in listed["items"]] == ["x"]
+    listed = await reg.list("pods", "default", field_selector="spec.nodeName=")
+    assert [p["metadata"]["name"] for p in listed["items"]] == []
+    listed = await reg.list("pods", "default", field_selector="spec.nodeName=n1")
+    assert [p["metadata"]["name"] for p in listed["items"]] == ["w", "y"]
+
+
+def test_stored_node_reads_spec_node_name_from_the_bytes() -> None:
+    from controlplane._watchcache import _node_of, _stored_node
+
+    cases: list[Any] = [
+        _pod("a"), _pod("a", "n1"),
+        {"metadata": {"labels": {"nodeName": "n9"}}, "spec": {"containers": []}},  # not spec's
+        {"spec": {"affinity": {"nodeName": "n9"}, "nodeName": "n2"}},  # nested is not it
+        {"spec": {"nodeName": 7}}, {"spec": {"nodeName": None}}, {"spec": None, "x": {"nodeName": "n"}},
+        {"metadata": {"nodeName": "n"}}, {"status": {"nodeName": "n"}},
+        {"spec": {"a": [1, {"nodeName": "n"}], "nodeName": "n3"}},
+    ]
+    for obj in cases:
+        stored = _stored_node(encode_object(obj))
+        # None: the caller decodes (only for bytes whose spec is not a map)
+        assert stored == _node_of(obj) or (stored is None and not isinstance(obj.get("spec"), dict)), obj
+    assert _stored_node(encode_object({"spec": {"nodeName": "n2"}})) == "n2"
+    assert _stored_node(encode_object([1, "nodeName"])) is None
+    assert _stored_node(encode_object({"spec": ["nodeName", "n"]})) is None
