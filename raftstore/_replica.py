@@ -55,7 +55,9 @@ answers or sends anything that depends on them (votes, acknowledgements, append-
 acknowledged write also survives power loss, at a latency cost.
 
 Snapshots (log compaction) are written by a forked child that pickles the KVState held by
-:class:`_StateHolder`, so the tick thread only pays for the fork. Two crash windows of
+:class:`_StateHolder` (as columns, see ``KVState.__getstate__``) into a zstd stream
+(:class:`_SnapshotCodec`; gzip snapshots of older releases are still read), so the tick thread
+only pays for the fork. A snapshot file is read once when loaded. Two crash windows of
 pysyncobj's compaction are closed here: the journal is compacted by writing a new file that
 atomically replaces the old one (pysyncobj rewrites it in place), and a journal that still
 starts before the snapshot (crash after the snapshot, before the compaction) keeps its tail at
@@ -83,6 +85,7 @@ import functools
 import gc
 import gzip
 import hashlib
+import io
 import ipaddress
 import logging
 import os
@@ -98,6 +101,7 @@ from dataclasses import dataclass
 from queue import Empty
 from typing import Any
 
+import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj import pickle as _pysyncobj_pickle
@@ -230,23 +234,41 @@ def _read_available(conn: _tcp_connection.TcpConnection) -> None:
 _tcp_connection.TcpConnection._TcpConnection__tryReadBuffer = _read_available  # type: ignore[attr-defined]
 
 
-# gzip level of snapshots: level 1 packs the (mostly JSON/msgpack) state to about the same size
-# as pysyncobj's default level 9 at a fraction of the CPU (the forked child competes with the
-# replicas for the cores while it writes).
-_SNAPSHOT_GZIP_LEVEL = 1
+# zstd level of snapshots. A full-size state (30,000 pods, 100,000 events of history) pickles
+# to ~135 MB: zlib level 1 (gzip) packed it to 12.1 MB in 0.42 CPU-s, zstd level 1 to 7.6 MB in
+# 0.09 CPU-s (and unpacks it in 0.08 s instead of 0.31 s on restart). The forked writer
+# competes with the replicas for the cores, so its CPU is what counts.
+_SNAPSHOT_ZSTD_LEVEL = 1
+# A snapshot file starts with one of these: zstd frames (written now) or gzip (written before).
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
-class _SnapshotGzip:
-    """Stand-in for the ``gzip`` module inside pysyncobj's serializer: writes at level 1."""
+class _SnapshotCodec:
+    """Stand-in for the ``gzip`` module inside pysyncobj's serializer, which writes a snapshot
+    as ``with gzip.GzipFile(fileobj=f, mode="wb") as g: pickle.dump(data, g)`` and reads it as
+    ``pickle.load(gzip.GzipFile(fileobj=f))``: writes zstd, reads zstd or gzip (snapshots
+    written before, by this or an older release) by the file's first bytes. The leader sends
+    its snapshot file as it is to a follower that lags behind, so all replicas of a cluster
+    must run a release that reads zstd (as they must for the frame cipher)."""
 
     @staticmethod
-    def GzipFile(**kwargs: Any) -> gzip.GzipFile:  # noqa: N802 - gzip's name
-        if str(kwargs.get("mode", "rb")).startswith("w"):
-            kwargs.setdefault("compresslevel", _SNAPSHOT_GZIP_LEVEL)
-        return gzip.GzipFile(**kwargs)
+    def GzipFile(*, fileobj: Any, mode: str = "rb") -> Any:  # noqa: N802 - gzip's name
+        if mode.startswith("w"):
+            # closefd=False: pysyncobj closes (and renames) the file itself.
+            return zstandard.ZstdCompressor(level=_SNAPSHOT_ZSTD_LEVEL).stream_writer(
+                fileobj, closefd=False
+            )
+        magic = fileobj.read(4)
+        fileobj.seek(0)
+        if magic == _ZSTD_MAGIC:
+            return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(fileobj))
+        if magic[:2] == _GZIP_MAGIC:
+            return gzip.GzipFile(fileobj=fileobj, mode="rb")
+        raise ValueError(f"not a snapshot file (starts with {magic!r})")
 
 
-_pysyncobj_serializer.gzip = _SnapshotGzip  # type: ignore[attr-defined]
+_pysyncobj_serializer.gzip = _SnapshotCodec  # type: ignore[attr-defined]
 
 # Niceness added to the snapshot writer (see _snapshot_child_setup).
 _SNAPSHOT_NICE = 10
@@ -970,22 +992,30 @@ class Replica(SyncObj):
 
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802, N803
         # A snapshot (at start or sent by the leader) replaces the state: wake the watchers.
-        if not clearJournal:
-            self._align_journal_to_snapshot()
-        with self.state_lock:
-            _base_load_dump(self, clearJournal)
+        # The file is read once, here, outside the state lock (unpickling a full-size state
+        # takes about a second), and pysyncobj's own read below is handed the same data.
+        serializer = self._SyncObj__serializer
+        try:
+            data = serializer.deserialize()
+        except Exception:
+            data = None  # pysyncobj's own read fails the same way and logs why
+        if data is not None:
+            if not clearJournal:
+                self._align_journal_to_snapshot(data)
+            serializer.deserialize = lambda: data
+        try:
+            with self.state_lock:
+                _base_load_dump(self, clearJournal)
+        finally:
+            serializer.__dict__.pop("deserialize", None)
         if self._on_applied is not None:
             self._on_applied()
 
-    def _align_journal_to_snapshot(self) -> None:
+    def _align_journal_to_snapshot(self, data: Any) -> None:
         """pysyncobj keeps the journal at start only if it begins with the snapshot's last two
         entries, and otherwise clears it to them, dropping every entry after the snapshot. A
         crash between writing a snapshot and compacting the journal leaves exactly that: a
         journal starting earlier. Drop only its prefix, so the tail survives."""
-        try:
-            data = self._SyncObj__serializer.deserialize()
-        except Exception:
-            return  # no usable snapshot: pysyncobj logs it and keeps the journal
         log = self._SyncObj__raftLog
         first_kept = data[2]
         if len(log) < 2 or log[0] == first_kept:

@@ -6,10 +6,15 @@ stay shared (written once, one object again after loading), and the snapshot fil
 
 from __future__ import annotations
 
+import gzip
+import os
 import pickle
 from typing import Any
 
-from raftstore import KVState, encode_delete, encode_put
+import trio
+
+from raftstore import KVState, ReplicaConfig, _replica, encode_delete, encode_put, open_raft_store
+from raftstore._localcluster import free_ports
 
 
 def _filled(history_limit: int = 100) -> KVState:
@@ -102,3 +107,85 @@ def test_a_delete_and_a_re_create_survive_a_round_trip() -> None:
     assert delete.prev_kv is not None and delete.prev_kv.value == b"value 17" * 20
     assert (create.type, create.prev_kv, create.kv.version) == ("PUT", None, 1)
     assert create.kv is loaded.get("/registry/pods/default/p3")
+
+
+# --- snapshot files of a real replica -------------------------------------------------------
+
+
+async def _snapshotted_store(config: ReplicaConfig) -> tuple[str, int]:
+    """Writes 100 keys, takes a snapshot (waiting until it is written and the log compacted),
+    writes 20 more (journal only); returns the digest and the snapshot's revision."""
+    snapshot = os.path.join(config.data_dir, "raft.snapshot")
+    async with open_raft_store(config) as s:
+        with trio.fail_after(10):
+            while not s.is_leader():
+                await trio.sleep(0.01)
+        for i in range(100):
+            await s.put(f"/s/{i}", f"value {i}".encode() * 10)
+        in_snapshot = s.revision
+        s.replica.forceLogCompaction()
+        with trio.fail_after(20):
+            while not os.path.exists(snapshot) or s.status()["log_first_index"] <= 1:
+                await s.put("/s/tick", b"")  # compaction runs on the tick thread
+                await trio.sleep(0.05)
+        for i in range(100, 120):
+            await s.put(f"/s/{i}", b"after the snapshot")
+        return s.digest(), in_snapshot
+
+
+async def _assert_restarts_into(config: ReplicaConfig, digest: str, in_snapshot: int) -> None:
+    async with open_raft_store(config) as s:
+        assert s.revision >= in_snapshot  # loaded from the snapshot before serving
+        with trio.fail_after(10):
+            while not s.is_leader():
+                await trio.sleep(0.01)
+        await s.barrier()
+        assert s.digest() == digest
+        kv = await s.get("/s/119")
+        assert kv is not None and kv.value == b"after the snapshot"
+
+
+async def test_snapshot_is_zstd_and_read_once_on_restart(tmp_path, monkeypatch):
+    (port,) = free_ports(1)
+    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
+    digest, in_snapshot = await _snapshotted_store(config)
+    with open(tmp_path / "raft.snapshot", "rb") as f:
+        assert f.read(4) == b"\x28\xb5\x2f\xfd"  # a zstd frame
+    reads = []
+    real = _replica._SnapshotCodec.GzipFile
+
+    def counting(*, fileobj: Any, mode: str = "rb") -> Any:
+        if not mode.startswith("w"):
+            reads.append(fileobj.name)
+        return real(fileobj=fileobj, mode=mode)
+
+    monkeypatch.setattr(_replica._SnapshotCodec, "GzipFile", staticmethod(counting))
+    await _assert_restarts_into(config, digest, in_snapshot)
+    # Unpickling a full-size state takes about a second: once per start, not twice.
+    assert reads == [str(tmp_path / "raft.snapshot")]
+
+
+async def test_a_gzip_snapshot_of_an_older_release_is_loaded(tmp_path, monkeypatch):
+    (port,) = free_ports(1)
+    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
+    digest, in_snapshot = await _snapshotted_store(config)
+    path = tmp_path / "raft.snapshot"
+    with open(path, "rb") as f:
+        data = pickle.load(_replica._SnapshotCodec.GzipFile(fileobj=f))
+    # Rewrite it as an older release did: gzip, the state in format 1, pickle protocol 2.
+    with monkeypatch.context() as patch, gzip.open(path, "wb") as f:
+        patch.setattr(KVState, "__getstate__", _format_1)
+        pickle.dump(data, f, protocol=2)
+    await _assert_restarts_into(config, digest, in_snapshot)
+
+
+async def test_a_file_that_is_no_snapshot_is_refused_with_a_clear_error(tmp_path):
+    path = tmp_path / "raft.snapshot"
+    path.write_bytes(b"PK\x03\x04 not a snapshot")
+    with open(path, "rb") as f:
+        try:
+            _replica._SnapshotCodec.GzipFile(fileobj=f)
+        except ValueError as exc:
+            assert "not a snapshot file" in str(exc)
+        else:
+            raise AssertionError("a zip file was taken for a snapshot")
