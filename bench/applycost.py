@@ -21,6 +21,16 @@ switches), over the steady phase and over an idle phase of the same length befor
   one wake-up from epoll: mostly the tick thread's run_sync_soon hand-offs), idle-corrected;
 - writes_per_entry: applied writes per Raft log entry (how much group commit batched).
 
+Also measured, the same way, on the LEADER (``leader``): its CPU per write by thread (its raft
+tick thread replicates every entry: sends, acknowledgements, commit notices), and over the whole
+cluster the Raft messages per entry (``raft_segments_per_entry``: TCP data segments between the
+masters' Raft ports, from ``ss``; a small message is one segment).
+
+``--via all`` sends the writes to the three masters in turn instead of only to the leader, as the
+simulated nodes of bench.scale do: a follower then forwards its writes to the leader (its tick
+thread's other job). ``write_p50_ms`` / ``write_p99_ms``: the writes' latency as the client sees
+it (PATCH request to answer).
+
 Ports: ``--base-port`` (default 25000, a range away from the test suites'; 0 picks any free ports).
 """
 
@@ -30,6 +40,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -147,6 +158,24 @@ def _delta(pid: int, before: dict[str, tuple[str, int, int, int]],
             "kernel_all_threads": system}, (wakeups, tick_wakeups)
 
 
+def _raft_segments(ports: set[int]) -> int:
+    """TCP data segments sent so far on the connections between the masters' Raft ports."""
+    out = subprocess.run(["ss", "-tinH", "state", "established"], capture_output=True,
+                         text=True, check=False).stdout
+    total = 0
+    lines = out.splitlines()
+    for head, info in zip(lines[::2], lines[1::2], strict=False):
+        addrs = head.split()[-2:]
+        try:
+            local, peer = (int(a.rsplit(":", 1)[1]) for a in addrs)
+        except (ValueError, IndexError):
+            continue
+        if local in ports or peer in ports:
+            m = re.search(r"data_segs_out:(\d+)", info)
+            total += int(m.group(1)) if m else 0
+    return total
+
+
 async def _status(api: Any) -> dict[str, Any]:
     result: dict[str, Any] = await api.request_json("GET", "/edgeplane/v1/cluster/status")
     return result
@@ -179,6 +208,8 @@ async def _measure(cluster: Any, args: argparse.Namespace, say: Any) -> dict[str
                     await trio.sleep(0.2)
         followers = [m for m in masters if m is not leader]
         api = apis[leader.name]
+        writers = [apis[m.name] for m in masters]
+        raft_ports = {int(m.raft_address.rsplit(":", 1)[1]) for m in masters}
         say(f"leader {leader.name}; creating {args.pods} pods through it")
         for n in range(NODES):
             await api.create("nodes", {"apiVersion": "v1", "kind": "Node",
@@ -202,18 +233,23 @@ async def _measure(cluster: Any, args: argparse.Namespace, say: Any) -> dict[str
         pod_json_bytes = len(json.dumps(sample, separators=(",", ":")))
 
         async def phase(seconds: float, rate: float) -> dict[str, Any]:
-            stats = [await _status(apis[m.name]) for m in followers]
-            before = [_threads(m.pid) for m in followers]
+            watched = [*followers, leader]
+            stats = [await _status(apis[m.name]) for m in watched]
+            segs = _raft_segments(raft_ports)
+            before = [_threads(m.pid) for m in watched]
             t0 = time.monotonic()
             errors = 0
-            profiler = None
+            latencies: list[float] = []
+            profilers = []
             if rate > 0 and args.profile:
-                # py-spy on the first follower over the load phase (raw collapsed stacks).
-                profiler = subprocess.Popen(
-                    [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
-                     "-p", str(followers[0].pid), "-d", str(int(seconds)), "-r", "100",
-                     "--threads", "-f", "raw", "-o", args.profile],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                # py-spy on the first follower (PATH) and the leader (PATH.leader) over the load
+                # phase (raw collapsed stacks).
+                for m, path in ((followers[0], args.profile), (leader, args.profile + ".leader")):
+                    profilers.append(subprocess.Popen(
+                        [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
+                         "-p", str(m.pid), "-d", str(int(seconds)), "-r", "100",
+                         "--threads", "-f", "raw", "-o", path],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             if rate > 0:
                 interval = args.concurrency / rate
                 deadline = t0 + seconds
@@ -229,8 +265,12 @@ async def _measure(cluster: Any, args: argparse.Namespace, say: Any) -> dict[str
                         if time.monotonic() >= deadline:
                             return
                         patch = {"metadata": {"annotations": {"bench.edgeplane.io/seq": str(n)}}}
+                        target = api if args.via == "leader" else writers[n % len(writers)]
+                        started = time.monotonic()
                         try:
-                            await api.patch("pods", names[n % len(names)], patch, namespace=NAMESPACE)
+                            await target.patch("pods", names[n % len(names)], patch,
+                                               namespace=NAMESPACE)
+                            latencies.append(time.monotonic() - started)
                         except Exception:  # noqa: BLE001 - counted, the rate goes on
                             errors += 1
                         n += args.concurrency
@@ -243,18 +283,21 @@ async def _measure(cluster: Any, args: argparse.Namespace, say: Any) -> dict[str
                 await trio.sleep(0.5)
             else:
                 await trio.sleep(seconds)
-            if profiler is not None:
+            for profiler in profilers:
                 profiler.wait()
             elapsed = time.monotonic() - t0
-            after = [_threads(m.pid) for m in followers]
-            stats2 = [await _status(apis[m.name]) for m in followers]
+            after = [_threads(m.pid) for m in watched]
+            segs = _raft_segments(raft_ports) - segs
+            stats2 = [await _status(apis[m.name]) for m in watched]
             out = []
-            for m, b, a, s1, s2 in zip(followers, before, after, stats, stats2, strict=True):
+            for m, b, a, s1, s2 in zip(watched, before, after, stats, stats2, strict=True):
                 cpu, wakeups = _delta(m.pid, b, a)
                 out.append({"name": m.name, "cpu_s": cpu, "wakeups": wakeups,
                             "writes": s2["revision"] - s1["revision"],
                             "entries": s2["appliedIndex"] - s1["appliedIndex"]})
-            return {"elapsed_s": elapsed, "errors": errors, "followers": out}
+            return {"elapsed_s": elapsed, "errors": errors, "latencies": sorted(latencies),
+                    "followers": out[:-1],
+                    "leader": out[-1], "segments": segs}
 
         say(f"idle phase ({args.idle_seconds} s)")
         idle = await phase(args.idle_seconds, 0)
@@ -264,8 +307,7 @@ async def _measure(cluster: Any, args: argparse.Namespace, say: Any) -> dict[str
         for a in apis.values():
             await a.aclose()
 
-    per_follower = []
-    for fi, fl in zip(idle["followers"], load["followers"], strict=True):
+    def costs(fi: dict[str, Any], fl: dict[str, Any]) -> dict[str, Any]:
         writes = max(fl["writes"], 1)
         idle_rate = {k: v / idle["elapsed_s"] for k, v in fi["cpu_s"].items()}
         corrected = {k: (v - idle_rate.get(k, 0.0) * load["elapsed_s"]) / writes * 1e6
@@ -275,7 +317,7 @@ async def _measure(cluster: Any, args: argparse.Namespace, say: Any) -> dict[str
         scale = load["elapsed_s"] / idle["elapsed_s"]
         wake = (fl["wakeups"][0] - fi["wakeups"][0] * scale) / writes
         tick_wake = (fl["wakeups"][1] - fi["wakeups"][1] * scale) / writes
-        per_follower.append({
+        return {
             "name": fl["name"],
             "writes": fl["writes"],
             "writes_per_entry": round(fl["writes"] / max(fl["entries"], 1), 2),
@@ -288,7 +330,13 @@ async def _measure(cluster: Any, args: argparse.Namespace, say: Any) -> dict[str
                                   / idle["elapsed_s"] * 100, 2),
             "loop_wakeups_per_write": round(wake, 3),
             "tick_wakeups_per_write": round(tick_wake, 3),
-        })
+        }
+
+    per_follower = [costs(fi, fl) for fi, fl in zip(idle["followers"], load["followers"],
+                                                      strict=True)]
+    leader_costs = costs(idle["leader"], load["leader"])
+    entries = max(load["leader"]["entries"], 1)
+    idle_segments = idle["segments"] / idle["elapsed_s"] * load["elapsed_s"]
 
     def mean(key: str) -> float:
         return round(sum(f[key] for f in per_follower) / len(per_follower), 3)
@@ -305,17 +353,34 @@ async def _measure(cluster: Any, args: argparse.Namespace, say: Any) -> dict[str
         "tick_wakeups_per_write": mean("tick_wakeups_per_write"),
         "writes_per_entry": mean("writes_per_entry"),
         "followers": per_follower,
+        "leader": leader_costs,
+        "leader_tick_cpu_us_per_entry": round(
+            leader_costs["cpu_us_per_write_by_thread"].get("raft_tick", 0.0)
+            * leader_costs["writes"] / entries, 1),
+        "raft_segments_per_entry": round((load["segments"] - idle_segments) / entries, 2),
+        "via": args.via,
+        "write_p50_ms": _percentile_ms(load["latencies"], 0.5),
+        "write_p99_ms": _percentile_ms(load["latencies"], 0.99),
         "load_1min": os.getloadavg()[0],
     }
+
+
+def _percentile_ms(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1e3, 2)
 
 
 def _table(out: dict[str, Any]) -> str:
     lines = [f"pod JSON {out['pod_json_bytes']} B, {out['achieved_writes_per_s']} writes/s "
              f"over {out['seconds']} s (errors {out['write_errors']}), load {out['load_1min']:.2f}",
-             f"{'follower':10} {'writes':>7} {'w/entry':>8} {'us/write':>9} {'loop':>8} "
+             f"leader tick CPU per entry {out['leader_tick_cpu_us_per_entry']} us, "
+             f"Raft segments per entry {out['raft_segments_per_entry']} (writes via {out['via']}), "
+             f"write p50 {out['write_p50_ms']} ms, p99 {out['write_p99_ms']} ms",
+             f"{'master':10} {'writes':>7} {'w/entry':>8} {'us/write':>9} {'loop':>8} "
              f"{'tick':>8} {'other':>8} {'kernel':>8} {'wakeups/w':>10} {'tick wk/w':>10} "
              f"{'idle %':>7}"]
-    for f in out["followers"]:
+    for f in [*out["followers"], out["leader"]]:
         t = f["cpu_us_per_write_by_thread"]
         lines.append(f"{f['name']:10} {f['writes']:7d} {f['writes_per_entry']:8.2f} "
                      f"{f['cpu_us_per_write']:9.1f} {t.get('event_loop', 0):8.1f} "
@@ -333,10 +398,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
     parser.add_argument("--idle-seconds", type=float, default=DEFAULT_IDLE_SECONDS)
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
+    parser.add_argument("--via", choices=("leader", "all"), default="leader",
+                        help="send the writes to the leader only, or to the three masters in turn")
     parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT,
                         help="first port of the masters (0: any free ports)")
     parser.add_argument("--profile", metavar="PATH",
-                        help="py-spy the first follower during the load phase into PATH (raw)")
+                        help="py-spy the first follower during the load phase into PATH and the "
+                        "leader into PATH.leader (raw)")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args(argv)
     if (args.pods < 1 or args.rate <= 0 or args.seconds <= 0 or args.idle_seconds <= 0

@@ -1,0 +1,126 @@
+"""A leader tells a follower of a new commit index in a message of its own only when the
+follower waits for it (it forwarded a write in it, or reads at it); otherwise the next
+append-entries carries the index, at the latest ReplicaConfig.commit_notice_s later.
+Three in-process replicas over loopback."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from raftstore import RaftStore, ReplicaConfig
+from raftstore._localcluster import free_ports
+
+pytestmark = pytest.mark.slow
+
+SECRET = b"test-secret-0123456789abcdef"
+# Long, so that a held-back notice and one sent at once are far apart even on a loaded host;
+# shorter than the heartbeat, which carries the commit index too.
+NOTICE_S = 0.5
+HEARTBEAT_S = 0.6
+WRITES = 10
+
+
+async def _cluster(tmp_path, notice_s: float) -> list[RaftStore]:
+    ports = free_ports(3, (24000, 24500))
+    addresses = [f"127.0.64.1:{p}" for p in ports]
+    stores = []
+    for address in addresses:
+        config = ReplicaConfig(
+            self_address=address,
+            peers=tuple(a for a in addresses if a != address),
+            data_dir=str(tmp_path / address.rsplit(":", 1)[1]),
+            secret=SECRET,
+            heartbeat_s=HEARTBEAT_S,
+            raft_min_timeout=2.0,
+            raft_max_timeout=3.0,
+            commit_notice_s=notice_s,
+        )
+        stores.append(await RaftStore.open(config))
+    return stores
+
+
+async def _until(condition, timeout: float) -> float:
+    """Wait (polling, with a deadline) until condition() holds; the time it took."""
+    t0 = trio.current_time()
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(0.005)
+    return trio.current_time() - t0
+
+
+def _count_commit_only(store: RaftStore) -> list[int]:
+    """Count the append-entries without entries (commit notices, heartbeats) the replica of
+    ``store`` receives from now on."""
+    replica = store.replica
+    handle = replica._on_append_entries
+    count = [0]
+
+    def counting(node, message):
+        if not message.get("entries") and "prevLogIdx" in message:
+            count[0] += 1
+        handle(node, message)
+
+    replica._on_append_entries = counting  # type: ignore[method-assign]
+    return count
+
+
+async def test_notices_ride_on_later_messages_unless_a_follower_waits(tmp_path):
+    stores = await _cluster(tmp_path, NOTICE_S)
+    try:
+        await _until(lambda: any(s.is_leader() for s in stores), 15)
+        leader = next(s for s in stores if s.is_leader())
+        writer, reader = (s for s in stores if s is not leader)
+        await leader.put("/n/start", b"0")
+        await _until(lambda: all(s.revision == leader.revision for s in stores), 5)
+        counts = {s.name: _count_commit_only(s) for s in (writer, reader)}
+
+        # The leader's own writes, one after another: each append-entries brings the previous
+        # entry's commit, not a notice per write (the old way: one per write and follower).
+        t0 = trio.current_time()
+        for i in range(WRITES):
+            await leader.put(f"/n/l{i}", b"x")
+        burst = trio.current_time() - t0
+        # Nothing is lost: the last commit reaches the followers within the notice time.
+        await _until(lambda: all(s.revision == leader.revision for s in stores), NOTICE_S * 4)
+        heartbeats = burst / HEARTBEAT_S + 1
+        assert all(c[0] <= heartbeats + 2 for c in counts.values()), (counts, burst)
+
+        # A follower's own writes wait for its apply: it hears of each commit at once (held
+        # back, each would take up to NOTICE_S: no further entry follows it).
+        t0 = trio.current_time()
+        for i in range(WRITES):
+            rev, _ = await writer.put(f"/n/w{i}", b"x")
+            assert writer.revision >= rev
+        assert trio.current_time() - t0 < WRITES * NOTICE_S / 4
+
+        # A linearizable read on the other follower right after a leader's write: the read
+        # point makes the leader send the notice it holds back.
+        t0 = trio.current_time()
+        for i in range(WRITES):
+            rev, _ = await leader.put(f"/n/r{i}", b"x")
+            kv = await reader.get(f"/n/r{i}")
+            assert kv is not None and kv.mod_revision == rev
+        assert trio.current_time() - t0 < WRITES * NOTICE_S / 4
+    finally:
+        for s in stores:
+            await s.aclose()
+
+
+async def test_notice_zero_tells_every_follower_at_once(tmp_path):
+    stores = await _cluster(tmp_path, 0.0)
+    try:
+        await _until(lambda: any(s.is_leader() for s in stores), 15)
+        leader = next(s for s in stores if s.is_leader())
+        followers = [s for s in stores if s is not leader]
+        await leader.put("/n/start", b"0")
+        await _until(lambda: all(s.revision == leader.revision for s in stores), 5)
+        counts = {s.name: _count_commit_only(s) for s in followers}
+        for i in range(WRITES):
+            await leader.put(f"/n/l{i}", b"x")
+        await _until(lambda: all(s.revision == leader.revision for s in stores), 5)
+        # (one may ride on a heartbeat that went out meanwhile)
+        assert all(c[0] >= WRITES - 2 for c in counts.values()), counts
+    finally:
+        for s in stores:
+            await s.aclose()
