@@ -15,18 +15,24 @@ in Raft entries of 10 writes, about a loaded master's pace) for a window without
 (the baseline) and for a window with one (log compaction forced, the window lasting from the
 fork until the tick thread has reaped the writer).
 
-Reported (medians over the snapshots; ``runs`` has each one):
-- child_cpu_s: CPU time (user + system) of the forked writer (getrusage of reaped children);
-  child_minflt: its minor page faults (copy-on-write copies of the pages it touches, fresh
-  memory); child_wall_s: fork to reaped.
-- fork_ms: what the tick thread spent in the fork (``Replica.last_snapshot_fork_s``).
-- parent_minflt_extra / parent_cpu_extra_s: this process's minor faults and CPU during the
-  child's life minus the baseline window's, scaled to the same length: the copy-on-write
-  copies the replica pays for the pages it writes while a writer lives.
+Reported (medians over the snapshots; ``runs`` has each one). The writer is a forked child
+(releases before session 6) or a thread of the replica's process (since): the figures cover both.
+- child_cpu_s: CPU time (user + system) of a forked writer (getrusage of reaped children; 0
+  for a thread); child_minflt: its minor page faults (copy-on-write copies of the pages it
+  touches, fresh memory).
+- writer_wall_s: from the start of the snapshot until the tick thread has seen it written.
+- tick_pause_ms: what the tick thread spent starting it (``Replica.last_snapshot_fork_s``:
+  the fork, or the frozen view and starting the writer thread).
+- parent_minflt_extra / parent_cpu_extra_s: this process's minor faults and CPU while the
+  writer lives minus the baseline window's, scaled to the same length: a writer thread's own
+  CPU, or the copy-on-write copies the replica pays while a child lives.
+- total_cpu_s: child_cpu_s + parent_cpu_extra_s, what one snapshot costs the machine.
+- write_p99_ms / write_max_ms, and their _baseline twins: latency of the load's Raft writes
+  (propose to applied) while the writer lives and in the baseline window: how much the
+  writer delays the tick thread (GIL, CPU).
 - snapshot_bytes: size of the last snapshot file.
 - load_s: a replica restarted on the data directory (after a final snapshot) until it has
   loaded it (``Replica.loaded``), as a restarted master does before serving.
-- total_cpu_s per snapshot: child_cpu_s + parent_cpu_extra_s.
 
 To compare two versions back to back, run the other version's code with this file:
 ``cd /tmp/old && PYTHONPATH=/tmp/old .venv/bin/python /work/main/bench/snapshot.py --json``
@@ -284,6 +290,7 @@ class _Load:
         self.driver, self.pods, self.rate = driver, pods, rate
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="load", daemon=True)
+        self.samples: list[tuple[float, float]] = []  # (time.monotonic() at the end, seconds)
 
     def _run(self) -> None:
         rng = random.Random(7)
@@ -297,7 +304,10 @@ class _Load:
                 key, pod = _pod(random.Random(i), i, 2)
                 pod["status"]["conditions"][0]["lastTransitionTime"] = _ts(rng)
                 batch.append(encode_put(key, packb(pod)))
+            started = time.monotonic()
             self.driver.propose_wait(encode_batch(batch))
+            ended = time.monotonic()
+            self.samples.append((ended, ended - started))
             next_at += period
             delay = next_at - time.monotonic()
             if delay > 0:
@@ -308,7 +318,16 @@ def _serializer_pid(replica: Replica) -> int:
     return int(replica._SyncObj__serializer._Serializer__pid)  # type: ignore[attr-defined]
 
 
-def _one_snapshot(replica: Replica, baseline_s: float) -> dict[str, Any]:
+def _latency_ms(load: _Load, start: float, end: float) -> tuple[float, float]:
+    """p99 and max of the load's write latencies that ended in [start, end], in ms."""
+    window = sorted(d for t, d in load.samples if start <= t <= end)
+    if not window:
+        return 0.0, 0.0
+    p99 = window[min(len(window) - 1, int(len(window) * 0.99))]
+    return round(p99 * 1e3, 1), round(window[-1] * 1e3, 1)
+
+
+def _one_snapshot(replica: Replica, load: _Load, baseline_s: float) -> dict[str, Any]:
     # Baseline window: the same load, no writer alive.
     flt0, cpu0, t0 = _minflt(), _self_cpu(), time.monotonic()
     time.sleep(baseline_s)
@@ -329,15 +348,24 @@ def _one_snapshot(replica: Replica, baseline_s: float) -> dict[str, Any]:
     during_flt, during_cpu = _minflt() - flt1, _self_cpu() - cpu1
     child_cpu, child_flt = _children()
     scale = during_s / base_s
+    child_cpu_s = round(child_cpu - child_cpu0, 3)
+    parent_cpu_extra_s = round(during_cpu - base_cpu * scale, 3)
+    p99, worst = _latency_ms(load, t1, t1 + during_s)
+    base_p99, base_worst = _latency_ms(load, t0, t0 + base_s)
     return {
-        "child_cpu_s": round(child_cpu - child_cpu0, 3),
+        "child_cpu_s": child_cpu_s,
         "child_minflt": child_flt - child_flt0,
-        "child_wall_s": round(during_s, 3),
-        "fork_ms": round(replica.last_snapshot_fork_s * 1e3, 1),
+        "writer_wall_s": round(during_s, 3),
+        "tick_pause_ms": round(replica.last_snapshot_fork_s * 1e3, 1),
         "parent_minflt_during": during_flt,
         "parent_minflt_extra": round(during_flt - base_flt * scale),
         "parent_cpu_during_s": round(during_cpu, 3),
-        "parent_cpu_extra_s": round(during_cpu - base_cpu * scale, 3),
+        "parent_cpu_extra_s": parent_cpu_extra_s,
+        "total_cpu_s": round(child_cpu_s + parent_cpu_extra_s, 3),
+        "write_p99_ms": p99,
+        "write_max_ms": worst,
+        "write_p99_ms_baseline": base_p99,
+        "write_max_ms_baseline": base_worst,
     }
 
 
@@ -386,7 +414,7 @@ def run(pods: int, nodes: int, snapshots: int, rate: float, baseline_s: float) -
             )
         load = _Load(driver, pods, rate)
         load.thread.start()
-        runs = [_one_snapshot(replica, baseline_s) for _ in range(snapshots)]
+        runs = [_one_snapshot(replica, load, baseline_s) for _ in range(snapshots)]
         load.stop.set()
         load.thread.join()
         replica.forceLogCompaction()  # a snapshot of the final state, then a restart from it
@@ -426,15 +454,19 @@ def run(pods: int, nodes: int, snapshots: int, rate: float, baseline_s: float) -
         "rate": rate,
     }
     for field in (
+        "total_cpu_s",
         "child_cpu_s",
         "child_minflt",
-        "child_wall_s",
-        "fork_ms",
-        "parent_minflt_extra",
         "parent_cpu_extra_s",
+        "parent_minflt_extra",
+        "writer_wall_s",
+        "tick_pause_ms",
+        "write_p99_ms",
+        "write_max_ms",
+        "write_p99_ms_baseline",
+        "write_max_ms_baseline",
     ):
         out[field] = median(field)
-    out["total_cpu_s"] = round(out["child_cpu_s"] + out["parent_cpu_extra_s"], 3)
     out["snapshot_bytes"] = snapshot_bytes
     out["load_s"] = round(load_s, 3)
     out["runs"] = runs

@@ -54,10 +54,15 @@ at once. With ``fsync=True`` the journal is msync'ed and the meta file fsync'ed 
 answers or sends anything that depends on them (votes, acknowledgements, append-entries), so an
 acknowledged write also survives power loss, at a latency cost.
 
-Snapshots (log compaction) are written by a forked child that pickles the KVState held by
-:class:`_StateHolder` (as columns, see ``KVState.__getstate__``) into a zstd stream
-(:class:`_SnapshotCodec`; gzip snapshots of older releases are still read), so the tick thread
-only pays for the fork. A snapshot file is read once when loaded. Two crash windows of
+Snapshots (log compaction) are written by a thread of this process, without fork: the tick
+thread takes a frozen view of the KVState held by :class:`_StateHolder` (two list copies, ~1 ms
+at 30,000 pods: keys, values and events are immutable objects) and goes on applying, while the
+writer thread pickles the view (as columns, see ``KVState.__getstate__``) into a zstd stream
+(:class:`_SnapshotCodec`; gzip snapshots of older releases are still read) and renames it into
+place (fsync'ed first with ``fsync=True``). A forked writer cost more: the fork itself (7-44 ms
+of the tick thread at 600 MB), a copy of every page the child touched (~55,000 at full size,
+its refcount updates) and a fault on every page the parent then wrote. A snapshot file is read
+once when loaded. Two crash windows of
 pysyncobj's compaction are closed here: the journal is compacted by writing a new file that
 atomically replaces the old one (pysyncobj rewrites it in place), and a journal that still
 starts before the snapshot (crash after the snapshot, before the compaction) keeps its tail at
@@ -85,8 +90,6 @@ over the Raft connections (:meth:`Replica.read_index`) is the fallback.
 
 from __future__ import annotations
 
-import functools
-import gc
 import gzip
 import hashlib
 import io
@@ -111,7 +114,7 @@ from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj import pickle as _pysyncobj_pickle
 from pysyncobj import serializer as _pysyncobj_serializer
 from pysyncobj import tcp_connection as _tcp_connection
-from pysyncobj.config import FAIL_REASON
+from pysyncobj.config import FAIL_REASON, SERIALIZER_STATE
 from pysyncobj.journal import FileJournal, ResizableFile
 from pysyncobj.monotonic import monotonic as _raft_clock
 from pysyncobj.poller import POLL_EVENT_TYPE, PollPoller
@@ -274,30 +277,27 @@ class _SnapshotCodec:
 
 _pysyncobj_serializer.gzip = _SnapshotCodec  # type: ignore[attr-defined]
 
-# Niceness added to the snapshot writer (see _snapshot_child_setup).
-_SNAPSHOT_NICE = 10
-# Set by the tick thread around pysyncobj's snapshot fork (see Replica._take_snapshot).
-_forking_snapshot = False
+# How long the snapshot writer thread sleeps between slices of its work (a pickle frame of
+# 64 KiB, a slice of a column): any sleep hands the GIL to a thread waiting for it at once,
+# where a busy writer would keep it for up to sys.getswitchinterval() (5 ms) per hand-off.
+_SNAPSHOT_YIELD_S = 0.0
 
 
-def _snapshot_child_setup() -> None:
-    # In the forked snapshot writer only. Low CPU priority: pickling and compressing a large
-    # state takes mostly idle CPU instead of delaying the replicas' messages and applies (nice
-    # 10 still leaves it ~10% of a contended core, so a busy host finishes the snapshot and
-    # the log stays bounded; at 19 a 100 MB snapshot was still unfinished after 20 s). And no
-    # inherited descriptors: the child would otherwise keep the replica's listening port bound
-    # (a restarted replica cannot bind it) and its peer connections open (peers of a killed
-    # replica would not see them close) for as long as it writes.
-    if _forking_snapshot:
-        try:
-            os.nice(_SNAPSHOT_NICE)
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-        except (OSError, AttributeError):
-            pass
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+def _hand_over_gil() -> None:
+    time.sleep(_SNAPSHOT_YIELD_S)
 
 
-os.register_at_fork(after_in_child=_snapshot_child_setup)
+class _GilYieldingWriter:
+    """The pickler's file (it writes a frame of ~64 KiB at a time): hands the GIL over after
+    each frame. The C pickler never does on its own while it runs."""
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+
+    def write(self, frame: Any) -> int:
+        written = int(self._out.write(frame))
+        time.sleep(_SNAPSHOT_YIELD_S)
+        return written
 
 # Key derivation for the frame cipher: the secret is a high-entropy file, the iterations only
 # slow down guessing a weak one; the salt separates this use of the secret from others.
@@ -668,7 +668,12 @@ class Replica(SyncObj):
         self._started_at = time.monotonic()
         self._leader_contact = 0.0
         self.applied_truncations = 0
+        # The tick thread's part of the last snapshot (the frozen view, starting the writer).
         self.last_snapshot_fork_s = 0.0
+        # The snapshot writer thread (see _take_snapshot): log index it writes, its outcome.
+        self._snapshot_writer: threading.Thread | None = None
+        self._snapshot_idx = 0
+        self._snapshot_ok = False
         self.votes_refused = 0
         self.prevotes_started = 0
         # ReadIndex (see read_index()): callbacks queued by other threads, requests sent to the
@@ -734,7 +739,7 @@ class Replica(SyncObj):
             dynamicMembershipChange=True,
             logCompactionMinEntries=_staggered(config),
             logCompactionMinTime=config.compaction_min_time_s,
-            useFork=True,
+            useFork=False,  # serialize and checkSerializing are replaced (_take_snapshot)
             pollerType="poll",  # replaced by _TickPoller below
             onStateChanged=self._state_changed,
             commandsQueueSize=0,
@@ -775,7 +780,8 @@ class Replica(SyncObj):
                 # Followers then time out once and keep to the TCP round: slower, still correct.
                 logger.warning("read-index responder not started (UDP %s): %s", endpoint, exc)
         serializer = self._SyncObj__serializer
-        serializer.serialize = functools.partial(self._take_snapshot, serializer.serialize)
+        serializer.serialize = self._take_snapshot
+        serializer.checkSerializing = self._check_snapshot
         self._poller.__class__ = _TickPoller
         self._poller.tick_lock = self.tick_lock
         self._poller.next_wait = self._next_wait
@@ -860,6 +866,11 @@ class Replica(SyncObj):
             self._ri_responder.stop()
         if self._thread is not None:
             self._thread.join(timeout)
+        writer = self._snapshot_writer
+        if writer is not None:
+            # A snapshot being written completes (it is as valid as any: the journal still
+            # holds what it covers), so a replica restarted in this process finds it in place.
+            writer.join(timeout)
 
     def _pipe_wake(self) -> None:
         notifier = getattr(self, "_SyncObj__pipeNotifier", None)
@@ -891,23 +902,81 @@ class Replica(SyncObj):
         self._applied_unannounced = True
         return result
 
-    def _take_snapshot(self, serialize: Callable[[Any, int], None], data: Any, idx: int) -> None:
-        # pysyncobj forks here; the child pickles the state at low priority (see
-        # _snapshot_child_setup). The fork is the part the tick thread pays for.
-        global _forking_snapshot
+    def _take_snapshot(self, data: Any, idx: int) -> None:
+        """pysyncobj's Serializer.serialize, on the tick thread: ``data`` is (consumers' data,
+        last entry, the one before, cluster), with the live KVState in the holder's data. Takes
+        a frozen view of it and leaves the pickling and writing to a thread."""
+        if self._snapshot_writer is not None:
+            return  # one at a time (pysyncobj checks too)
         started = time.perf_counter()
-        # Move every object out of the collector's reach first: a collection in this process
-        # writes to the header of every object it examines, and while the child runs each
-        # written page is copied (copy-on-write): a generation-1 collection took 0.2-0.9 s
-        # with a 300 MB state. (The GC policy of raftstore._gcpolicy freezes survivors anyway.)
-        gc.freeze()
-        _forking_snapshot = True
-        try:
-            serialize(data, idx)
-        finally:
-            _forking_snapshot = False
+        consumers, last, first_kept, cluster = data
+        holder = consumers[1]
+        holder["kv"] = holder["kv"].frozen_view()
+        serializer = self._SyncObj__serializer
+        # Non-zero while writing, as pysyncobj's child pid was: it does not send its snapshot
+        # file to a lagging follower meanwhile.
+        serializer._Serializer__pid = -3
+        self._snapshot_idx = idx
+        self._snapshot_ok = False
+        self._snapshot_writer = threading.Thread(
+            target=self._write_snapshot,
+            args=((consumers, last, first_kept, cluster), serializer._Serializer__fileName),
+            name=f"raft-snapshot {self.config.self_address}",
+            daemon=True,
+        )
+        self._snapshot_writer.start()
         self.last_snapshot_fork_s = time.perf_counter() - started
-        logger.info("snapshot at index %d: fork took %.1f ms", idx, self.last_snapshot_fork_s * 1e3)
+        logger.info(
+            "snapshot at index %d: the tick thread spent %.1f ms, writing on",
+            idx,
+            self.last_snapshot_fork_s * 1e3,
+        )
+
+    def _write_snapshot(self, data: Any, path: str) -> None:
+        tmp = path + ".tmp"
+        started = time.perf_counter()
+        cpu = time.thread_time()
+        data[0][1]["kv"].pause = _hand_over_gil
+        try:
+            with open(tmp, "wb") as f:
+                with _SnapshotCodec.GzipFile(fileobj=f, mode="wb") as packed:
+                    _pickle.dump(data, _GilYieldingWriter(packed), _PICKLE_PROTOCOL)
+                if self.config.fsync:
+                    # The journal is compacted once this reports success: the snapshot must
+                    # be as durable as the entries it replaces.
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+            if self.config.fsync:
+                _fsync_path(os.path.dirname(os.path.abspath(path)))
+            self._snapshot_ok = True
+            logger.info(
+                "snapshot at index %d written: %d bytes in %.2f s (%.2f CPU-s)",
+                self._snapshot_idx,
+                os.path.getsize(path),
+                time.perf_counter() - started,
+                time.thread_time() - cpu,
+            )
+        except Exception:
+            logger.exception("writing the snapshot at index %d failed", self._snapshot_idx)
+        finally:
+            try:
+                self._pipe_wake()  # the tick thread compacts the log now, not at its next wake
+            except OSError:
+                pass
+
+    def _check_snapshot(self) -> tuple[int, int | None]:
+        """pysyncobj's Serializer.checkSerializing, on the tick thread."""
+        writer = self._snapshot_writer
+        if writer is None:
+            return SERIALIZER_STATE.NOT_SERIALIZING, None
+        if writer.is_alive():
+            return SERIALIZER_STATE.SERIALIZING, self._snapshot_idx
+        writer.join()
+        self._snapshot_writer = None
+        self._SyncObj__serializer._Serializer__pid = 0
+        state = SERIALIZER_STATE.SUCCESS if self._snapshot_ok else SERIALIZER_STATE.FAILED
+        return state, self._snapshot_idx
 
     def _send_deferred(self) -> None:
         deferred = self._deferred
@@ -1016,7 +1085,6 @@ class Replica(SyncObj):
             self._send_notices(nodes)
 
     def _flush_applied(self) -> None:
-
         if not self._applied_unannounced:
             return
         if self._on_applied is None:

@@ -355,47 +355,6 @@ async def test_restart_after_a_crash_between_snapshot_and_journal_compaction(tmp
         assert kv is not None and kv.value == b"after"
 
 
-async def test_snapshot_writer_holds_no_sockets_and_runs_at_low_priority(tmp_path):
-    """The forked snapshot writer must not keep the replica's listening port or its peer
-    connections open (a replica restarted while a large snapshot is being written could not
-    bind its address), and must not compete with the replicas for the CPU."""
-    import socket
-
-    from raftstore import _replica
-
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    niceness = os.nice(0)
-    try:
-        _replica._forking_snapshot = True
-        try:
-            pid = os.fork()
-            if pid == 0:  # the child reports what it sees through its exit status
-                try:
-                    os.fstat(listener.fileno())
-                    code = 1  # the socket is still open here
-                except OSError:
-                    code = 0 if os.nice(0) == min(19, niceness + _replica._SNAPSHOT_NICE) else 2
-                os._exit(code)
-        finally:
-            _replica._forking_snapshot = False
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        # A fork that is not a snapshot (subprocesses, the test itself) is left alone.
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.fstat(listener.fileno())
-                os._exit(0 if os.nice(0) == niceness else 2)
-            except OSError:
-                os._exit(1)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-    finally:
-        listener.close()
-
-
 async def test_client_port_answers_a_write_whose_proposal_is_lost(tmp_path, monkeypatch):
     """A put taken by the client port's fast path has no task awaiting a deadline: if its
     proposal never gets an answer (a forward lost with its connection) the client still hears

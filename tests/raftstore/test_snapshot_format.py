@@ -189,3 +189,28 @@ async def test_a_file_that_is_no_snapshot_is_refused_with_a_clear_error(tmp_path
             assert "not a snapshot file" in str(exc)
         else:
             raise AssertionError("a zip file was taken for a snapshot")
+
+
+def test_a_frozen_view_pickles_the_state_as_it_was_when_taken() -> None:
+    state = _filled()
+    before = pickle.loads(pickle.dumps(state, protocol=5))
+    view = state.frozen_view()
+    for i in range(50):  # applies go on while the snapshot writer pickles the view
+        state.apply(encode_put(f"/registry/pods/default/p{i % 9}", b"later"))
+    state.apply(encode_delete("/registry/pods/default/p1"))
+    _same_state(pickle.loads(pickle.dumps(view, protocol=5)), before)
+    assert pickle.loads(pickle.dumps(view, protocol=5)).digest() != state.digest()
+
+
+async def test_the_snapshot_is_written_without_fork_while_writes_go_on(tmp_path, monkeypatch):
+    def no_fork() -> int:
+        raise AssertionError("the snapshot writer forked")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    (port,) = free_ports(1)
+    # fsync=True: the snapshot is fsync'ed before the journal is compacted (same outcome).
+    config = ReplicaConfig(
+        self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path), fsync=True
+    )
+    digest, in_snapshot = await _snapshotted_store(config)
+    await _assert_restarts_into(config, digest, in_snapshot)
