@@ -540,8 +540,6 @@ class _StampingTransport(TCPTransport):
             replica._notice_due.pop(node, None)
             if replica._commit_notice and not message.get("entries"):
                 message["no_ack"] = True
-            if replica._commit_notice and not message.get("entries"):
-                message["no_ack"] = True
         elif kind == "next_node_idx" and replica._echo is not None:
             message["lease_echo"] = replica._echo
         elif kind == "apply_command_response" and "log_idx" in message:
@@ -834,6 +832,11 @@ class Replica(SyncObj):
             # notice saves).
             due = self._announce_not_before + self.config.apply_notice_s - time.monotonic()
             wait = min(wait, max(due + _TIMER_SLACK_S, 0.0))
+        if self._notice_due:
+            # Commit notices held back (see _notify_commit): due even while the wait above is
+            # the short poll of a replica writing a snapshot or without connections.
+            due = min(self._notice_due.values()) - time.monotonic()
+            wait = min(wait, max(due + _TIMER_SLACK_S, 0.0))
         return wait
 
     def _timer_wait(self) -> float:
@@ -848,10 +851,8 @@ class Replica(SyncObj):
         else:
             deadline = self._SyncObj__raftElectionDeadline
         wait = deadline - now + _TIMER_SLACK_S
-        if self._notice_due:
-            wait = min(wait, min(self._notice_due.values()) - time.monotonic() + _TIMER_SLACK_S)
-        connected = self._SyncObj__connectedNodes
-        if any(node not in connected for node in self._SyncObj__otherNodes):
+        # (set against set: no Node.__hash__ calls, pysyncobj's Python method)
+        if not self._SyncObj__connectedNodes.issuperset(self._SyncObj__otherNodes):
             wait = min(wait, self._SyncObj__conf.connectionRetryTime)  # reconnect attempts
         return min(max(wait, 0.0), config.idle_wake_s)
 
