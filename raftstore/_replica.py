@@ -105,7 +105,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from queue import Empty
+from queue import Empty, SimpleQueue
 from typing import Any
 
 import zstandard
@@ -668,9 +668,12 @@ class Replica(SyncObj):
         self.applied_truncations = 0
         # The tick thread's part of the last snapshot (the frozen view, starting the writer).
         self.last_snapshot_fork_s = 0.0
-        # The snapshot writer thread (see _take_snapshot): log index it writes, its outcome.
+        # The snapshot writer thread (see _take_snapshot; started with the first snapshot),
+        # its jobs (None: stop), and the snapshot in hand: log index, written, succeeded.
         self._snapshot_writer: threading.Thread | None = None
-        self._snapshot_idx = 0
+        self._snapshot_jobs: SimpleQueue[tuple[Any, str] | None] = SimpleQueue()
+        self._snapshot_idx: int | None = None
+        self._snapshot_done = False
         self._snapshot_ok = False
         self.votes_refused = 0
         self.prevotes_started = 0
@@ -871,6 +874,7 @@ class Replica(SyncObj):
         if writer is not None:
             # A snapshot being written completes (it is as valid as any: the journal still
             # holds what it covers), so a replica restarted in this process finds it in place.
+            self._snapshot_jobs.put(None)
             writer.join(timeout)
 
     def _pipe_wake(self) -> None:
@@ -906,8 +910,8 @@ class Replica(SyncObj):
     def _take_snapshot(self, data: Any, idx: int) -> None:
         """pysyncobj's Serializer.serialize, on the tick thread: ``data`` is (consumers' data,
         last entry, the one before, cluster), with the live KVState in the holder's data. Takes
-        a frozen view of it and leaves the pickling and writing to a thread."""
-        if self._snapshot_writer is not None:
+        a frozen view of it and hands the pickling and writing to the writer thread."""
+        if self._snapshot_idx is not None:
             return  # one at a time (pysyncobj checks too)
         started = time.perf_counter()
         consumers, last, first_kept, cluster = data
@@ -918,14 +922,17 @@ class Replica(SyncObj):
         # file to a lagging follower meanwhile.
         serializer._Serializer__pid = -3
         self._snapshot_idx = idx
-        self._snapshot_ok = False
-        self._snapshot_writer = threading.Thread(
-            target=self._write_snapshot,
-            args=((consumers, last, first_kept, cluster), serializer._Serializer__fileName),
-            name=f"raft-snapshot {self.config.self_address}",
-            daemon=True,
+        self._snapshot_done = self._snapshot_ok = False
+        self._snapshot_jobs.put(
+            ((consumers, last, first_kept, cluster), serializer._Serializer__fileName)
         )
-        self._snapshot_writer.start()
+        if self._snapshot_writer is None:
+            self._snapshot_writer = threading.Thread(
+                target=self._snapshot_writer_loop,
+                name=f"raft-snapshot {self.config.self_address}",
+                daemon=True,
+            )
+            self._snapshot_writer.start()
         self.last_snapshot_fork_s = time.perf_counter() - started
         logger.info(
             "snapshot at index %d: the tick thread spent %.1f ms, writing on",
@@ -933,7 +940,21 @@ class Replica(SyncObj):
             self.last_snapshot_fork_s * 1e3,
         )
 
-    def _write_snapshot(self, data: Any, path: str) -> None:
+    def _snapshot_writer_loop(self) -> None:
+        while True:
+            job = self._snapshot_jobs.get()
+            if job is None:
+                return
+            data, path = job
+            self._snapshot_ok = self._write_snapshot(data, path)
+            del job, data
+            self._snapshot_done = True
+            try:
+                self._pipe_wake()  # the tick thread compacts the log now, not at its next wake
+            except OSError:
+                pass
+
+    def _write_snapshot(self, data: Any, path: str) -> bool:
         tmp = path + ".tmp"
         started = time.perf_counter()
         cpu = time.thread_time()
@@ -950,34 +971,28 @@ class Replica(SyncObj):
             os.replace(tmp, path)
             if self.config.fsync:
                 _fsync_path(os.path.dirname(os.path.abspath(path)))
-            self._snapshot_ok = True
-            logger.info(
-                "snapshot at index %d written: %d bytes in %.2f s (%.2f CPU-s)",
-                self._snapshot_idx,
-                os.path.getsize(path),
-                time.perf_counter() - started,
-                time.thread_time() - cpu,
-            )
         except Exception:
-            logger.exception("writing the snapshot at index %d failed", self._snapshot_idx)
-        finally:
-            try:
-                self._pipe_wake()  # the tick thread compacts the log now, not at its next wake
-            except OSError:
-                pass
+            logger.exception("writing the snapshot at index %s failed", self._snapshot_idx)
+            return False
+        logger.info(
+            "snapshot at index %s written: %d bytes in %.2f s (%.2f CPU-s)",
+            self._snapshot_idx,
+            os.path.getsize(path),
+            time.perf_counter() - started,
+            time.thread_time() - cpu,
+        )
+        return True
 
     def _check_snapshot(self) -> tuple[int, int | None]:
         """pysyncobj's Serializer.checkSerializing, on the tick thread."""
-        writer = self._snapshot_writer
-        if writer is None:
+        idx = self._snapshot_idx
+        if idx is None:
             return SERIALIZER_STATE.NOT_SERIALIZING, None
-        if writer.is_alive():
-            return SERIALIZER_STATE.SERIALIZING, self._snapshot_idx
-        writer.join()
-        self._snapshot_writer = None
+        if not self._snapshot_done:
+            return SERIALIZER_STATE.SERIALIZING, idx
+        self._snapshot_idx = None
         self._SyncObj__serializer._Serializer__pid = 0
-        state = SERIALIZER_STATE.SUCCESS if self._snapshot_ok else SERIALIZER_STATE.FAILED
-        return state, self._snapshot_idx
+        return (SERIALIZER_STATE.SUCCESS if self._snapshot_ok else SERIALIZER_STATE.FAILED), idx
 
     def _send_deferred(self) -> None:
         deferred = self._deferred
