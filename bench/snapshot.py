@@ -16,7 +16,7 @@ in Raft entries of 10 writes, about a loaded master's pace) for a window without
 fork until the tick thread has reaped the writer).
 
 Reported (medians over the snapshots; ``runs`` has each one). The writer is a forked child
-(releases before session 6) or a thread of the replica's process (since): the figures cover both.
+(older releases) or a thread of the replica's process (now): the figures cover both.
 - child_cpu_s: CPU time (user + system) of a forked writer (getrusage of reaped children; 0
   for a thread); child_minflt: its minor page faults (copy-on-write copies of the pages it
   touches, fresh memory).

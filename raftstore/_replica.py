@@ -62,14 +62,14 @@ writer thread pickles the view (as columns, see ``KVState.__getstate__``) into a
 place (fsync'ed first with ``fsync=True``). A forked writer cost more: the fork itself (7-44 ms
 of the tick thread at 600 MB), a copy of every page the child touched (~55,000 at full size,
 its refcount updates) and a fault on every page the parent then wrote. A snapshot file is read
-once when loaded. Two crash windows of
-pysyncobj's compaction are closed here: the journal is compacted by writing a new file that
-atomically replaces the old one (pysyncobj rewrites it in place), and a journal that still
-starts before the snapshot (crash after the snapshot, before the compaction) keeps its tail at
-start instead of being cleared to the snapshot's last entries (:class:`_Journal`,
-:meth:`Replica._align_journal_to_snapshot`). The child runs at nice 10 with no inherited
-descriptors, objects are frozen out of the collector before the fork (copy-on-write), and
-replicas' thresholds are staggered so they do not fork at the same index.
+once when loaded. Three crash windows of pysyncobj's compaction are closed here: the journal is
+compacted by writing a new file that atomically replaces the old one (pysyncobj rewrites it in
+place); a journal that still starts before the snapshot (crash after the snapshot, before the
+compaction) keeps its tail at start instead of being cleared to the snapshot's last entries
+(:class:`_Journal`, :meth:`Replica._align_journal_to_snapshot`); and a snapshot of this
+replica's own that was still being written when a snapshot from the leader replaced the state
+is dropped, not renamed over the leader's (:meth:`Replica._supersede_snapshot`). Replicas'
+thresholds are staggered so they do not snapshot at the same index.
 
 Latency path of a write forwarded by a follower (each thread hand-off costs 50-100 us here):
 the caller's thread forwards it while the tick thread sleeps (``tick_lock``, :class:`_TickPoller`);
@@ -675,6 +675,10 @@ class Replica(SyncObj):
         self._snapshot_idx: int | None = None
         self._snapshot_done = False
         self._snapshot_ok = False
+        # Set when a snapshot from the leader replaced the state while one was being written:
+        # the older one must not be renamed over it (see _supersede_snapshot).
+        self._snapshot_superseded = False
+        self._snapshot_rename_lock = threading.Lock()
         self.votes_refused = 0
         self.prevotes_started = 0
         # ReadIndex (see read_index()): callbacks queued by other threads, requests sent to the
@@ -922,7 +926,7 @@ class Replica(SyncObj):
         # file to a lagging follower meanwhile.
         serializer._Serializer__pid = -3
         self._snapshot_idx = idx
-        self._snapshot_done = self._snapshot_ok = False
+        self._snapshot_done = self._snapshot_ok = self._snapshot_superseded = False
         self._snapshot_jobs.put(
             ((consumers, last, first_kept, cluster), serializer._Serializer__fileName)
         )
@@ -968,7 +972,15 @@ class Replica(SyncObj):
                     # be as durable as the entries it replaces.
                     f.flush()
                     os.fsync(f.fileno())
-            os.replace(tmp, path)
+            with self._snapshot_rename_lock:
+                if self._snapshot_superseded:
+                    os.unlink(tmp)
+                    logger.info(
+                        "snapshot at index %s dropped: the leader's snapshot replaced the state",
+                        self._snapshot_idx,
+                    )
+                    return False
+                os.replace(tmp, path)
             if self.config.fsync:
                 _fsync_path(os.path.dirname(os.path.abspath(path)))
         except Exception:
@@ -992,7 +1004,10 @@ class Replica(SyncObj):
             return SERIALIZER_STATE.SERIALIZING, idx
         self._snapshot_idx = None
         self._SyncObj__serializer._Serializer__pid = 0
-        return (SERIALIZER_STATE.SUCCESS if self._snapshot_ok else SERIALIZER_STATE.FAILED), idx
+        # Superseded after it was renamed into place: the log now follows the leader's
+        # snapshot and must not be compacted to this one (the next snapshot covers it).
+        ok = self._snapshot_ok and not self._snapshot_superseded
+        return (SERIALIZER_STATE.SUCCESS if ok else SERIALIZER_STATE.FAILED), idx
 
     def _send_deferred(self) -> None:
         deferred = self._deferred
@@ -1160,10 +1175,21 @@ class Replica(SyncObj):
                 return
             self._SyncObj__callErrCallback(FAIL_REASON.MISSING_LEADER, callback)
 
+    def _supersede_snapshot(self) -> None:
+        """A snapshot sent by the leader is in place (pysyncobj renamed it there before loading
+        it): a snapshot of this replica's older state still being written must not replace it
+        (on a restart the journal, cleared to the leader's snapshot, would not follow on from
+        it), and the log must not be compacted to it. It is dropped, reported as failed."""
+        with self._snapshot_rename_lock:
+            if self._snapshot_idx is not None:
+                self._snapshot_superseded = True
+
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802, N803
         # A snapshot (at start or sent by the leader) replaces the state: wake the watchers.
         # The file is read once, here, outside the state lock (unpickling a full-size state
         # takes about a second), and pysyncobj's own read below is handed the same data.
+        if clearJournal:
+            self._supersede_snapshot()
         serializer = self._SyncObj__serializer
         try:
             data = serializer.deserialize()
