@@ -539,6 +539,7 @@ class _StampingTransport(TCPTransport):
             message["lease_stamp"] = (message["term"], time.monotonic())
             # It carries the commit index: no separate notice owed (see Replica._notify_commit).
             replica._notice_due.pop(node, None)
+            replica._sent_commit[node] = message["commit_index"]
             if replica._commit_notice and not message.get("entries"):
                 message["no_ack"] = True
         elif kind == "next_node_idx" and replica._echo is not None:
@@ -678,8 +679,8 @@ class Replica(SyncObj):
         self.applied_truncations = 0
         # The tick thread's part of the last snapshot (the frozen view, starting the writer).
         self.last_snapshot_fork_s = 0.0
-        # The snapshot writer thread (see _take_snapshot; started with the first snapshot),
-        # its jobs (None: stop), and the snapshot in hand: log index, written, succeeded.
+        # The snapshot writer thread (see _take_snapshot; started by start()), its jobs
+        # (None: stop), and the snapshot in hand: log index, written, succeeded.
         self._snapshot_writer: threading.Thread | None = None
         self._snapshot_jobs: SimpleQueue[tuple[Any, str] | None] = SimpleQueue()
         self._snapshot_idx: int | None = None
@@ -711,6 +712,8 @@ class Replica(SyncObj):
         # log indexes each follower forwarded and waits for; set by a read point given out
         # while notices are owed (see _notify_commit).
         self._notice_due: dict[Any, float] = {}
+        # Leader: the commit index of the last append-entries sent to each follower.
+        self._sent_commit: dict[Any, int] = {}
         self._forwarded: dict[Any, deque[int]] = {}
         self._notices_urgent = False
         # Leader: commands forwarded in this poll round wait to be appended at its end
@@ -817,6 +820,10 @@ class Replica(SyncObj):
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        # The snapshot writer waits for work from the start: started at the first snapshot,
+        # the tick thread waited in Thread.start() for it to get the GIL and a core (25-40 ms
+        # in bench.snapshot).
+        self._start_snapshot_writer()
         self._thread = threading.Thread(
             target=self._run, name=f"raft-tick {self.config.self_address}", daemon=True
         )
@@ -947,19 +954,22 @@ class Replica(SyncObj):
         self._snapshot_jobs.put(
             ((consumers, last, first_kept, cluster), serializer._Serializer__fileName)
         )
-        if self._snapshot_writer is None:
-            self._snapshot_writer = threading.Thread(
-                target=self._snapshot_writer_loop,
-                name=f"raft-snapshot {self.config.self_address}",
-                daemon=True,
-            )
-            self._snapshot_writer.start()
+        if self._snapshot_writer is None:  # ticked without start() (tests tick by hand)
+            self._start_snapshot_writer()
         self.last_snapshot_fork_s = time.perf_counter() - started
         logger.info(
             "snapshot at index %d: the tick thread spent %.1f ms, writing on",
             idx,
             self.last_snapshot_fork_s * 1e3,
         )
+
+    def _start_snapshot_writer(self) -> None:
+        self._snapshot_writer = threading.Thread(
+            target=self._snapshot_writer_loop,
+            name=f"raft-snapshot {self.config.self_address}",
+            daemon=True,
+        )
+        self._snapshot_writer.start()
 
     def _snapshot_writer_loop(self) -> None:
         while True:
@@ -1083,12 +1093,15 @@ class Replica(SyncObj):
         urgent = []
         everyone = delay <= 0 or self._notices_urgent
         self._notices_urgent = False
+        sent = self._sent_commit
         for node in self._SyncObj__otherNodes:
             forwarded = self._forwarded.get(node)
             waits = everyone
             while forwarded and forwarded[0] <= commit:
                 forwarded.popleft()
                 waits = True
+            if sent.get(node, -1) >= commit:
+                continue  # an append-entries just carried it (see _advance_commit)
             if waits:
                 urgent.append(node)
             elif node not in self._notice_due:
@@ -1307,6 +1320,7 @@ class Replica(SyncObj):
 
     def _state_changed(self, old: int, new: int) -> None:
         self._notice_due.clear()
+        self._sent_commit.clear()
         self._forwarded.clear()
         if new != _RAFT_STATE.LEADER:
             self._lease_until = 0.0
@@ -1628,6 +1642,10 @@ class Replica(SyncObj):
             return
         self._SyncObj__raftCommitIndex = majority
         log.setRaftCommitIndex(majority)
+        if self._appends_waiting:
+            # Commands forwarded earlier in this poll round go out before this apply (which
+            # may take milliseconds), and their append-entries carry the new commit index.
+            self._poll_round_done()
         self._SyncObj__applyLogEntries()
 
     def _refuses_votes(self) -> bool:
