@@ -244,7 +244,7 @@ _tcp_connection.TcpConnection._TcpConnection__tryReadBuffer = _read_available  #
 
 # zstd level of snapshots. A full-size state (30,000 pods, 100,000 events of history) pickles
 # to ~135 MB: zlib level 1 (gzip) packed it to 12.1 MB in 0.42 CPU-s, zstd level 1 to 7.6 MB in
-# 0.09 CPU-s (and unpacks it in 0.08 s instead of 0.31 s on restart). The forked writer
+# 0.09 CPU-s (and unpacks it in 0.08 s instead of 0.31 s on restart). The snapshot writer
 # competes with the replicas for the cores, so its CPU is what counts.
 _SNAPSHOT_ZSTD_LEVEL = 1
 # A snapshot file starts with one of these: zstd frames (written now) or gzip (written before).
@@ -354,7 +354,7 @@ class _FrameCipher:
 # would make the tick do nothing and spin until it passes.
 _TIMER_SLACK_S = 0.001
 
-# Entries in the log before a snapshot is taken (forked child, off the latency path);
+# Entries in the log before a snapshot is taken (written by a thread, off the latency path);
 # entries are group-committed batches, so this covers many more writes.
 DEFAULT_COMPACTION_MIN_ENTRIES = 20_000
 
@@ -421,9 +421,9 @@ class ReplicaConfig:
 
 def _staggered(config: ReplicaConfig) -> int:
     """This replica's compaction threshold: the configured one, plus a share of it that depends
-    on the replica's place among the members, so that replicas do not all fork a snapshot
-    writer at the same log index (three children at once starve a 2-core host; a follower
-    that snapshots alone is covered by the other's acknowledgement)."""
+    on the replica's place among the members, so that replicas do not all write a snapshot
+    at the same log index (three writers at once starve a 2-core host; a follower that
+    snapshots alone is covered by the other's acknowledgement)."""
     members = sorted({config.self_address, *config.peers})
     rank = members.index(config.self_address)
     return config.compaction_min_entries + config.compaction_min_entries * rank // len(members)
