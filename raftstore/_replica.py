@@ -74,8 +74,7 @@ thresholds are staggered so they do not snapshot at the same index.
 Latency path of a write forwarded by a follower (each thread hand-off costs 50-100 us here):
 the caller's thread forwards it while the tick thread sleeps (``tick_lock``, :class:`_TickPoller`);
 the leader appends it and sends the entry (to the forwarding follower first, its answer riding
-on that append-entries) at the end of the poll round that read it (one append-entries for all
-the commands read in that round), commits on the acknowledgement that
+on that append-entries) inside the poll round that read it, commits on the acknowledgement that
 makes a majority, sends the new commit index before applying to each follower that forwarded a
 write it covers (or waits for a read point), and followers apply it as soon as they read it and
 do not acknowledge it. A follower that waits for nothing in it learns the commit index from the
@@ -539,7 +538,6 @@ class _StampingTransport(TCPTransport):
             message["lease_stamp"] = (message["term"], time.monotonic())
             # It carries the commit index: no separate notice owed (see Replica._notify_commit).
             replica._notice_due.pop(node, None)
-            replica._sent_commit[node] = message["commit_index"]
             if replica._commit_notice and not message.get("entries"):
                 message["no_ack"] = True
         elif kind == "next_node_idx" and replica._echo is not None:
@@ -592,9 +590,6 @@ class _TickPoller(PollPoller):
 
     tick_lock: threading.Lock
     next_wait: Callable[[], float]
-    # Called after the events of a round are handled; ``dispatching`` is true while they are.
-    round_done: Callable[[], None]
-    dispatching = False
 
     def poll(self, timeout: float) -> None:
         raw = self._PollPoller__poll  # type: ignore[attr-defined]
@@ -611,23 +606,17 @@ class _TickPoller(PollPoller):
         else:
             events = raw.poll(0)
         callbacks = self._PollPoller__descrToCallbacks  # type: ignore[attr-defined]
-        self.dispatching = True
-        try:
-            for descr, event in events:
-                mask = 0
-                if event & select.POLLIN:
-                    mask |= POLL_EVENT_TYPE.READ
-                if event & select.POLLOUT:
-                    mask |= POLL_EVENT_TYPE.WRITE
-                if event & (select.POLLERR | select.POLLHUP):
-                    mask |= POLL_EVENT_TYPE.ERROR
-                callback = callbacks.get(descr)
-                if callback is not None:  # unsubscribed by an earlier callback of this round
-                    callback(descr, mask)
-        finally:
-            self.dispatching = False
-        if events:
-            self.round_done()
+        for descr, event in events:
+            mask = 0
+            if event & select.POLLIN:
+                mask |= POLL_EVENT_TYPE.READ
+            if event & select.POLLOUT:
+                mask |= POLL_EVENT_TYPE.WRITE
+            if event & (select.POLLERR | select.POLLHUP):
+                mask |= POLL_EVENT_TYPE.ERROR
+            callback = callbacks.get(descr)
+            if callback is not None:  # unsubscribed by an earlier callback of this round
+                callback(descr, mask)
 
 
 class Replica(SyncObj):
@@ -712,16 +701,8 @@ class Replica(SyncObj):
         # log indexes each follower forwarded and waits for; set by a read point given out
         # while notices are owed (see _notify_commit).
         self._notice_due: dict[Any, float] = {}
-        # Leader: the commit index of the last append-entries sent to each follower.
-        self._sent_commit: dict[Any, int] = {}
         self._forwarded: dict[Any, deque[int]] = {}
         self._notices_urgent = False
-        # Leader: commands forwarded in this poll round wait to be appended at its end
-        # (_poll_round_done); while _checkCommandsToApply appends, append-entries wait to go
-        # out once, with every new entry (see _SyncObj__sendAppendEntries).
-        self._appends_waiting = False
-        self._ae_batch = False
-        self._ae_batch_needed = False
         # Leader: the follower that forwarded the latest command gets append-entries first
         # (see _SyncObj__sendAppendEntries); the others' are held in _ae_hold meanwhile.
         self._ae_first: Any = None
@@ -809,7 +790,6 @@ class Replica(SyncObj):
         self._poller.__class__ = _TickPoller
         self._poller.tick_lock = self.tick_lock
         self._poller.next_wait = self._next_wait
-        self._poller.round_done = self._poll_round_done
         # No tick has run yet, so the journal can be reopened as our kind.
         self._SyncObj__raftLog._destroy()  # type: ignore[has-type]
         self._journal = _Journal(journal, fsync=config.fsync)
@@ -1049,11 +1029,6 @@ class Replica(SyncObj):
         # A write forwarded by a follower waits for that follower to hear of the entry and of
         # its commit; with the other follower served first, each costs an extra send
         # (~50 us here). So the latest forwarder goes first.
-        if self._ae_batch:
-            # pysyncobj sends after each command it appends; one round with all of them
-            # follows when it has appended them all (_checkCommandsToApply).
-            self._ae_batch_needed = True
-            return
         first = self._ae_first
         if first is None or self._ae_hold is not None:
             _base_send_append_entries(self)
@@ -1093,15 +1068,12 @@ class Replica(SyncObj):
         urgent = []
         everyone = delay <= 0 or self._notices_urgent
         self._notices_urgent = False
-        sent = self._sent_commit
         for node in self._SyncObj__otherNodes:
             forwarded = self._forwarded.get(node)
             waits = everyone
             while forwarded and forwarded[0] <= commit:
                 forwarded.popleft()
                 waits = True
-            if sent.get(node, -1) >= commit:
-                continue  # an append-entries just carried it (see _advance_commit)
             if waits:
                 urgent.append(node)
             elif node not in self._notice_due:
@@ -1180,16 +1152,9 @@ class Replica(SyncObj):
             # the entries first: the replication round trip starts one send earlier.
             self._send_deferred()
             self._deferred, self._defer_kind = [], "apply_command_response"
-            self._ae_batch = True
             try:
                 super()._checkCommandsToApply()
             finally:
-                self._ae_batch = False
-                if self._ae_batch_needed:
-                    # One append-entries per follower with every entry appended here (the
-                    # answers to forwarded commands ride on it), not one per command.
-                    self._ae_batch_needed = False
-                    self._SyncObj__sendAppendEntries()
                 self._send_deferred()
         else:
             super()._checkCommandsToApply()
@@ -1272,12 +1237,6 @@ class Replica(SyncObj):
         """Queue a command for the log (forwarded to the leader if this is a follower)."""
         self.apply_kv(command, callback=callback)
 
-    def _poll_round_done(self) -> None:
-        if self._appends_waiting:
-            self._appends_waiting = False
-            if self._SyncObj__raftState == _RAFT_STATE.LEADER:
-                self._checkCommandsToApply()
-
     def _applyCommand(self, command: bytes, callback: Any, commandType: int | None = None) -> None:  # noqa: N802, N803 - pysyncobj's names
         # pysyncobj queues the command and wakes the tick thread through a pipe, which then
         # forwards it to the leader (or, on the leader, appends and sends it). A thread hand-off
@@ -1286,15 +1245,10 @@ class Replica(SyncObj):
         # thread is busy, or this *is* the tick thread) the command goes the usual way.
         if threading.get_ident() == self._tick_ident:
             # A command forwarded to this leader, read from a follower inside poll(): append
-            # and send it at the end of this poll round (with any other command read in it:
-            # one append-entries and one acknowledgement per follower for all of them), not
-            # after the next tick's preamble.
+            # and send it now rather than after this poll round and the next tick's preamble.
             if self._SyncObj__raftState == _RAFT_STATE.LEADER and commandType is None:
                 self._SyncObj__commandsQueue.put_nowait((command, callback))
-                if self._poller.dispatching:
-                    self._appends_waiting = True
-                else:
-                    self._checkCommandsToApply()
+                self._checkCommandsToApply()
             else:
                 super()._applyCommand(command, callback, commandType)
             return
@@ -1320,7 +1274,6 @@ class Replica(SyncObj):
 
     def _state_changed(self, old: int, new: int) -> None:
         self._notice_due.clear()
-        self._sent_commit.clear()
         self._forwarded.clear()
         if new != _RAFT_STATE.LEADER:
             self._lease_until = 0.0
@@ -1642,10 +1595,6 @@ class Replica(SyncObj):
             return
         self._SyncObj__raftCommitIndex = majority
         log.setRaftCommitIndex(majority)
-        if self._appends_waiting:
-            # Commands forwarded earlier in this poll round go out before this apply (which
-            # may take milliseconds), and their append-entries carry the new commit index.
-            self._poll_round_done()
         self._SyncObj__applyLogEntries()
 
     def _refuses_votes(self) -> bool:

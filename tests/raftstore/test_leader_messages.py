@@ -1,8 +1,7 @@
 """How few messages a leader sends per write. It tells a follower of a new commit index in a
 message of its own only when the follower waits for it (it forwarded a write in it, or reads at
 it); otherwise the next append-entries carries the index, at the latest
-ReplicaConfig.commit_notice_s later. Commands forwarded to it and read in one poll round go out
-in one append-entries. Three in-process replicas over loopback."""
+ReplicaConfig.commit_notice_s later. Three in-process replicas over loopback."""
 
 from __future__ import annotations
 
@@ -53,26 +52,17 @@ async def _until(condition, timeout: float) -> float:
 def _count_commit_only(store: RaftStore) -> list[int]:
     """Count the append-entries without entries (commit notices, heartbeats) the replica of
     ``store`` receives from now on."""
-    return _count_append_entries(store)[0]
-
-
-def _count_append_entries(store: RaftStore) -> tuple[list[int], list[int]]:
-    """Record the append-entries the replica of ``store`` receives from now on: the number
-    without entries, and the number of entries of each one with entries."""
     replica = store.replica
     handle = replica._on_append_entries
     count = [0]
-    sizes: list[int] = []
 
     def counting(node, message):
-        if message.get("entries"):
-            sizes.append(len(message["entries"]))
-        elif "prevLogIdx" in message:
+        if not message.get("entries") and "prevLogIdx" in message:
             count[0] += 1
         handle(node, message)
 
     replica._on_append_entries = counting  # type: ignore[method-assign]
-    return count, sizes
+    return count
 
 
 async def test_notices_ride_on_later_messages_unless_a_follower_waits(tmp_path):
@@ -131,47 +121,6 @@ async def test_notice_zero_tells_every_follower_at_once(tmp_path):
         await _until(lambda: all(s.revision == leader.revision for s in stores), 5)
         # (one may ride on a heartbeat that went out meanwhile)
         assert all(c[0] >= WRITES - 2 for c in counts.values()), counts
-    finally:
-        for s in stores:
-            await s.aclose()
-
-
-async def test_commands_read_in_one_poll_round_go_out_in_one_append_entries(tmp_path):
-    stores = await _cluster(tmp_path, NOTICE_S)
-    try:
-        await _until(lambda: any(s.is_leader() for s in stores), 15)
-        leader = next(s for s in stores if s.is_leader())
-        writer, other = (s for s in stores if s is not leader)
-        await writer.put("/n/start", b"0")
-        await _until(lambda: all(s.revision == leader.revision for s in stores), 5)
-        _, sizes = _count_append_entries(other)
-        results = []
-
-        async def put(key: str) -> None:
-            results.append(await writer.put(key, b"x"))
-
-        # Hold the leader's tick thread while the follower forwards two writes (two
-        # proposals: two in flight), so that it reads both in one poll round.
-        waiting = writer.replica._SyncObj__commandsWaitingReply
-        lock = leader.replica.tick_lock
-        lock.acquire()
-        held = True
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(put, "/n/a")
-                nursery.start_soon(put, "/n/b")
-                # Both forwarded (sent over loopback: in the leader's socket by now).
-                await _until(lambda: len(waiting) == 2, 5)
-                lock.release()
-                held = False
-        finally:
-            if held:
-                lock.release()
-        assert sorted(r[0] for r in results) == [leader.revision - 1, leader.revision]
-        # The other follower got both new entries in one append-entries (one per command
-        # before: pysyncobj sends after each command it appends).
-        await _until(lambda: other.revision == leader.revision, NOTICE_S * 4)
-        assert sizes == [2], sizes
     finally:
         for s in stores:
             await s.aclose()
