@@ -1,6 +1,7 @@
 """bench/applycost.py at a small size: a real 3-master cluster fed pod writes through its leader;
 the JSON report gives each follower's CPU per applied write, split by thread, its wake-ups per
-write and the writes per Raft entry, and every write was applied on both followers."""
+write and the writes per Raft entry, and every write was applied on both followers; the same for
+the leader, the Raft messages per entry and the writes' latency."""
 
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ def test_bench_applycost_small_run_json_report() -> None:
         assert f["loop_wakeups_per_write"] >= 0
     assert report["cpu_us_per_write"] == pytest.approx(
         sum(f["cpu_us_per_write"] for f in followers) / 2, abs=0.01)
+    # The leader is measured the same way; its tick thread replicates every entry.
+    leader = report["leader"]
+    assert 80 <= leader["writes"] <= 160, leader
+    assert leader["cpu_us_per_write_by_thread"]["raft_tick"] > 0
+    assert report["leader_tick_cpu_us_per_entry"] > 0
+    # At least an append-entries to each follower and one acknowledgement per entry.
+    assert report["raft_segments_per_entry"] >= 3, report
+    assert 0 < report["write_p50_ms"] <= report["write_p99_ms"]
+    assert report["via"] == "leader"
 
 
 def test_bench_applycost_refuses_bad_arguments() -> None:
@@ -44,3 +54,7 @@ def test_bench_applycost_refuses_bad_arguments() -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "must be positive" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "bench.applycost", "--via", "nowhere"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "invalid choice" in proc.stderr and "Traceback" not in proc.stderr
