@@ -787,6 +787,7 @@ class Replica(SyncObj):
         serializer = self._SyncObj__serializer
         serializer.serialize = self._take_snapshot
         serializer.checkSerializing = self._check_snapshot
+        serializer.setTransmissionData = self._receive_snapshot_chunk
         self._poller.__class__ = _TickPoller
         self._poller.tick_lock = self.tick_lock
         self._poller.next_wait = self._next_wait
@@ -957,13 +958,21 @@ class Replica(SyncObj):
             if job is None:
                 return
             data, path = job
-            self._snapshot_ok = self._write_snapshot(data, path)
-            del job, data
-            self._snapshot_done = True
+            ok = False
             try:
-                self._pipe_wake()  # the tick thread compacts the log now, not at its next wake
-            except OSError:
-                pass
+                ok = self._write_snapshot(data, path)
+            except Exception:
+                # The thread goes on: dead, every later snapshot would wait for it forever
+                # (the log never compacted again).
+                logger.exception("snapshot writer failed at index %s", self._snapshot_idx)
+            finally:
+                del job, data
+                self._snapshot_ok = ok
+                self._snapshot_done = True
+                try:
+                    self._pipe_wake()  # the tick thread compacts the log now, not at its next wake
+                except OSError:
+                    pass
 
     def _write_snapshot(self, data: Any, path: str) -> bool:
         tmp = path + ".tmp"
@@ -990,16 +999,16 @@ class Replica(SyncObj):
                 os.replace(tmp, path)
             if self.config.fsync:
                 _fsync_path(os.path.dirname(os.path.abspath(path)))
+            logger.info(
+                "snapshot at index %s written: %d bytes in %.2f s (%.2f CPU-s)",
+                self._snapshot_idx,
+                os.path.getsize(path),
+                time.perf_counter() - started,
+                time.thread_time() - cpu,
+            )
         except Exception:
             logger.exception("writing the snapshot at index %s failed", self._snapshot_idx)
             return False
-        logger.info(
-            "snapshot at index %s written: %d bytes in %.2f s (%.2f CPU-s)",
-            self._snapshot_idx,
-            os.path.getsize(path),
-            time.perf_counter() - started,
-            time.thread_time() - cpu,
-        )
         return True
 
     def _check_snapshot(self) -> tuple[int, int | None]:
@@ -1010,10 +1019,20 @@ class Replica(SyncObj):
         if not self._snapshot_done:
             return SERIALIZER_STATE.SERIALIZING, idx
         self._snapshot_idx = None
-        self._SyncObj__serializer._Serializer__pid = 0
+        serializer = self._SyncObj__serializer
+        serializer._Serializer__pid = 0
         # Superseded after it was renamed into place: the log now follows the leader's
         # snapshot and must not be compacted to this one (the next snapshot covers it).
         ok = self._snapshot_ok and not self._snapshot_superseded
+        if ok:
+            # Transfers to lagging followers start over from the new file, as pysyncobj's
+            # checkSerializing did: a paused one would go on reading the old file, which no
+            # longer follows on from the compacted log (the follower refuses it, and the whole
+            # snapshot is sent again).
+            for transmission in serializer._Serializer__transmissions.values():
+                if "file" in transmission:
+                    transmission["file"].close()
+            serializer._Serializer__transmissions = {}
         return (SERIALIZER_STATE.SUCCESS if ok else SERIALIZER_STATE.FAILED), idx
 
     def _send_deferred(self) -> None:
@@ -1183,13 +1202,25 @@ class Replica(SyncObj):
             self._SyncObj__callErrCallback(FAIL_REASON.MISSING_LEADER, callback)
 
     def _supersede_snapshot(self) -> None:
-        """A snapshot sent by the leader is in place (pysyncobj renamed it there before loading
-        it): a snapshot of this replica's older state still being written must not replace it
+        """A snapshot sent by the leader is about to be put in place (called before pysyncobj's
+        rename, see _receive_snapshot_chunk, and again before loading it): a snapshot of this
+        replica's older state still being written must not replace it
         (on a restart the journal, cleared to the leader's snapshot, would not follow on from
         it), and the log must not be compacted to it. It is dropped, reported as failed."""
         with self._snapshot_rename_lock:
             if self._snapshot_idx is not None:
                 self._snapshot_superseded = True
+
+    def _receive_snapshot_chunk(self, data: Any) -> bool:
+        """pysyncobj's Serializer.setTransmissionData, on the tick thread: with the last chunk
+        it renames the leader's snapshot into place, and only then loads it. A snapshot of this
+        replica's own being written must be superseded before that rename, or the writer could
+        rename its older one over the leader's in between (see _supersede_snapshot)."""
+        if isinstance(data, (tuple, list)) and len(data) == 3 and data[2]:
+            self._supersede_snapshot()
+        return _pysyncobj_serializer.Serializer.setTransmissionData(
+            self._SyncObj__serializer, data
+        )
 
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802, N803
         # A snapshot (at start or sent by the leader) replaces the state: wake the watchers.

@@ -10,6 +10,7 @@ import gzip
 import os
 import pickle
 import threading
+import time
 from typing import Any
 
 import trio
@@ -257,3 +258,163 @@ async def test_a_snapshot_superseded_by_the_leaders_is_dropped(tmp_path, monkeyp
         assert path.read_bytes() == in_place
         assert not (tmp_path / "raft.snapshot.tmp").exists()
         assert s.status()["log_first_index"] == first_index  # not compacted to it
+
+
+def _hold_the_writer(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """The snapshot writer stops before its first byte until ``release`` is set."""
+    writing, release = threading.Event(), threading.Event()
+    real = _replica._SnapshotCodec.GzipFile
+
+    def held(*, fileobj: Any, mode: str = "rb") -> Any:
+        if mode.startswith("w"):
+            writing.set()
+            release.wait(10)
+        return real(fileobj=fileobj, mode=mode)
+
+    monkeypatch.setattr(_replica._SnapshotCodec, "GzipFile", staticmethod(held))
+    return writing, release
+
+
+async def _until_writing(s: Any, writing: threading.Event) -> None:
+    s.replica.forceLogCompaction()
+    with trio.fail_after(10):
+        while not writing.is_set():
+            await s.put("/t/tick", b"")  # compaction runs on the tick thread
+            await trio.sleep(0.02)
+
+
+async def _until_written(s: Any) -> None:
+    with trio.fail_after(10):
+        while s.replica._SyncObj__serializer._Serializer__pid != 0:
+            await s.put("/t/tick", b"")
+            await trio.sleep(0.02)
+
+
+async def test_the_leaders_snapshot_is_not_replaced_by_one_being_written(tmp_path, monkeypatch):
+    """pysyncobj renames the leader's snapshot into place with its last chunk and loads it
+    after that: a writer finishing in between must not rename the follower's own older
+    snapshot over it (the follower would load its own state, journal cleared to the leader's)."""
+    ports = free_ports(2)
+    leader = ReplicaConfig(
+        self_address=f"127.0.0.1:{ports[0]}", peers=(), data_dir=str(tmp_path / "L")
+    )
+    await _snapshotted_store(leader)
+    leaders = (tmp_path / "L" / "raft.snapshot").read_bytes()
+    config = ReplicaConfig(
+        self_address=f"127.0.0.1:{ports[1]}", peers=(), data_dir=str(tmp_path / "F")
+    )
+    writing, release = _hold_the_writer(monkeypatch)
+    async with open_raft_store(config) as s:
+        with trio.fail_after(10):
+            while not s.is_leader():
+                await trio.sleep(0.01)
+        for i in range(50):
+            await s.put(f"/t/{i}", b"follower's own")
+        await _until_writing(s, writing)
+        replica = s.replica
+        with replica.tick_lock:  # as pysyncobj's tick thread receiving the last chunk
+            assert replica._SyncObj__serializer.setTransmissionData((leaders, True, True))
+            release.set()  # the writer finishes before the tick thread loads the file
+            deadline = time.monotonic() + 10
+            while not replica._snapshot_done and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert replica._snapshot_done
+            replica._SyncObj__loadDumpFile(True)
+            assert (tmp_path / "F" / "raft.snapshot").read_bytes() == leaders
+            assert s.replica.kv.get("/t/0") is None  # the leader's state, not the follower's
+            assert s.replica.kv.get("/s/0") is not None
+        assert not (tmp_path / "F" / "raft.snapshot.tmp").exists()
+
+
+async def test_the_log_is_not_compacted_before_the_snapshot_is_written(tmp_path, monkeypatch):
+    (port,) = free_ports(1)
+    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
+    writing, release = _hold_the_writer(monkeypatch)
+    async with open_raft_store(config) as s:
+        with trio.fail_after(10):
+            while not s.is_leader():
+                await trio.sleep(0.01)
+        for i in range(100):
+            await s.put(f"/s/{i}", b"in the snapshot")
+        first_index = s.status()["log_first_index"]
+        await _until_writing(s, writing)
+        for i in range(100, 150):  # ticks go on while the writer is held
+            await s.put(f"/s/{i}", b"after the snapshot")
+        assert s.status()["log_first_index"] == first_index
+        assert not (tmp_path / "raft.snapshot").exists()
+        release.set()
+        await _until_written(s)
+        assert s.status()["log_first_index"] > first_index  # compacted once written
+        for i in range(150, 170):
+            await s.put(f"/s/{i}", b"journal only")
+        digest = s.digest()
+    async with open_raft_store(config) as s:
+        with trio.fail_after(10):
+            while not s.is_leader():
+                await trio.sleep(0.01)
+        await s.barrier()
+        assert s.digest() == digest
+
+
+async def test_the_writer_survives_a_failed_snapshot(tmp_path, monkeypatch):
+    """An exception in the writer thread fails that snapshot only: the next one is written
+    and the log compacted (a dead writer left the replica 'serializing' for good)."""
+    (port,) = free_ports(1)
+    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
+    real = _replica.Replica._write_snapshot
+    calls = []
+
+    def failing_once(self: Any, data: Any, path: str) -> bool:
+        calls.append(path)
+        if len(calls) == 1:
+            raise RuntimeError("injected writer failure")
+        return real(self, data, path)
+
+    monkeypatch.setattr(_replica.Replica, "_write_snapshot", failing_once)
+    async with open_raft_store(config) as s:
+        with trio.fail_after(10):
+            while not s.is_leader():
+                await trio.sleep(0.01)
+        for i in range(100):
+            await s.put(f"/s/{i}", b"v")
+        first_index = s.status()["log_first_index"]
+        s.replica.forceLogCompaction()
+        with trio.fail_after(10):
+            while not calls:
+                await s.put("/t/tick", b"")
+                await trio.sleep(0.02)
+        await _until_written(s)
+        assert len(calls) == 1 and s.status()["log_first_index"] == first_index
+        s.replica.forceLogCompaction()
+        with trio.fail_after(10):
+            while s.status()["log_first_index"] == first_index:
+                await s.put("/t/tick", b"")
+                await trio.sleep(0.02)
+        assert len(calls) == 2 and (tmp_path / "raft.snapshot").exists()
+
+
+async def test_a_transfer_starts_over_from_a_new_snapshot(tmp_path):
+    """A snapshot transfer to a lagging follower paused while a new snapshot was written goes
+    on from the new file's start, not from the old file's handle (as pysyncobj did)."""
+    (port,) = free_ports(1)
+    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
+    await _snapshotted_store(config)
+    async with open_raft_store(config) as s:
+        with trio.fail_after(10):
+            while not s.is_leader():
+                await trio.sleep(0.01)
+        serializer = s.replica._SyncObj__serializer
+        with s.replica.tick_lock:
+            chunk, first, last = serializer.getTransmissionData("follower")
+        assert first and not last and chunk == (tmp_path / "raft.snapshot").read_bytes()
+        old_first_index = s.status()["log_first_index"]
+        for i in range(50):
+            await s.put(f"/n/{i}", b"new")
+        s.replica.forceLogCompaction()
+        with trio.fail_after(10):
+            while s.status()["log_first_index"] == old_first_index:
+                await s.put("/t/tick", b"")
+                await trio.sleep(0.02)
+        with s.replica.tick_lock:
+            chunk, first, last = serializer.getTransmissionData("follower")
+        assert first and chunk == (tmp_path / "raft.snapshot").read_bytes()
