@@ -70,7 +70,7 @@ class ApiSession(Protocol):
         ...
 
     async def patch_pod_status(self, pod: dict[str, Any], status: dict[str, Any],
-                               host_ports: str) -> dict[str, Any]: ...
+                               host_ports: str) -> None: ...
 
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None: ...
 
@@ -176,7 +176,9 @@ class HttpApiSession:
 
     async def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                        body: Any = None, content_type: str = "application/json",
-                       allow_404: bool = False) -> dict[str, Any] | None:
+                       allow_404: bool = False, decode: bool = True) -> dict[str, Any] | None:
+        """The answer's object (None for an allowed 404, or when `decode` is False: the
+        caller has no use for it)."""
         last_error = "no server tried"
         for _ in range(len(self.servers)):
             index = self._index
@@ -208,6 +210,8 @@ class HttpApiSession:
                 return None
             if code >= 400:
                 raise _status_error(code, content)
+            if not decode:
+                return None
             return orjson.loads(content) if content else {}  # type: ignore[no-any-return]
         raise ApiUnavailable(last_error)
 
@@ -283,9 +287,10 @@ class HttpApiSession:
             raise ApiUnavailable(f"{self.servers[index]}: bad watch stream: {exc}") from exc
 
     async def patch_pod_status(self, pod: dict[str, Any], status: dict[str, Any],
-                               host_ports: str) -> dict[str, Any]:
+                               host_ports: str) -> None:
         """Write the host-port annotation (if it changed) and then the status, in that order,
-        so whoever sees the pod Ready also sees where its ports are published."""
+        so whoever sees the pod Ready also sees where its ports are published. The pods the
+        server answers with are not decoded: the agent learns of them from its watch."""
         md = pod.get("metadata") or {}
         ns, name = md.get("namespace") or "default", md.get("name", "")
         path = f"/api/v1/namespaces/{quote(ns)}/pods/{quote(name)}"
@@ -299,12 +304,10 @@ class HttpApiSession:
             await self._request(
                 "PATCH", path, body={"metadata": {"uid": md.get("uid"), "annotations": {
                     HOST_PORTS_ANNOTATION: host_ports}}},
-                content_type="application/merge-patch+json")
-        result = await self._request("PATCH", path + "/status",
-                                     body={"metadata": {"uid": md.get("uid")}, "status": status},
-                                     content_type="application/merge-patch+json")
-        assert result is not None
-        return result
+                content_type="application/merge-patch+json", decode=False)
+        await self._request("PATCH", path + "/status",
+                            body={"metadata": {"uid": md.get("uid")}, "status": status},
+                            content_type="application/merge-patch+json", decode=False)
 
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,

@@ -179,20 +179,22 @@ class _Connection:
             return await self._recv_raw()
         assert self.incoming is not None
         while True:
-            try:
-                data = self.tls.read(READ_SIZE)
-            except ssl.SSLWantReadError:
-                await self._flush()  # a post-handshake message may want an answer
-                raw = await self._recv_raw()
-                if not raw:
-                    return b""  # closed without close_notify: framing tells what is missing
-                self.incoming.write(raw)
-                continue
-            except ssl.SSLZeroReturnError:
-                return b""
-            except ssl.SSLError as exc:
-                raise _TransportError(f"TLS: {exc}") from exc
-            return data
+            # Read only once something received is left to decrypt: a read of nothing fails
+            # with SSLWantReadError, which was an exception per watch event and per answer.
+            if self.incoming.pending or self.tls.pending():
+                try:
+                    return self.tls.read(READ_SIZE)
+                except ssl.SSLWantReadError:
+                    pass  # part of a record, or a post-handshake message and no data
+                except ssl.SSLZeroReturnError:
+                    return b""
+                except ssl.SSLError as exc:
+                    raise _TransportError(f"TLS: {exc}") from exc
+            await self._flush()  # a post-handshake message may want an answer
+            raw = await self._recv_raw()
+            if not raw:
+                return b""  # closed without close_notify: framing tells what is missing
+            self.incoming.write(raw)
 
     async def _fill(self) -> None:
         if self.pos and self.pos == len(self.buf):

@@ -8,6 +8,7 @@ imagePullPolicy by tag).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from controlplane.quantity import QuantityError, parse_quantity
@@ -149,15 +150,34 @@ def _env(pod: dict[str, Any], container: dict[str, Any], node_name: str,
     return env
 
 
+# Distinct quantity texts remembered: a node's pods repeat a handful ("10m", "16Mi").
+QUANTITY_CACHE = 256
+_quantities: dict[str, Fraction] = {}
+
+
+def _quantity(text: object) -> Fraction:
+    """parse_quantity, remembered for texts: its exact Fraction arithmetic was a few % of a
+    hollow-node runner's CPU, every container start parsing the same texts."""
+    if type(text) is not str:
+        return parse_quantity(text)
+    value = _quantities.get(text)
+    if value is None:
+        value = parse_quantity(text)  # (an error is raised, never remembered)
+        if len(_quantities) >= QUANTITY_CACHE:
+            _quantities.clear()
+        _quantities[text] = value
+    return value
+
+
 def _resources(container: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
     res = container.get("resources") or {}
     limits = res.get("limits") or {}
     requests = res.get("requests") or {}
     try:
-        nano = int(parse_quantity(limits["cpu"]) * 10**9) if "cpu" in limits else None
-        mem = int(parse_quantity(limits["memory"])) if "memory" in limits else None
+        nano = int(_quantity(limits["cpu"]) * 10**9) if "cpu" in limits else None
+        mem = int(_quantity(limits["memory"])) if "memory" in limits else None
         # cpu shares from the request, as the kubelet maps it (1 core = 1024 shares, min 2).
-        shares = (max(2, int(parse_quantity(requests["cpu"]) * 1024))
+        shares = (max(2, int(_quantity(requests["cpu"]) * 1024))
                   if "cpu" in requests else None)
     except QuantityError as exc:
         raise PodConfigError(f"invalid resource quantity: {exc}") from exc

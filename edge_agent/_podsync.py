@@ -254,9 +254,6 @@ class PodSyncer:
             started = False
             while True:
                 self._wake_event = trio.Event()
-                # Containers started while the list is in flight may be missing from it (the
-                # runtime does not wait for starts in progress): their probes are kept.
-                tracked_before = self.probes.tracked()
                 list_started = time.monotonic()
                 # With the event stream live, a round for pod changes alone (a new pod, a
                 # deletion) uses the last listing: every container change since would have come
@@ -269,6 +266,9 @@ class PodSyncer:
                 if relist:
                     self._relist_needed = False
                     self._last_relist = list_started
+                    # Containers started while the list is in flight may be missing from it
+                    # (the runtime does not wait for starts in progress): their probes are kept.
+                    tracked_before = self.probes.tracked()
                     try:
                         observed = await self.runtime.list_containers()
                     except Exception as exc:  # the engine is down: keep trying, pods stay as
@@ -296,7 +296,9 @@ class PodSyncer:
                     self.probes.forget_all_but(
                         running_ids | (self.probes.tracked() - tracked_before))
                 else:
-                    grouped = dict(self.containers)
+                    # Nothing listed: no pod's containers changed since the last round (the
+                    # workers keep self.containers as they act).
+                    grouped = self.containers
                 # The previous round's list tells which pods' containers changed since.
                 last_seen, self.containers = self.containers, grouped
                 now = time.monotonic()
@@ -311,7 +313,15 @@ class PodSyncer:
                 # Probe results cannot change while this loop runs (it never awaits): one look
                 # for every pod (one per pod made a round over n pods O(n^2)).
                 unhealthy = self.probes.unhealthy()
-                for uid in set(self.desired) | set(grouped):
+                if full or relist:
+                    candidates = set(self.desired) | set(grouped)
+                else:
+                    # Without a listing no pod's containers changed, so only the dirty pods
+                    # can need a sync: a round for one new pod need not look at the node's
+                    # others (a round per pod over all of them, quadratic in pods per node).
+                    candidates = {uid for uid in self._dirty
+                                  if uid in self.desired or uid in grouped}
+                for uid in candidates:
                     changed = grouped.get(uid) != last_seen.get(uid)
                     if uid in self._busy or uid in stale:
                         if changed:

@@ -21,10 +21,19 @@ class ProbeState:
     started: bool  # startup probe passed (True when there is none)
 
 
+# The last second rfc3339 formatted and its text: a status holds the same second up to five
+# times (startTime, conditions, startedAt), and pods started together share it.
+_last_formatted: tuple[float, str] = (float("nan"), "")
+
+
 def rfc3339(ts: float | None) -> str | None:
+    global _last_formatted
     if ts is None:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    second = ts // 1  # (gmtime rounds down too)
+    if _last_formatted[0] != second:
+        _last_formatted = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)))
+    return _last_formatted[1]
 
 
 def _terminated(c: ContainerInfo, scheme: str) -> dict[str, Any]:
@@ -190,4 +199,6 @@ def host_ports(containers: list[ContainerInfo], pod: dict[str, Any] | None = Non
                 mapping[f"{p['containerPort']}/{proto}"] = int(p["containerPort"])
         else:
             mapping.update(c.host_ports)
+    if not mapping:  # most pods publish nothing
+        return "{}"
     return json.dumps(dict(sorted(mapping.items())), separators=(",", ":"))
