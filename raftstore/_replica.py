@@ -1048,6 +1048,8 @@ class Replica(SyncObj):
         # A write forwarded by a follower waits for that follower to hear of the entry and of
         # its commit; with the other follower served first, each costs an extra send
         # (~50 us here). So the latest forwarder goes first.
+        if self._SyncObj__serializer._Serializer__pid != 0 and self._skip_snapshot_waiters():
+            return
         first = self._ae_first
         if first is None or self._ae_hold is not None:
             _base_send_append_entries(self)
@@ -1060,6 +1062,35 @@ class Replica(SyncObj):
             transport = self._SyncObj__transport
             for node, message in held:
                 transport.send(node, message)
+
+    def _skip_snapshot_waiters(self) -> bool:
+        """While a snapshot is written, pysyncobj has no snapshot to send to a follower that
+        needs one (nextIndex at or before the log's start) and would send it empty ones
+        ('serialized': None) in a loop for up to a heartbeat period per call: ~18,000 a second,
+        the tick thread busy 100 ms at a time. Such followers get one per call instead (it
+        keeps them from starting elections, as pysyncobj's first one did); the rest as usual.
+        Returns False if no follower waits for a snapshot."""
+        first = self._SyncObj__raftLog[0][1]
+        next_index = self._SyncObj__raftNextIndex
+        connected = self._SyncObj__connectedNodes
+        waiting = [n for n in connected if next_index.get(n, first + 1) <= first]
+        if not waiting:
+            return False
+        # pysyncobj passes over nodes it does not count as connected (tick thread only).
+        connected.difference_update(waiting)
+        try:
+            self._SyncObj__sendAppendEntries()
+        finally:
+            connected.update(waiting)
+        message = {
+            "type": "append_entries",
+            "term": self._SyncObj__raftCurrentTerm,
+            "commit_index": self._SyncObj__raftCommitIndex,
+            "serialized": None,
+        }
+        for node in waiting:
+            self._SyncObj__transport.send(node, dict(message))
+        return True
 
     def _SyncObj__applyLogEntries(self) -> bool:  # noqa: N802 - pysyncobj's name
         # Leader: tell the followers about a new commit index *before* applying it here (Raft

@@ -418,3 +418,90 @@ async def test_a_transfer_starts_over_from_a_new_snapshot(tmp_path):
         with s.replica.tick_lock:
             chunk, first, last = serializer.getTransmissionData("follower")
         assert first and chunk == (tmp_path / "raft.snapshot").read_bytes()
+
+
+def test_a_follower_needing_a_snapshot_is_not_flooded_while_one_is_written(tmp_path, monkeypatch):
+    """A leader writing a snapshot has none to send to a follower that needs one: it must not
+    send that follower empty snapshot messages in a loop (pysyncobj's loop did, for up to a
+    heartbeat period per call: ~18,000 a second, the tick thread busy meanwhile)."""
+    addrs = [f"127.0.0.1:{p}" for p in free_ports(3)]
+
+    def make(i: int) -> _replica.Replica:
+        peers = tuple(a for a in addrs if a != addrs[i])
+        config = ReplicaConfig(
+            self_address=addrs[i],
+            peers=peers,
+            data_dir=str(tmp_path / f"r{i}"),
+            compaction_min_entries=50,
+        )
+        return _replica.Replica(config)
+
+    def wait_for(condition: Any, what: str) -> None:
+        deadline = time.monotonic() + 15
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.01)
+
+    def put(replica: _replica.Replica, key: str) -> None:
+        done = threading.Event()
+        replica.propose(encode_put(key, b"v" * 100), lambda result, error: done.set())
+        assert done.wait(5)
+
+    replicas = [make(i) for i in range(3)]
+    try:
+        for r in replicas:
+            r.start()
+        wait_for(lambda: any(r.is_raft_leader for r in replicas), "a leader")
+        leader = next(r for r in replicas if r.is_raft_leader)
+        lag = next(i for i, r in enumerate(replicas) if r is not leader)
+        replicas[lag].stop()
+        i = 0
+        while leader._SyncObj__raftLog[0][1] < 100:  # compacted past the stopped follower
+            put(leader, f"/k/{i}")
+            i += 1
+            assert i < 2000
+        writing, release = threading.Event(), threading.Event()
+        real = _replica._SnapshotCodec.GzipFile
+
+        def held(*, fileobj: Any, mode: str = "rb") -> Any:
+            if (
+                mode.startswith("w")
+                and leader.config.self_address in threading.current_thread().name
+            ):
+                writing.set()
+                release.wait(20)
+            return real(fileobj=fileobj, mode=mode)
+
+        monkeypatch.setattr(_replica._SnapshotCodec, "GzipFile", staticmethod(held))
+        leader.forceLogCompaction()
+        while not writing.is_set():
+            put(leader, "/tick")
+            assert writing.wait(0.05) or i < 4000
+            i += 1
+        empty = []
+        transport = leader._SyncObj__transport
+        real_send = transport.send
+
+        def counting(node: Any, message: Any) -> bool:
+            if (
+                isinstance(message, dict)
+                and "serialized" in message
+                and message["serialized"] is None
+            ):
+                empty.append(node)
+            return real_send(node, message)
+
+        transport.send = counting
+        replicas[lag] = make(lag)
+        replicas[lag].start()
+        lagging = next(n for n in leader._SyncObj__otherNodes if n.address == addrs[lag])
+        wait_for(lambda: lagging in leader._SyncObj__connectedNodes, "the follower reconnects")
+        time.sleep(1.0)  # a heartbeat every 0.1 s
+        sent = len(empty)
+        assert leader.is_raft_leader
+        release.set()
+        wait_for(lambda: replicas[lag].kv.get("/k/0") is not None, "the follower gets the snapshot")
+        assert 1 <= sent <= 100, sent
+    finally:
+        for r in replicas:
+            r.stop()
