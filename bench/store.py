@@ -17,8 +17,10 @@ With ``--snapshot`` it measures log compaction with a large state instead: it lo
 ``--snapshot-keys`` keys of ``--snapshot-value-bytes`` (default 30,000 x 3 KB, a 30,000-pod
 cluster's worth), then writes one put at a time for ``--snapshot-seconds`` with a compaction
 threshold of ``--compaction-min-entries`` entries (default 2,000: several snapshots in the
-window) and reports the writes' p50/p99/max (the stall a snapshot causes), each replica's last
-fork time, the snapshot size, and a follower's restart: stop, start to serving, and caught up.
+window) and reports the writes' p50/p99/max (the stall a snapshot causes), each replica's tick
+thread time to start its last snapshot (snapshot_fork_ms: the frozen view handed to the writer
+thread; the name is from when a forked child wrote it), the snapshot size, and a follower's
+restart: stop, start to serving, and caught up.
 
 Also reachable as ``edgectl bench store``.
 """

@@ -283,6 +283,18 @@ _pysyncobj_serializer.gzip = _SnapshotCodec  # type: ignore[attr-defined]
 _SNAPSHOT_YIELD_S = 0.0
 
 
+# One lock per snapshot file written by a writer thread of this process: a replica restarted
+# in the same process and directory while the stopped one's writer still writes (stop() waits
+# only so long) would share the .tmp file with it, each writing into the other's.
+_snapshot_file_locks: dict[str, threading.Lock] = {}
+_snapshot_file_locks_guard = threading.Lock()
+
+
+def _snapshot_file_lock(path: str) -> threading.Lock:
+    with _snapshot_file_locks_guard:
+        return _snapshot_file_locks.setdefault(os.path.abspath(path), threading.Lock())
+
+
 def _hand_over_gil() -> None:
     time.sleep(_SNAPSHOT_YIELD_S)
 
@@ -379,8 +391,8 @@ class ReplicaConfig:
     raft_max_timeout: float = 0.8
     # A leader cut off from the majority steps down after this (pysyncobj default: 30 s).
     leader_fallback_s: float = 1.0
-    # Poll timeout of the tick thread while something needs polling (a snapshot child to reap,
-    # ReadIndex answers to time out). Otherwise the thread sleeps until its next deadline
+    # Poll timeout of the tick thread while something needs polling (no connections yet,
+    # ReadIndex answers to time out; the snapshot writer wakes it when done). Otherwise the thread sleeps until its next deadline
     # (heartbeat, election timeout, reconnect), capped at idle_wake_s.
     tick_s: float = 0.05
     # Longest sleep of an idle tick thread: pysyncobj's once-a-second work (saving the commit
@@ -846,7 +858,7 @@ class Replica(SyncObj):
             wait = min(wait, max(due + _TIMER_SLACK_S, 0.0))
         if self._notice_due:
             # Commit notices held back (see _notify_commit): due even while the wait above is
-            # the short poll of a replica writing a snapshot or without connections.
+            # the short poll of a replica without connections.
             due = min(self._notice_due.values()) - time.monotonic()
             wait = min(wait, max(due + _TIMER_SLACK_S, 0.0))
         return wait
@@ -855,8 +867,6 @@ class Replica(SyncObj):
         config = self.config
         if not self._SyncObj__transport.ready or self._read_pending or self._read_waiting:
             return config.tick_s
-        if self._SyncObj__serializer._Serializer__pid != 0:
-            return config.tick_s  # a snapshot child to reap
         now = _raft_clock()
         if self._SyncObj__raftState == _RAFT_STATE.LEADER:
             deadline = self._SyncObj__newAppendEntriesTime
@@ -885,6 +895,12 @@ class Replica(SyncObj):
             # holds what it covers), so a replica restarted in this process finds it in place.
             self._snapshot_jobs.put(None)
             writer.join(timeout)
+            if writer.is_alive():
+                # Still writing: a replica restarted on this directory meanwhile may have a
+                # newer snapshot in place (its own or the leader's) by the time this one is
+                # done, so this one is dropped rather than renamed over it.
+                with self._snapshot_rename_lock:
+                    self._snapshot_superseded = True
 
     def _pipe_wake(self) -> None:
         notifier = getattr(self, "_SyncObj__pipeNotifier", None)
@@ -975,6 +991,10 @@ class Replica(SyncObj):
                     pass
 
     def _write_snapshot(self, data: Any, path: str) -> bool:
+        with _snapshot_file_lock(path):
+            return self._write_snapshot_file(data, path)
+
+    def _write_snapshot_file(self, data: Any, path: str) -> bool:
         tmp = path + ".tmp"
         started = time.perf_counter()
         cpu = time.thread_time()

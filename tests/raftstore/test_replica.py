@@ -223,8 +223,8 @@ async def test_restart_loads_snapshot_and_journal(tmp_path):
         s.replica.forceLogCompaction()
         snapshot = os.path.join(config.data_dir, "raft.snapshot")
         with trio.fail_after(20):
-            # The snapshot writer (a low-priority child) finishes, then the tick thread reaps it
-            # and drops the log entries the snapshot holds.
+            # The snapshot writer thread finishes, then the tick thread drops the log entries
+            # the snapshot holds.
             while not os.path.exists(snapshot) or s.status()["log_first_index"] <= 1:
                 await s.put("/r/tick", b"")  # compaction runs on the tick thread
                 await trio.sleep(0.05)
@@ -321,7 +321,7 @@ async def test_closing_the_store_ends_watches_with_a_clear_error(tmp_path):
 
 
 async def test_restart_after_a_crash_between_snapshot_and_journal_compaction(tmp_path, monkeypatch):
-    """The snapshot is written (by a forked child) before the journal is compacted; a crash
+    """The snapshot is written (by the writer thread) before the journal is compacted; a crash
     in between leaves a journal that starts before the snapshot. Every entry after the
     snapshot must still be there after the restart (pysyncobj alone would drop them)."""
     from raftstore import _replica
@@ -341,7 +341,7 @@ async def test_restart_after_a_crash_between_snapshot_and_journal_compaction(tmp
                 while not os.path.exists(snapshot):
                     await s.put("/x/tick", b"")
                     await trio.sleep(0.05)
-            with trio.fail_after(10):  # the tick thread reaps the snapshot child
+            with trio.fail_after(10):  # the tick thread sees the writer done
                 while s.replica._SyncObj__serializer._Serializer__pid != 0:
                     await trio.sleep(0.01)
             for i in range(100, 150):

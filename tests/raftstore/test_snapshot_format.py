@@ -505,3 +505,120 @@ def test_a_follower_needing_a_snapshot_is_not_flooded_while_one_is_written(tmp_p
     finally:
         for r in replicas:
             r.stop()
+
+
+def test_a_writer_outliving_stop_does_not_write_into_the_restarted_replicas_snapshot(
+    tmp_path, monkeypatch
+):
+    """stop() waits for the snapshot writer only so long. A replica restarted on the same
+    directory meanwhile must not share the .tmp file with the old writer (each would write
+    into the other's file), and the old snapshot, dropped, must not land over a newer one."""
+    (port,) = free_ports(1)
+    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
+    writing, release = threading.Event(), threading.Event()
+    real = _replica._SnapshotCodec.GzipFile
+
+    def held_once(*, fileobj: Any, mode: str = "rb") -> Any:
+        if mode.startswith("w") and not writing.is_set():
+            writing.set()
+            release.wait(20)
+        return real(fileobj=fileobj, mode=mode)
+
+    monkeypatch.setattr(_replica._SnapshotCodec, "GzipFile", staticmethod(held_once))
+
+    def wait_for(condition: Any, what: str, seconds: float = 15) -> bool:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def put(replica: _replica.Replica, key: str, value: bytes) -> None:
+        done = threading.Event()
+        replica.propose(encode_put(key, value), lambda result, error: done.set())
+        assert done.wait(5)
+
+    old = _replica.Replica(config)
+    old.start()
+    assert wait_for(lambda: old.is_raft_leader, "a leader")
+    for i in range(100):
+        put(old, f"/old/{i}", b"x" * 200)
+    old.forceLogCompaction()
+    put(old, "/tick", b"")
+    assert writing.wait(10)
+    old.stop(timeout=0.2)  # the writer is still held
+    assert old._snapshot_writer is not None and old._snapshot_writer.is_alive()
+
+    new = _replica.Replica(config)
+    new.start()
+    try:
+        assert wait_for(lambda: new.is_raft_leader, "a leader")
+        for i in range(100):
+            put(new, f"/new/{i}", b"y" * 300)
+        new.forceLogCompaction()
+        put(new, "/tick", b"")
+        # The old code let the new writer finish here, into the old writer's .tmp file.
+        wait_for(lambda: new._SyncObj__serializer._Serializer__pid == 0, "", seconds=2)
+        release.set()
+        old._snapshot_writer.join(10)
+        assert not old._snapshot_ok  # dropped, not renamed
+        assert wait_for(
+            lambda: (
+                new._SyncObj__serializer._Serializer__pid == 0 and new._SyncObj__raftLog[0][1] > 1
+            ),
+            "the new replica's snapshot written",
+        )
+        put(new, "/after", b"z")
+        with new.state_lock:
+            digest = new.kv.digest()
+    finally:
+        new.stop()
+    again = _replica.Replica(config)
+    again.start()
+    try:
+        assert wait_for(lambda: again.is_raft_leader and again.kv.get("/after"), "restarted")
+        with again.state_lock:
+            assert again.kv.digest() == digest  # the new replica's snapshot and journal
+        assert not (tmp_path / "raft.snapshot.tmp").exists()
+    finally:
+        again.stop()
+
+
+async def test_the_tick_thread_does_not_poll_while_a_snapshot_is_written(tmp_path, monkeypatch):
+    """The writer wakes the tick thread when it is done, so an idle replica writing a snapshot
+    sleeps until its next deadline, as it does otherwise (it polled every tick_s, 50 ms)."""
+    (port,) = free_ports(1)
+    config = ReplicaConfig(
+        self_address=f"127.0.0.1:{port}",
+        peers=(),
+        data_dir=str(tmp_path),
+        heartbeat_s=0.5,
+        raft_min_timeout=2.0,
+        raft_max_timeout=3.0,
+    )
+    writing, release = _hold_the_writer(monkeypatch)
+    ticks = []
+    real_tick = _replica.Replica._onTick
+
+    def counting(self: Any, timeToWait: float = 0.0) -> None:  # noqa: N803 - pysyncobj's name
+        ticks.append(time.monotonic())
+        real_tick(self, timeToWait)
+
+    monkeypatch.setattr(_replica.Replica, "_onTick", counting)
+    async with open_raft_store(config) as s:
+        with trio.fail_after(10):
+            while not s.is_leader():
+                await trio.sleep(0.01)
+        for i in range(50):
+            await s.put(f"/s/{i}", b"v")
+        first_index = s.status()["log_first_index"]
+        await _until_writing(s, writing)
+        await trio.sleep(0.1)
+        before = len(ticks)
+        await trio.sleep(1.0)  # idle: heartbeats every 0.5 s
+        assert len(ticks) - before <= 6
+        release.set()
+        with trio.fail_after(10):  # woken by the writer, not by a poll or a write
+            while s.status()["log_first_index"] == first_index:
+                await trio.sleep(0.01)
