@@ -24,17 +24,14 @@ from datetime import UTC, datetime
 
 import trio
 
+from bench.scale import GROUP_LABEL, HOLLOW_PREFIX, IMAGE, REPLICAS_PER_DEPLOYMENT, deployment_body
 from controlplane.controllers import NodeLifecycleConfig
 from controlplane.errors import ApiError
 from controlplane.leader import LeaderConfig, run_duties
 from controlplane.registry import Registry
 from raftstore import MemoryStore
 
-# bench.scale's shapes: 100 replicas per Deployment, its label and nodeSelector, its image.
-REPLICAS_PER_DEPLOYMENT = 100
-GROUP_LABEL = "bench.edgeplane.io/group"
-HOLLOW_PREFIX = "hollow"
-IMAGE = "edgeplane/demo:1.0"
+# bench.scale's Deployments (100 replicas, its nodeSelector and image), in a namespace of ours.
 NS = "bench"
 # Generous: 10,000 pods converge in well under a minute on this machine.
 TIMEOUT_S = 300.0
@@ -67,19 +64,6 @@ def _lease(name: str) -> dict:
             "metadata": {"name": name, "namespace": "kube-node-lease"},
             "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
                      "renewTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}
-
-
-def _deployment(d: int, replicas: int) -> dict:
-    name = f"scale-{d:04d}"
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"replicas": replicas,
-                     "selector": {"matchLabels": {"app": name}},
-                     "template": {
-                         "metadata": {"labels": {"app": name}},
-                         "spec": {"nodeSelector": {GROUP_LABEL: HOLLOW_PREFIX},
-                                  "containers": [{"name": "web", "image": IMAGE,
-                                                  "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}}
 
 
 def _running_status(pod: dict, n: int) -> dict:
@@ -148,7 +132,7 @@ async def run(nodes: int, pods: int, rate: float) -> dict:
         for d in range(deployments):
             replicas = min(REPLICAS_PER_DEPLOYMENT, remaining)
             remaining -= replicas
-            await registry.create("deployments", NS, _deployment(d, replicas))
+            await registry.create("deployments", NS, deployment_body(f"scale-{d:04d}", NS, replicas, HOLLOW_PREFIX))
             delay = t0 + (d + 1) / rate - time.perf_counter()
             if delay > 0:
                 await trio.sleep(delay)

@@ -356,6 +356,22 @@ def _lease_figures(stats: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- the benchmark
 
+def deployment_body(name: str, namespace: str, replicas: int, group: str) -> dict[str, Any]:
+    """The benchmark's Deployment: `replicas` pods of one small container, placed on the nodes
+    labelled GROUP_LABEL=`group` (the hollow nodes, not the watch-probe node)."""
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas,
+                     "selector": {"matchLabels": {"app": name}},
+                     "template": {
+                         "metadata": {"labels": {"app": name}},
+                         "spec": {"nodeSelector": {GROUP_LABEL: group},
+                                  "containers": [{
+                                      "name": "web", "image": IMAGE,
+                                      "resources": {"requests": {"cpu": "10m",
+                                                                 "memory": "16Mi"}}}]}}}}
+
+
 class _Run:
     def __init__(self, root: pathlib.Path, nodes: int, pods: int, rate: float, runners: int,
                  timeout: float, say: Any, runner_nice: int = 0) -> None:
@@ -611,17 +627,7 @@ class _Run:
             replicas = min(REPLICAS_PER_DEPLOYMENT, remaining)
             remaining -= replicas
             name = f"scale-{d:04d}"
-            body = {"apiVersion": "apps/v1", "kind": "Deployment",
-                    "metadata": {"name": name, "namespace": NS},
-                    "spec": {"replicas": replicas,
-                             "selector": {"matchLabels": {"app": name}},
-                             "template": {
-                                 "metadata": {"labels": {"app": name}},
-                                 "spec": {"nodeSelector": {GROUP_LABEL: HOLLOW_PREFIX},
-                                          "containers": [{
-                                     "name": "web", "image": IMAGE,
-                                     "resources": {"requests": {"cpu": "10m",
-                                                                "memory": "16Mi"}}}]}}}}
+            body = deployment_body(name, NS, replicas, HOLLOW_PREFIX)
             t = time.monotonic()
             try:
                 await api.create("deployments", body)
