@@ -33,10 +33,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,6 +66,9 @@ DEFAULT_RATE = 5.0
 NS = "hollowcost"
 IMAGE = "edgeplane/demo:1.0"
 RUNNER_PREFIX = "hc"
+# The runner writes its totals every 5 s (edge_agent._hollow_runner.STATS_INTERVAL): two
+# intervals for a fresh line, even on a loaded machine.
+RUNNER_STATS_WAIT_S = 10.0
 
 
 def process_cpu_s(pid: int) -> float:
@@ -164,9 +169,12 @@ class _Bench:
             await trio.sleep(LEASE_RENEW_S)
             await next_summary()
             cpu0, renewals, t0 = process_cpu_s(pid), 0, time.monotonic()
+            p50s: list[float] = []
             for _ in range(self.args.lease_summaries):
                 summary = await next_summary()
                 renewals += summary["renewals"]
+                if summary.get("request_p50_s") is not None:
+                    p50s.append(summary["request_p50_s"])
             cpu = process_cpu_s(pid) - cpu0
             span = time.monotonic() - t0
             nursery.cancel_scope.cancel()
@@ -174,7 +182,8 @@ class _Bench:
             "nodes": n, "renewals": renewals, "span_s": round(span, 1),
             "cpu_s": round(cpu, 3), "cpu_us_per_renewal": round(cpu / max(1, renewals) * 1e6, 1),
             "failures_total": summary.get("failures_total"), "late_total": summary.get("late_total"),
-            "request_p50_s": summary.get("request_p50_s")}
+            # The median of the summaries' medians: the last summary alone can hold no renewal.
+            "request_p50_s": round(statistics.median(p50s), 3) if p50s else None}
 
     def _lane_pid(self) -> int:
         """The lane process: this process's child running edge_agent._lease_lane."""
@@ -273,15 +282,24 @@ class _Bench:
         span = time.monotonic() - t0
         cpu = process_cpu_s(proc.pid) - cpu0
         work = cpu - idle_rate * span
+        ended = time.time()
         self.result["runner"] = {
-            "nodes": args.nodes, "pods": args.pods, "span_s": round(span, 1),
+            "nodes": args.nodes, "pods": args.pods, "pods_ready": ready, "span_s": round(span, 1),
             "idle_cpu_pct": round(idle_rate * 100, 2), "cpu_s": round(cpu, 3),
             "cpu_s_per_1000_pods": round(cpu / args.pods * 1000, 3),
             "cpu_s_per_1000_pods_above_idle": round(work / args.pods * 1000, 3)}
-        stats = [json.loads(line) for line in
-                 (self.root / "events.jsonl").read_text().splitlines()
-                 if line.startswith('{"kind": "runner"')]
-        if stats:
+        # The runner writes its totals every STATS_INTERVAL (5 s): the pods can all be Ready
+        # sooner, so wait for a line written after the span, or the totals would predate them.
+        stats: list[dict[str, Any]] = []
+        with trio.move_on_after(RUNNER_STATS_WAIT_S):
+            while True:
+                stats = [json.loads(line) for line in
+                         (self.root / "events.jsonl").read_text().splitlines()
+                         if line.startswith('{"kind": "runner"')]
+                if stats and stats[-1].get("t", 0) >= ended:
+                    break
+                await trio.sleep(0.2)
+        if stats and stats[-1].get("t", 0) >= ended:
             last = stats[-1]
             self.result["runner"].update(
                 api_requests=last.get("api_requests"), api_connects=last.get("api_connects"),
@@ -317,9 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-dir", help="keep the cluster's files here")
     ap.add_argument("--json", action="store_true", help="print only the JSON result")
     args = ap.parse_args(argv)
-    if args.lease_nodes < 0 or args.nodes < 1 or args.pods < 0 or args.rate <= 0 \
-            or args.lease_summaries < 1:
-        ap.error("--lease-nodes/--pods must be >= 0, --nodes/--lease-summaries >= 1, --rate > 0")
+    if args.lease_nodes < 0 or args.nodes < 1 or args.pods < 0 \
+            or not 0 < args.rate < math.inf or args.lease_summaries < 1 \
+            or not 0 < args.timeout < math.inf:  # (the comparisons also refuse nan)
+        ap.error("--lease-nodes/--pods must be >= 0, --nodes/--lease-summaries >= 1, "
+                 "--rate/--timeout > 0 and finite")
+    if args.lease_nodes == 0 and args.pods == 0:
+        ap.error("nothing to measure: --lease-nodes and --pods are both 0")
 
     def say(msg: str) -> None:
         if not args.json:

@@ -29,7 +29,7 @@ Reported (medians over the snapshots; ``runs`` has each one). The writer is a fo
 - total_cpu_s: child_cpu_s + parent_cpu_extra_s, what one snapshot costs the machine.
 - write_p99_ms / write_max_ms, and their _baseline twins: latency of the load's Raft writes
   (propose to applied) while the writer lives and in the baseline window: how much the
-  writer delays the tick thread (GIL, CPU).
+  writer delays the tick thread (GIL, CPU); null when no write ended in the window.
 - snapshot_bytes: size of the last snapshot file.
 - load_s: a replica restarted on the data directory (after a final snapshot) until it has
   loaded it (``Replica.loaded``), as a restarted master does before serving.
@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import random
 import resource
@@ -318,11 +319,12 @@ def _serializer_pid(replica: Replica) -> int:
     return int(replica._SyncObj__serializer._Serializer__pid)  # type: ignore[attr-defined]
 
 
-def _latency_ms(load: _Load, start: float, end: float) -> tuple[float, float]:
-    """p99 and max of the load's write latencies that ended in [start, end], in ms."""
+def _latency_ms(load: _Load, start: float, end: float) -> tuple[float | None, float | None]:
+    """p99 and max of the load's write latencies that ended in [start, end], in ms; None when
+    no write ended in it (a small state's writer can finish between two of the load's writes)."""
     window = sorted(d for t, d in load.samples if start <= t <= end)
     if not window:
-        return 0.0, 0.0
+        return None, None
     p99 = window[min(len(window) - 1, int(len(window) * 0.99))]
     return round(p99 * 1e3, 1), round(window[-1] * 1e3, 1)
 
@@ -440,8 +442,9 @@ def run(pods: int, nodes: int, snapshots: int, rate: float, baseline_s: float) -
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    def median(field: str) -> float:
-        return round(statistics.median(r[field] for r in runs), 3)
+    def median(field: str) -> float | None:
+        values = [r[field] for r in runs if r[field] is not None]
+        return round(statistics.median(values), 3) if values else None
 
     out: dict[str, Any] = {
         "code": os.path.dirname(os.path.abspath(replica_module.__file__)),
@@ -493,10 +496,12 @@ def main(argv: list[str] | None = None) -> int:
         args.pods < 1
         or args.nodes < 1
         or args.snapshots < 1
-        or args.rate <= 0
-        or args.baseline_s <= 0
+        or not 0 < args.rate < math.inf  # also refuses nan
+        or not 0 < args.baseline_s < math.inf
     ):
-        parser.error("--pods, --nodes, --snapshots, --rate and --baseline-s must be positive")
+        parser.error(
+            "--pods, --nodes, --snapshots, --rate and --baseline-s must be positive (and finite)"
+        )
     result = run(args.pods, args.nodes, args.snapshots, args.rate, args.baseline_s)
     if args.json:
         print(json.dumps(result))
