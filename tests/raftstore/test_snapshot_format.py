@@ -114,14 +114,19 @@ def test_a_delete_and_a_re_create_survive_a_round_trip() -> None:
 # --- snapshot files of a real replica -------------------------------------------------------
 
 
+async def _until_leader(s: Any) -> None:
+    """A single replica elects itself; wait (with a deadline) until it leads."""
+    with trio.fail_after(10):
+        while not s.is_leader():
+            await trio.sleep(0.01)
+
+
 async def _snapshotted_store(config: ReplicaConfig) -> tuple[str, int]:
     """Writes 100 keys, takes a snapshot (waiting until it is written and the log compacted),
     writes 20 more (journal only); returns the digest and the snapshot's revision."""
     snapshot = os.path.join(config.data_dir, "raft.snapshot")
     async with open_raft_store(config) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         for i in range(100):
             await s.put(f"/s/{i}", f"value {i}".encode() * 10)
         in_snapshot = s.revision
@@ -138,9 +143,7 @@ async def _snapshotted_store(config: ReplicaConfig) -> tuple[str, int]:
 async def _assert_restarts_into(config: ReplicaConfig, digest: str, in_snapshot: int) -> None:
     async with open_raft_store(config) as s:
         assert s.revision >= in_snapshot  # loaded from the snapshot before serving
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         await s.barrier()
         assert s.digest() == digest
         kv = await s.get("/s/119")
@@ -238,9 +241,7 @@ async def test_a_snapshot_superseded_by_the_leaders_is_dropped(tmp_path, monkeyp
 
     monkeypatch.setattr(_replica._SnapshotCodec, "GzipFile", staticmethod(held))
     async with open_raft_store(config) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         for i in range(50):
             await s.put(f"/t/{i}", b"x")
         first_index = s.status()["log_first_index"]
@@ -305,9 +306,7 @@ async def test_the_leaders_snapshot_is_not_replaced_by_one_being_written(tmp_pat
     )
     writing, release = _hold_the_writer(monkeypatch)
     async with open_raft_store(config) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         for i in range(50):
             await s.put(f"/t/{i}", b"follower's own")
         await _until_writing(s, writing)
@@ -331,9 +330,7 @@ async def test_the_log_is_not_compacted_before_the_snapshot_is_written(tmp_path,
     config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
     writing, release = _hold_the_writer(monkeypatch)
     async with open_raft_store(config) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         for i in range(100):
             await s.put(f"/s/{i}", b"in the snapshot")
         first_index = s.status()["log_first_index"]
@@ -349,9 +346,7 @@ async def test_the_log_is_not_compacted_before_the_snapshot_is_written(tmp_path,
             await s.put(f"/s/{i}", b"journal only")
         digest = s.digest()
     async with open_raft_store(config) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         await s.barrier()
         assert s.digest() == digest
 
@@ -372,9 +367,7 @@ async def test_the_writer_survives_a_failed_snapshot(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_replica.Replica, "_write_snapshot", failing_once)
     async with open_raft_store(config) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         for i in range(100):
             await s.put(f"/s/{i}", b"v")
         first_index = s.status()["log_first_index"]
@@ -400,9 +393,7 @@ async def test_a_transfer_starts_over_from_a_new_snapshot(tmp_path):
     config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
     await _snapshotted_store(config)
     async with open_raft_store(config) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         serializer = s.replica._SyncObj__serializer
         with s.replica.tick_lock:
             chunk, first, last = serializer.getTransmissionData("follower")
@@ -607,9 +598,7 @@ async def test_the_tick_thread_does_not_poll_while_a_snapshot_is_written(tmp_pat
 
     monkeypatch.setattr(_replica.Replica, "_onTick", counting)
     async with open_raft_store(config) as s:
-        with trio.fail_after(10):
-            while not s.is_leader():
-                await trio.sleep(0.01)
+        await _until_leader(s)
         for i in range(50):
             await s.put(f"/s/{i}", b"v")
         first_index = s.status()["log_first_index"]
