@@ -426,7 +426,8 @@ def run(pods: int, nodes: int, snapshots: int, rate: float, baseline_s: float) -
         while _serializer_pid(replica) != 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         snapshot_bytes = os.path.getsize(os.path.join(work, "raft.snapshot"))
-        digest = replica.kv.digest()
+        with replica.state_lock:
+            revision, digest = replica.kv.revision, replica.kv.digest()
         replica.stop()
         t0 = time.perf_counter()
         restarted = Replica(config)
@@ -434,8 +435,15 @@ def run(pods: int, nodes: int, snapshots: int, rate: float, baseline_s: float) -
         if not restarted.loaded.wait(120):
             raise RuntimeError("the restarted replica did not load its state")
         load_s = time.perf_counter() - t0
-        with restarted.state_lock:
-            same = restarted.kv.digest() == digest
+        # `loaded` is the snapshot; the writes journalled after it (the ticks that started
+        # the compaction) are applied once the replica leads again.
+        deadline = time.monotonic() + 60
+        while True:
+            with restarted.state_lock:
+                if restarted.kv.revision >= revision or time.monotonic() > deadline:
+                    same = restarted.kv.digest() == digest
+                    break
+            time.sleep(0.01)
         restarted.stop()
         if not same:
             raise RuntimeError("the restarted replica's state differs from the snapshot's")
