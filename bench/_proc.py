@@ -1,8 +1,11 @@
-"""What the benchmarks read from /proc: CPU time of one process and of the whole machine."""
+"""What the benchmarks read from /proc (CPU time of one process and of the whole machine), and
+how they stop the process groups they started."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -21,3 +24,20 @@ def machine_cpu_seconds() -> tuple[float, float]:
     idle = ticks[3] + ticks[4]  # idle + iowait are not work
     # user nice system idle iowait irq softirq steal; guest time is already in user/nice.
     return (sum(ticks[:8]) - idle) / hz, idle / hz
+
+
+def stop_process_groups(procs: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    """SIGTERM the process group of each process (each was started in a session of its own),
+    then SIGKILL any still running after ``grace`` seconds."""
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()

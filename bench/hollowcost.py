@@ -37,7 +37,6 @@ import math
 import os
 import pathlib
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from typing import Any
 import trio
 
 from bench._ports import free_port
+from bench._proc import stop_process_groups
 
 # This benchmark's cluster ports (a master takes two from its base).
 PORTS = range(26000, 26400, 8)
@@ -101,15 +101,7 @@ class _Bench:
     def stop(self) -> None:
         from cli._local import stop_local_cluster
 
-        for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        stop_process_groups(self.procs)
         if self.cluster is not None:
             stop_local_cluster(self.cluster, grace=5.0)
 

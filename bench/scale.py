@@ -89,7 +89,7 @@ from typing import Any
 import orjson
 import trio
 
-from bench._proc import machine_cpu_seconds, proc_cpu_seconds
+from bench._proc import machine_cpu_seconds, proc_cpu_seconds, stop_process_groups
 
 TARGET_MUTATING_P99_S = 0.2
 TARGET_READ_P99_S = 0.1
@@ -457,18 +457,7 @@ class _Run:
     def stop(self) -> None:
         from cli._local import stop_local_cluster
 
-        for p in self.procs:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        stop_process_groups(self.procs)
         if self.cluster is not None:
             stop_local_cluster(self.cluster, grace=5.0)
 
