@@ -221,46 +221,6 @@ async def test_the_snapshot_is_written_without_fork_while_writes_go_on(tmp_path,
     await _assert_restarts_into(config, digest, in_snapshot)
 
 
-async def test_a_snapshot_superseded_by_the_leaders_is_dropped(tmp_path, monkeypatch):
-    """A follower that loads a snapshot sent by the leader while it writes one of its own
-    (older) state must not rename its own over the leader's, nor compact its log to it: after
-    a restart the journal (cleared to the leader's snapshot) would not follow on from it."""
-    (port,) = free_ports(1)
-    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
-    await _snapshotted_store(config)
-    path = tmp_path / "raft.snapshot"
-    in_place = path.read_bytes()
-    writing, release = threading.Event(), threading.Event()
-    real = _replica._SnapshotCodec.GzipFile
-
-    def held(*, fileobj: Any, mode: str = "rb") -> Any:
-        if mode.startswith("w"):
-            writing.set()
-            release.wait(10)
-        return real(fileobj=fileobj, mode=mode)
-
-    monkeypatch.setattr(_replica._SnapshotCodec, "GzipFile", staticmethod(held))
-    async with open_raft_store(config) as s:
-        await _until_leader(s)
-        for i in range(50):
-            await s.put(f"/t/{i}", b"x")
-        first_index = s.status()["log_first_index"]
-        s.replica.forceLogCompaction()
-        with trio.fail_after(10):
-            while not writing.is_set():
-                await s.put("/t/tick", b"")  # compaction runs on the tick thread
-                await trio.sleep(0.02)
-        s.replica._supersede_snapshot()  # what loading a snapshot from the leader does first
-        release.set()
-        with trio.fail_after(10):
-            while s.replica._SyncObj__serializer._Serializer__pid != 0:
-                await s.put("/t/tick", b"")
-                await trio.sleep(0.02)
-        assert path.read_bytes() == in_place
-        assert not (tmp_path / "raft.snapshot.tmp").exists()
-        assert s.status()["log_first_index"] == first_index  # not compacted to it
-
-
 def _hold_the_writer(monkeypatch) -> tuple[threading.Event, threading.Event]:
     """The snapshot writer stops before its first byte until ``release`` is set."""
     writing, release = threading.Event(), threading.Event()
@@ -289,6 +249,30 @@ async def _until_written(s: Any) -> None:
         while s.replica._SyncObj__serializer._Serializer__pid != 0:
             await s.put("/t/tick", b"")
             await trio.sleep(0.02)
+
+
+async def test_a_snapshot_superseded_by_the_leaders_is_dropped(tmp_path, monkeypatch):
+    """A follower that loads a snapshot sent by the leader while it writes one of its own
+    (older) state must not rename its own over the leader's, nor compact its log to it: after
+    a restart the journal (cleared to the leader's snapshot) would not follow on from it."""
+    (port,) = free_ports(1)
+    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
+    await _snapshotted_store(config)
+    path = tmp_path / "raft.snapshot"
+    in_place = path.read_bytes()
+    writing, release = _hold_the_writer(monkeypatch)
+    async with open_raft_store(config) as s:
+        await _until_leader(s)
+        for i in range(50):
+            await s.put(f"/t/{i}", b"x")
+        first_index = s.status()["log_first_index"]
+        await _until_writing(s, writing)
+        s.replica._supersede_snapshot()  # what loading a snapshot from the leader does first
+        release.set()
+        await _until_written(s)
+        assert path.read_bytes() == in_place
+        assert not (tmp_path / "raft.snapshot.tmp").exists()
+        assert s.status()["log_first_index"] == first_index  # not compacted to it
 
 
 async def test_the_leaders_snapshot_is_not_replaced_by_one_being_written(tmp_path, monkeypatch):
