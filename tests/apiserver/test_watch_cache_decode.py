@@ -28,6 +28,19 @@ async def _until(cond: Any) -> None:
             await trio.sleep(0.01)
 
 
+def _count_decodes(reg: Any) -> list[str]:
+    """The names of the objects ``reg`` decodes from now on, in order."""
+    decoded: list[str] = []
+    shared = reg._decode_shared
+
+    def counting(kv: KeyValue) -> dict[str, Any]:
+        decoded.append(kv.key.rsplit("/", 1)[1])
+        return shared(kv)
+
+    reg._decode_shared = counting
+    return decoded
+
+
 async def test_bound_pod_updates_are_decoded_only_for_their_nodes_watchers(nursery: trio.Nursery) -> None:
     store = MemoryStore()
     reg = Registry(store)
@@ -44,14 +57,7 @@ async def test_bound_pod_updates_are_decoded_only_for_their_nodes_watchers(nurse
 
     nursery.start_soon(watch_n1)
     await _until(lambda: seen == [("ADDED", "a")])
-    decoded: list[str] = []
-    shared = reg._decode_shared
-
-    def counting(kv: KeyValue) -> dict[str, Any]:
-        decoded.append(kv.key.rsplit("/", 1)[1])
-        return shared(kv)
-
-    reg._decode_shared = counting  # type: ignore[method-assign]
+    decoded = _count_decodes(reg)
     cache = reg.watch_cache
     assert cache is not None
     for name in ("a", "b"):
@@ -104,14 +110,7 @@ async def test_creates_and_bindings_are_decoded_only_for_watchers_of_their_node(
     nursery.start_soon(watch_n1)
     await _until(lambda: seen == [("ADDED", "w")])  # (the watch is registered)
     seen.clear()
-    decoded: list[str] = []
-    shared = reg._decode_shared
-
-    def counting(kv: KeyValue) -> dict[str, Any]:
-        decoded.append(kv.key.rsplit("/", 1)[1])
-        return shared(kv)
-
-    reg._decode_shared = counting  # type: ignore[method-assign]
+    decoded = _count_decodes(reg)
     cache = reg.watch_cache
     assert cache is not None
     for name in ("x", "y"):
