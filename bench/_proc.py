@@ -4,6 +4,7 @@ how they stop the process groups they started."""
 from __future__ import annotations
 
 import os
+import pathlib
 import signal
 import subprocess
 
@@ -41,3 +42,18 @@ def stop_process_groups(procs: list[subprocess.Popen[bytes]], grace: float = 10.
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+
+
+def keep_dir_problem(path: str | None) -> str | None:
+    """Why ``--keep-dir path`` cannot be used, or None. A run there would start its masters on
+    an earlier run's data (its objects already exist, its journal replays): the directory must
+    be new or empty."""
+    if path is None:
+        return None
+    where = pathlib.Path(path)
+    if where.exists() and not where.is_dir():
+        return f"--keep-dir {path}: exists and is not a directory"
+    if where.is_dir() and any(where.iterdir()):
+        return (f"--keep-dir {path} is not empty: a run there would start on an earlier run's "
+                "data; name a new or empty directory")
+    return None

@@ -47,7 +47,7 @@ from typing import Any
 import trio
 
 from bench._ports import free_port
-from bench._proc import stop_process_groups
+from bench._proc import keep_dir_problem, stop_process_groups
 
 # This benchmark's cluster ports (a master takes two from its base).
 PORTS = range(26000, 26400, 8)
@@ -334,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
                  "--rate/--timeout > 0 and finite")
     if args.lease_nodes == 0 and args.pods == 0:
         ap.error("nothing to measure: --lease-nodes and --pods are both 0")
+    if (problem := keep_dir_problem(args.keep_dir)) is not None:
+        ap.error(problem)
 
     def say(msg: str) -> None:
         if not args.json:

@@ -49,6 +49,8 @@ from typing import Any
 
 import trio
 
+from bench._proc import keep_dir_problem
+
 # Requests per kind and target: ~1-2 CPU-seconds of a master per kind, far above the 10 ms
 # resolution of /proc's CPU times and the idle drift subtracted.
 DEFAULT_REQUESTS = 1600
@@ -391,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown kinds {unknown}; choose from {', '.join(KINDS)}")
     if args.nodes < args.concurrency:
         ap.error("--nodes must be at least --concurrency")
+    if (problem := keep_dir_problem(args.keep_dir)) is not None:
+        ap.error(problem)
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

@@ -89,7 +89,12 @@ from typing import Any
 import orjson
 import trio
 
-from bench._proc import machine_cpu_seconds, proc_cpu_seconds, stop_process_groups
+from bench._proc import (
+    keep_dir_problem,
+    machine_cpu_seconds,
+    proc_cpu_seconds,
+    stop_process_groups,
+)
 
 TARGET_MUTATING_P99_S = 0.2
 TARGET_READ_P99_S = 0.1
@@ -1121,6 +1126,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.runner_nice <= 19:
         ap.error("--runner-nice must be 0..19")
     runners = args.runners or max(1, -(-args.nodes // NODES_PER_RUNNER))
+    if (problem := keep_dir_problem(args.keep_dir)) is not None:
+        ap.error(problem)
 
     def say(msg: str) -> None:
         if not args.json:

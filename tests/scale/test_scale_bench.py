@@ -100,6 +100,19 @@ def test_bench_scale_rejects_bad_sizes() -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_bench_scale_refuses_a_keep_dir_holding_an_earlier_run(tmp_path: Path) -> None:
+    # Its masters would start on the earlier run's data ("namespaces scale already exists").
+    earlier = tmp_path / "run"
+    (earlier / "cluster").mkdir(parents=True)
+    (earlier / "cluster" / "m1.log").write_text("an earlier run\n")
+    proc = subprocess.run([sys.executable, "-m", "bench.scale", "--keep-dir", str(earlier)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert f"--keep-dir {earlier} is not empty" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (earlier / "cluster" / "m1.log").read_text() == "an earlier run\n"  # left as it was
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_bench_scale_ends_with_a_timeout_result_when_pods_are_not_running_in_time() -> None:
