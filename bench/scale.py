@@ -75,6 +75,7 @@ JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -89,6 +90,7 @@ from typing import Any
 import orjson
 import trio
 
+from bench._cpuquota import QuotaError, check_cpus, cpu_quota
 from bench._proc import (
     keep_dir_problem,
     machine_cpu_seconds,
@@ -1053,7 +1055,9 @@ def table(out: dict[str, Any]) -> str:
 
     lines = [f"bench.scale: {out['nodes']} hollow nodes, {out['pods']} pods in "
              f"{out['deployments']} Deployments; load {fmt(out['load_average_before'])} -> "
-             f"{fmt(out['load_average_end'])}",
+             f"{fmt(out['load_average_end'])}"
+             + (f"; CPU quota {out['cpu_quota_cores']:g} cores"
+                if out.get("cpu_quota_cores") else ""),
              f"{'figure':34} {'value':>12} {'target':>8}  met"]
     for name, value, target, ok in _target_checks(out):
         lines.append(f"{name:34} {fmt(value):>12} {target:>8g}  {'yes' if ok else 'NO'}")
@@ -1100,6 +1104,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=600.0,
                     help="give up if pods are not all Running after this many seconds")
     ap.add_argument("--keep-dir", help="run in this directory and keep it (logs, data)")
+    ap.add_argument("--cpus", type=float,
+                    help="run everything with this many cores' worth of CPU time (a cgroup "
+                         "CPU quota; root): a smaller or busier machine than this one")
     ap.add_argument("--json", action="store_true", help="print only the JSON object")
     ap.add_argument("--runner-nice", type=int, default=DEFAULT_RUNNER_NICE,
                     help="nice value of the hollow runners and their lease lanes (0-19, "
@@ -1128,13 +1135,22 @@ def main(argv: list[str] | None = None) -> int:
     runners = args.runners or max(1, -(-args.nodes // NODES_PER_RUNNER))
     if (problem := keep_dir_problem(args.keep_dir)) is not None:
         ap.error(problem)
+    if args.cpus is not None and (problem := check_cpus(args.cpus)) is not None:
+        ap.error(problem)
 
     def say(msg: str) -> None:
         if not args.json:
             print(msg, file=sys.stderr)
 
-    result = trio.run(run, args.nodes, args.pods, args.rate, runners, args.timeout,
-                      args.keep_dir, say, args.runner_nice)
+    with contextlib.ExitStack() as stack:
+        if args.cpus is not None:
+            try:
+                stack.enter_context(cpu_quota(args.cpus))
+            except QuotaError as exc:
+                ap.error(str(exc))
+        result = trio.run(run, args.nodes, args.pods, args.rate, runners, args.timeout,
+                          args.keep_dir, say, args.runner_nice)
+    result["cpu_quota_cores"] = args.cpus
     if args.json:
         print(json.dumps(result))
     else:
