@@ -12,7 +12,7 @@ import trio
 from controlplane import kinds
 from controlplane.errors import ApiError
 
-from ._gc_plan import GCPlan, ObjRef, plan_gc
+from ._gc_plan import GCPlan, ObjRef, plan_gc, waits_for_dependents
 from ._informer import Informer
 from ._pods import meta
 
@@ -177,64 +177,124 @@ class GarbageCollector:
             # the collector never takes more than a third of the CPU.
             await trio.sleep(max(PASS_INTERVAL, 2 * (trio.current_time() - started)))
 
-    async def _owner_exists(self, obj: dict) -> bool:
-        """Ask the store (not the caches, which may lag each other) whether any owner still exists."""
-        ns = meta(obj).get("namespace")
-        for ref in meta(obj).get("ownerReferences") or []:
-            rtype = kinds.by_kind(ref.get("apiVersion", ""), ref.get("kind", ""))
-            if rtype is None:
-                continue
+    async def _owner(self, obj: dict, ref: dict, seen: dict[tuple, dict | None]) -> dict | None:
+        """The owner ``ref`` names as the store has it now (not the caches, which may lag each
+        other), or None when it is gone: absent, or present under another uid (recreated).
+        ``seen`` remembers the answers of one pass: a ReplicaSet's 500 pods ask once."""
+        rtype = kinds.by_kind(ref.get("apiVersion", ""), ref.get("kind", ""))
+        if rtype is None:
+            return None  # a kind this API does not serve: no such owner can exist here
+        ns = meta(obj).get("namespace") if rtype.namespaced else None
+        key = (rtype.plural, ns, ref.get("name", ""))
+        if key not in seen:
             try:
-                owner = await self.registry.get(rtype, ns if rtype.namespaced else None, ref.get("name", ""))
+                seen[key] = await self.registry.get(rtype, ns, ref.get("name", ""))
             except ApiError as exc:
-                if exc.code == 404:
-                    continue
-                raise
-            if meta(owner).get("uid") == ref.get("uid"):
-                return True
-        return False
+                if exc.code != 404:
+                    raise
+                seen[key] = None
+        owner = seen[key]
+        return owner if owner is not None and meta(owner).get("uid") == ref.get("uid") else None
 
-    async def _delete(self, ref: ObjRef, policy: str) -> None:
+    async def _attempt(self, ref: ObjRef, obj: dict, seen: dict[tuple, dict | None]) -> None:
+        """Kubernetes' attemptToDeleteItem for a dependent the plan suspects: its owners are
+        judged against the store. Any owner left (solid) keeps it, and the references to owners
+        that are gone or that wait for it in foreground deletion are removed (an owner waiting
+        for a dependent another owner keeps would wait forever); none left: it is deleted, in
+        the foreground if an owner waits for it."""
+        refs = meta(obj).get("ownerReferences") or []
+        if not refs:
+            return  # not a dependent (any more): nothing to collect
+        solid, gone, waiting = False, set(), set()
+        for owner_ref in refs:
+            owner = await self._owner(obj, owner_ref, seen)
+            if owner is None:
+                gone.add(owner_ref.get("uid", ""))
+            elif waits_for_dependents(owner):
+                waiting.add(owner_ref.get("uid", ""))
+            else:
+                solid = True
+        if solid:
+            if gone or waiting:
+                await self._drop_owner_refs(ref, obj, gone | waiting)
+        else:
+            await self._delete(ref, "Foreground" if waiting else "Background", meta(obj).get("resourceVersion"))
+
+    async def _delete(self, ref: ObjRef, policy: str, resource_version: str | None = None) -> None:
+        preconditions = {"uid": ref.uid}
+        if resource_version:
+            # judged on this version's owners: a reference added since must be judged too
+            preconditions["resourceVersion"] = resource_version
         try:
             await self.registry.delete(
-                ref.plural, ref.namespace or None, ref.name, propagation_policy=policy, preconditions={"uid": ref.uid}
+                ref.plural, ref.namespace or None, ref.name, propagation_policy=policy, preconditions=preconditions
             )
         except ApiError as exc:
-            if exc.code not in (404, 409):
+            if exc.code == 409:
+                self._retry(ref)
+            elif exc.code != 404:
                 raise
 
     async def collect(self, plan: GCPlan, graph: dict[ObjRef, dict] | None = None) -> None:
-        if graph is None and (plan.delete_background or plan.orphan or plan.finalize):
+        if graph is None and (plan.delete_background or plan.orphan or plan.finalize or plan.drop_refs
+                              or plan.delete_foreground):
             graph = self.graph()
+        graph = graph or {}
+        seen: dict[tuple, dict | None] = {}
         for ref in plan.delete_background:
-            obj = (graph or {}).get(ref)
-            if obj is not None and await self._owner_exists(obj):
-                continue
-            await self._delete(ref, "Background")
-        for ref in plan.delete_foreground:
-            await self._delete(ref, "Foreground")
-        for ref, owner_uids in plan.orphan.items():
-            obj = (graph or {}).get(ref)
+            obj = graph.get(ref)
             if obj is None:
-                continue
-            body = copy.deepcopy(obj)
-            body["metadata"]["ownerReferences"] = [
-                r for r in body["metadata"].get("ownerReferences") or [] if r.get("uid") not in owner_uids
-            ]
-            await self._update(ref, body)
+                await self._delete(ref, "Background")
+            else:
+                await self._attempt(ref, obj, seen)
+        for ref in plan.delete_foreground:
+            obj = graph.get(ref)
+            if obj is not None and len(meta(obj).get("ownerReferences") or []) > 1:
+                await self._attempt(ref, obj, seen)  # another owner may hold it: ask the store
+            else:
+                await self._delete(ref, "Foreground")
+        for ref in plan.drop_refs:
+            obj = graph.get(ref)
+            if obj is not None:
+                await self._attempt(ref, obj, seen)
+        for ref, owner_uids in plan.orphan.items():
+            obj = graph.get(ref)
+            if obj is not None:
+                await self._drop_owner_refs(ref, obj, owner_uids)
         for ref, finalizer in plan.finalize.items():
-            obj = (graph or {}).get(ref)
+            obj = graph.get(ref)
             if obj is None:
                 continue
             body = copy.deepcopy(obj)
             body["metadata"]["finalizers"] = [f for f in body["metadata"].get("finalizers") or [] if f != finalizer]
             await self._update(ref, body)
 
+    async def _drop_owner_refs(self, ref: ObjRef, obj: dict, owner_uids: set[str]) -> None:
+        """Remove the references to ``owner_uids``: a merge patch of metadata.ownerReferences
+        with the version it was computed from (a 409 if the object changed meanwhile, and the
+        next pass judges it again), as Kubernetes' collector patches them."""
+        m = meta(obj)
+        kept = [r for r in m.get("ownerReferences") or [] if r.get("uid") not in owner_uids]
+        patch = {"metadata": {"resourceVersion": m.get("resourceVersion"), "ownerReferences": kept}}
+        try:
+            await self.registry.patch(ref.plural, ref.namespace or None, ref.name, "merge", patch)
+        except ApiError as exc:
+            if exc.code == 409:
+                self._retry(ref)
+            elif exc.code != 404:
+                raise
+
+    def _retry(self, ref: ObjRef) -> None:
+        # Changed since the caches showed it: the next pass judges it again. A change the
+        # collector does not look at (a pod's status) would not make it a suspect by itself.
+        self._suspects.add(ref.uid)
+        self._dirty.set()
+
     async def _update(self, ref: ObjRef, body: dict) -> None:
         try:
             await self.registry.update(ref.plural, ref.namespace or None, ref.name, body)
         except ApiError as exc:
             if exc.code == 409:
-                self._dirty.set()  # changed meanwhile: the next pass re-plans
+                self._retry(ref)  # changed meanwhile: the next pass re-plans
             elif exc.code != 404:
                 raise
