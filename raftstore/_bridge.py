@@ -47,7 +47,14 @@ import trio
 
 from ._commands import encode_batch, encode_delete, encode_noop, encode_put, encode_txn
 from ._readindex import MAX_DATAGRAM, udp_endpoint
-from ._replica import FAIL_REASON, Replica, ReplicaConfig, check_address
+from ._replica import (
+    _TRANSFER_CATCH_UP_TIMEOUTS,
+    _TRANSFER_ELECTION_TIMEOUTS,
+    FAIL_REASON,
+    Replica,
+    ReplicaConfig,
+    check_address,
+)
 from ._types import (
     Compare,
     Event,
@@ -781,6 +788,55 @@ class RaftStore:
             if now != current:
                 current = now
                 yield now
+
+    async def transfer_leadership(self, to: str | None = None) -> str:
+        """Hand the leadership of this (leading) replica to another member -- ``to`` (a Raft
+        address), or else the connected member holding the most of the log -- and return the
+        new leader's address once this replica follows it.
+
+        Writes and reads issued meanwhile wait and retry as during an election (the leader
+        appends nothing while it hands over). Raises :class:`StoreError` when nothing was
+        handed over: this replica does not lead, it is the only member, no other member is
+        connected, or the target did not catch up in time (then this replica simply goes on
+        leading); :class:`StoreUnavailable` when the target was asked to take over but no
+        leader was seen in time (this replica stepped down; the members elect one as usual).
+        See :meth:`Replica.transfer_leadership`."""
+        if to is not None:
+            check_address(to, "member address")
+        replica = self.replica
+        if to == replica.selfNode.address:
+            raise StoreError(f"{to} is this replica: leadership can only go to another member")
+        done = trio.Event()
+        outcome: list[Any] = []
+
+        def answered(address: str | None, why: str | None) -> None:
+            outcome.extend((address, why, replica.is_raft_leader))
+            done.set()
+
+        replica.transfer_leadership(to, lambda a, w: self._call_soon(answered, a, w))
+        # The replica answers within its own deadlines (catch-up, then election); this one
+        # only guards against a tick thread that stopped.
+        limit = 2 * (_TRANSFER_CATCH_UP_TIMEOUTS + _TRANSFER_ELECTION_TIMEOUTS) * self.config.raft_max_timeout
+        with trio.move_on_after(max(limit, self._op_timeout)):
+            await done.wait()
+        if not done.is_set():
+            raise StoreUnavailable("leadership transfer: no answer from the replica in time")
+        address, why, still_leads = outcome
+        if why is not None:
+            if still_leads:  # nothing was handed over: it leads as before
+                raise StoreError(f"leadership transfer: {why}")
+            raise StoreUnavailable(f"leadership transfer: {why}")
+        # Deposed by the target's higher term; the new leader is known from its first
+        # append-entries (usually the target, or another member holding the whole log).
+        with trio.move_on_after(self._op_timeout):
+            while True:
+                leader = replica.snapshot_status()["leader"]
+                if leader and leader != replica.selfNode.address and not replica.is_raft_leader:
+                    return str(leader)
+                await trio.sleep(0.01)
+        raise StoreUnavailable(
+            f"leadership transfer: {address} was asked to take over, but no new leader "
+            f"was seen within {self._op_timeout:.0f}s")
 
     # --- membership -----------------------------------------------------------------------------
 

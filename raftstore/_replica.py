@@ -364,6 +364,23 @@ class _FrameCipher:
 # Added to a computed sleep: poll() rounds to milliseconds, and waking just before a deadline
 # would make the tick do nothing and spin until it passes.
 _TIMER_SLACK_S = 0.001
+# Leadership transfer, in units of the maximum election timeout: how long the leader waits for
+# the target to hold its whole log (writes are refused meanwhile), then for the target to win
+# the election it asked for. Raft thesis §3.10 aborts after about one election timeout; twice
+# leaves room for a loaded host, and both together stay well under a write's 5 s deadline.
+_TRANSFER_CATCH_UP_TIMEOUTS = 2.0
+_TRANSFER_ELECTION_TIMEOUTS = 2.0
+
+
+@dataclass(slots=True)
+class _Transfer:
+    """A leadership transfer under way on this leader (tick thread only)."""
+
+    target: Any  # the pysyncobj Node
+    callback: Callable[[str | None, str | None], None]
+    term: int
+    deadline: float  # on _raft_clock
+    sent: bool = False  # TimeoutNow sent: from then on the lease never comes back this term
 
 # Entries in the log before a snapshot is taken (written by a thread, off the latency path);
 # entries are group-committed batches, so this covers many more writes.
@@ -571,6 +588,10 @@ class _StampingTransport(TCPTransport):
                 message["no_ack"] = True
         elif kind == "next_node_idx" and replica._echo is not None:
             message["lease_echo"] = replica._echo
+        elif kind == "request_vote" and message["term"] == replica._transfer_term:
+            # The election the leader asked for (TimeoutNow): voters that heard from that
+            # leader lately vote anyway (see Replica._on_timeout_now).
+            message["transfer"] = True
         elif kind == "apply_command_response" and "log_idx" in message:
             # The forwarding follower waits for this index: tell it of the commit at once.
             forwarded = replica._forwarded.setdefault(node, deque())
@@ -710,6 +731,12 @@ class Replica(SyncObj):
         self._snapshot_rename_lock = threading.Lock()
         self.votes_refused = 0
         self.prevotes_started = 0
+        # Leadership transfer (see transfer_leadership): requests from other threads, the
+        # transfer this leader runs, and on the target the term of the election it was asked
+        # to start at once.
+        self._transfer_requests: deque[tuple[str | None, Callable[[str | None, str | None], None]]] = deque()
+        self._transfer: _Transfer | None = None
+        self._transfer_term = -1
         # ReadIndex (see read_index()): callbacks queued by other threads, requests sent to the
         # leader by id, and answers waiting for this replica to apply up to their index.
         self._read_requests: deque[Callable[[bool], None]] = deque()
@@ -1233,6 +1260,10 @@ class Replica(SyncObj):
             # until the election timeout): the message is dropped and the caller waits for a
             # leader change. Refuse instead; nothing was sent, so the caller may retry.
             self._refuse_queued_commands()
+        elif self._SyncObj__raftState == _RAFT_STATE.LEADER and self._transfer is not None:
+            # Raft thesis §3.10: a leader handing over appends nothing more, so that the target
+            # can catch up; nothing was appended, so the caller retries (with the new leader).
+            self._refuse_queued_commands(FAIL_REASON.NOT_LEADER)
         elif self._SyncObj__raftState == _RAFT_STATE.LEADER:
             # pysyncobj answers a forwarded command (its log index) before it sends the entry
             # to the followers; the answer is only needed before the entry commits, so send
@@ -1260,14 +1291,14 @@ class Replica(SyncObj):
         ):
             self._pipe_wake()
 
-    def _refuse_queued_commands(self) -> None:
+    def _refuse_queued_commands(self, reason: int = FAIL_REASON.MISSING_LEADER) -> None:
         queue = self._SyncObj__commandsQueue
         while True:
             try:
                 _, callback = queue.get_nowait()
             except Empty:
                 return
-            self._SyncObj__callErrCallback(FAIL_REASON.MISSING_LEADER, callback)
+            self._SyncObj__callErrCallback(reason, callback)
 
     def _supersede_snapshot(self) -> None:
         """A snapshot sent by the leader is about to be put in place (called before pysyncobj's
@@ -1404,6 +1435,143 @@ class Replica(SyncObj):
             if callable(callback):
                 callback(None, FAIL_REASON.LEADER_CHANGED)
 
+    # --- leadership transfer (Raft thesis §3.10) -------------------------------------------------
+
+    def transfer_leadership(
+        self, target: str | None, callback: Callable[[str | None, str | None], None]
+    ) -> None:
+        """Hand leadership to another member: ``target`` (an address), or else the connected
+        member that holds the most of the log. Safe from any thread; ``callback(address,
+        None)`` runs on the tick thread once this replica stepped down for the target's higher
+        term, ``callback(None, why)`` if nothing was handed over.
+
+        pysyncobj's own ``transferLeadership`` only sends TimeoutNow when the target already
+        holds the whole log (else it refuses), keeps appending and claiming leadership
+        meanwhile, and reports success when the message is sent. Here, as the thesis has it:
+        the leader gives up its lease and stops appending first (commands are refused with
+        NOT_LEADER, nothing appended: callers retry, then with the new leader), waits until
+        everything it appended is committed and held by the target, sends TimeoutNow, and
+        reports when a higher term deposed it. The target starts its election at once,
+        without PreVote (the leader would say no), and voters that heard from the leader
+        lately vote anyway (``transfer`` in the vote request): the leader no longer claims its
+        lease, so no read can be served from a stale lease. If the target does not catch up in
+        time, the leader resumes as before (TimeoutNow not sent: its lease is sound); if it is
+        not elected in time after TimeoutNow, the leader steps down instead (a late election
+        of the target could otherwise meet a lease it claimed again) and the cluster elects a
+        leader as usual."""
+        self._transfer_requests.append((target, callback))
+        self._pipe_wake()
+
+    def _drive_transfer(self) -> None:
+        """Tick thread: start requested transfers and move the one under way along."""
+        while self._transfer_requests:
+            target, callback = self._transfer_requests.popleft()
+            self._start_transfer(target, callback)
+        transfer = self._transfer
+        if transfer is None:
+            return
+        target = transfer.target
+        if (
+            self._SyncObj__raftState != _RAFT_STATE.LEADER
+            or self._SyncObj__raftCurrentTerm != transfer.term
+        ):
+            self._transfer = None
+            if transfer.sent and self._SyncObj__raftCurrentTerm > transfer.term:
+                logger.info("leadership handed over to %s (term %d)", target.address,
+                            self._SyncObj__raftCurrentTerm)
+                transfer.callback(target.address, None)
+            else:
+                transfer.callback(None, "this replica lost its leadership during the hand-over "
+                                        f"to {target.address} (no majority reachable)")
+            return
+        now = _raft_clock()
+        election = self.config.raft_max_timeout
+        if not transfer.sent:
+            last = self._SyncObj__raftLog[-1][1]
+            match = self._SyncObj__raftMatchIndex.get(target, 0)
+            if (
+                self._SyncObj__raftCommitIndex >= last
+                and match >= last
+                and target in self._SyncObj__connectedNodes
+                and target in self._SyncObj__otherNodes
+            ):
+                transfer.sent = True
+                transfer.deadline = now + _TRANSFER_ELECTION_TIMEOUTS * election
+                self._SyncObj__transport.send(
+                    target, {"type": "timeout_now", "term": transfer.term}
+                )
+                logger.info("leadership transfer: %s holds the whole log (index %d), "
+                            "TimeoutNow sent", target.address, last)
+            elif now > transfer.deadline:
+                self._transfer = None  # the lease comes back with the next acknowledgements
+                behind = max(0, last - match)
+                transfer.callback(
+                    None, f"{target.address} did not catch up with the leader's log within "
+                    f"{_TRANSFER_CATCH_UP_TIMEOUTS * election:.1f}s ({behind} entries behind"
+                    f"{'' if target in self._SyncObj__connectedNodes else ', not connected'}); "
+                    "leadership kept")
+        elif now > transfer.deadline:
+            self._transfer = None
+            logger.warning("leadership transfer: %s not elected in time; stepping down",
+                           target.address)
+            self._SyncObj__raftLeader = None
+            self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+            self._SyncObj__setState(_RAFT_STATE.FOLLOWER)
+            transfer.callback(
+                None, f"{target.address} was asked to take over but was not elected within "
+                f"{_TRANSFER_ELECTION_TIMEOUTS * election:.1f}s; this replica stepped down and "
+                "the members elect a leader as usual")
+
+    def _start_transfer(
+        self, address: str | None, callback: Callable[[str | None, str | None], None]
+    ) -> None:
+        if self._SyncObj__raftState != _RAFT_STATE.LEADER:
+            callback(None, "this replica is not the Raft leader")
+            return
+        if self._transfer is not None:
+            callback(None, "a leadership transfer is already under way")
+            return
+        others = list(self._SyncObj__otherNodes)
+        if not others:
+            callback(None, "no other member to hand leadership to (the only member)")
+            return
+        if address is not None:
+            others = [n for n in others if n.address == address]
+            if not others:
+                callback(None, f"{address} is not a member")
+                return
+        connected = self._SyncObj__connectedNodes
+        answered = self._SyncObj__lastResponseTime
+        # Heard from within the shortest election timeout: alive, not just connected.
+        fresh = _raft_clock() - self.config.raft_min_timeout
+        live = [n for n in others if n in connected and answered.get(n, 0.0) > fresh]
+        if not live:
+            names = ", ".join(sorted(n.address for n in others))
+            callback(None, f"no other member is connected and answering ({names})")
+            return
+        match = self._SyncObj__raftMatchIndex
+        target = max(live, key=lambda n: (match.get(n, 0), n.address))
+        term = self._SyncObj__raftCurrentTerm
+        deadline = _raft_clock() + _TRANSFER_CATCH_UP_TIMEOUTS * self.config.raft_max_timeout
+        self._transfer = _Transfer(target, callback, term, deadline)
+        logger.info("leadership transfer to %s started (term %d, %d entries behind)",
+                    target.address, term, max(0, self._SyncObj__raftLog[-1][1] - match.get(target, 0)))
+        # Nothing is appended from now on; what is queued is refused (see _checkCommandsToApply).
+        self._refuse_queued_commands(FAIL_REASON.NOT_LEADER)
+
+    def _on_timeout_now(self, node: Any, message: dict[str, Any]) -> None:
+        # The current leader asks this replica to start an election now (it holds the leader's
+        # whole log). pysyncobj's handler sets the election deadline to now and keeps the
+        # leader's heartbeats from postponing it; the vote requests carry "transfer".
+        term = self._SyncObj__raftCurrentTerm
+        if (
+            self._SyncObj__raftState == _RAFT_STATE.FOLLOWER
+            and message.get("term") == term
+            and node == self._SyncObj__raftLeader
+        ):
+            self._transfer_term = term + 1
+            _base_on_message(self, node, message)
+
     @property
     def is_raft_leader(self) -> bool:
         return self._SyncObj__raftState == _RAFT_STATE.LEADER
@@ -1414,6 +1582,7 @@ class Replica(SyncObj):
             return self._SyncObj__raftState == _RAFT_STATE.LEADER  # a cluster of one
         return (
             self._SyncObj__raftState == _RAFT_STATE.LEADER
+            and self._transfer is None  # handing over: another leader may be elected at once
             and self._lease_term == self._SyncObj__raftCurrentTerm
             and time.monotonic() < self._lease_until
         )
@@ -1565,6 +1734,8 @@ class Replica(SyncObj):
     # --- elections: drain first, then PreVote -------------------------------------------------
 
     def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803 - pysyncobj's names
+        if self._transfer is not None or self._transfer_requests:
+            self._drive_transfer()
         if (
             self._SyncObj__raftState in (_RAFT_STATE.FOLLOWER, _RAFT_STATE.CANDIDATE)
             and self.selfNode is not None
@@ -1578,6 +1749,8 @@ class Replica(SyncObj):
             if (
                 self._SyncObj__raftState in (_RAFT_STATE.FOLLOWER, _RAFT_STATE.CANDIDATE)
                 and self._SyncObj__raftElectionDeadline < _raft_clock()
+                # The leader asked for this election (TimeoutNow): no PreVote, it would refuse.
+                and self._transfer_term != self._SyncObj__raftCurrentTerm + 1
                 and not self._prevote_won()
             ):
                 self._start_prevote()
@@ -1651,6 +1824,7 @@ class Replica(SyncObj):
         "pre_vote_response": "_on_pre_vote_response",
         "read_index": "_on_read_index",
         "read_index_response": "_on_read_index_response",
+        "timeout_now": "_on_timeout_now",
     }
 
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
@@ -1661,7 +1835,7 @@ class Replica(SyncObj):
             return
         if kind == "apply_command":
             self._ae_first = node
-        if kind == "request_vote" and self._refuses_votes():
+        if kind == "request_vote" and self._refuses_votes() and not message.get("transfer"):
             self.votes_refused += 1
             return
         if kind == "next_node_idx":
