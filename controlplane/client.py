@@ -97,7 +97,9 @@ class ApiError(errors.ApiError):
         code = int(status.get("code") or 0)
         reason = str(status.get("reason") or "")
         message = str(status.get("message") or reason or f"HTTP {code}")
-        super().__init__(code, reason, message, status.get("details") or None)
+        meta = status.get("metadata")
+        super().__init__(code, reason, message, status.get("details") or None,
+                         metadata=meta if isinstance(meta, dict) and meta else None)
         self.body = status
 
     @property

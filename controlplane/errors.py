@@ -34,19 +34,22 @@ class ApiError(Exception):
     """A failure with a Kubernetes ``Status``: ``code`` (HTTP), ``reason``, ``message``, ``details``."""
 
     def __init__(
-        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None
+        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None,
+        *, metadata: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = details
+        #: the Status' ListMeta (an expired list's ``continue`` token)
+        self.metadata = metadata
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": dict(self.metadata or {}),
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
@@ -135,8 +138,10 @@ def not_acceptable(message: str) -> ApiError:
     return ApiError(406, "NotAcceptable", message)
 
 
-def expired(message: str) -> ApiError:
-    return ApiError(410, "Expired", message)
+def expired(message: str, *, continue_token: str | None = None) -> ApiError:
+    """410 Expired; ``continue_token``: the Status' ``metadata.continue`` that resumes an expired
+    list's paging at the latest revision (Kubernetes' "inconsistent continue")."""
+    return ApiError(410, "Expired", message, metadata={"continue": continue_token} if continue_token else None)
 
 
 def too_large(limit: int) -> ApiError:

@@ -120,11 +120,20 @@ _DEFAULT_GRACE_SECONDS = 30
 _MAX_LIMIT = 1 << 31
 # Page size while filtering a selector-limited list: stores are read in chunks of this many keys.
 _FILTER_CHUNK = 500
-# Kubernetes' words for a continue token whose revision is no longer available (clients match them).
-_CONTINUE_EXPIRED = (
+# Kubernetes' words for a continue token whose revision is no longer available, when the 410 carries
+# a new token that continues the list at the latest revision (clients and users match them).
+_CONTINUE_INCONSISTENT = (
     "The provided continue parameter is too old to display a consistent list result. "
-    "You can start a new list without the continue parameter."
+    "You can start a new list without the continue parameter, or use the continue token in this "
+    "response to retrieve the remainder of the results. Continuing with the provided token results "
+    "in an inconsistent list - objects that were created, modified, or deleted between the time the "
+    "first chunk was returned and now may show up in the list."
 )
+# Kubernetes' words for a list (without a continue token) whose revision was compacted while read.
+_LIST_EXPIRED = "The resourceVersion for the provided list is too old."
+# A continue token's revision meaning "the latest" (Kubernetes' inconsistent-continue token: any
+# negative revision; -1 is what it issues. 0 stays invalid, as there, to tell a token without one).
+_LATEST = -1
 
 
 def _rfc3339(t: float) -> str:
@@ -427,7 +436,10 @@ class Registry:
         carries it; later pages undo the changes made since, from the watch cache's or the
         store's history), so the pages together are one consistent list and a watch from its
         resourceVersion sees every later change. 410 Expired when that history no longer reaches
-        back to the token's revision (start a new list).
+        back to the token's revision: start a new list, or (as Kubernetes) continue with the
+        Status' ``metadata.continue``, which lists the keys after the last one returned as they
+        are now (the "inconsistent" rest of the list, at a new resourceVersion that its later
+        pages keep).
         """
         header, kvs = await self.list_kvs(
             resource, namespace, label_selector=label_selector, field_selector=field_selector,
@@ -466,6 +478,8 @@ class Registry:
             revision, start_after = self._decode_continue(continue_token, prefix)
             if resource_version not in (None, "", "0"):
                 raise errors.bad_request("specifying resource version is not allowed when using continue")
+            if revision < 0:
+                return await self._page_now(rtype, namespace, selection, limit, start_after)
             kvs = await self._page_at(rtype, namespace, selection, limit, revision, start_after)
             return self._page(rtype, revision, kvs, limit)
         linearizable = await self._read_mode(resource_version, resource_version_match)
@@ -475,8 +489,15 @@ class Registry:
             if target is None or await cache.wait_for(target):
                 kvs, revision = cache.snapshot(rtype, namespace, selection, limit)
                 return self._page(rtype, revision, kvs, limit)
+        return await self._store_page_now(rtype, prefix, selection, limit, linearizable, None)
+
+    async def _store_page_now(
+        self, rtype: Any, prefix: str, selection: _Selection, limit: int, linearizable: bool, start_after: str | None
+    ) -> tuple[dict[str, Any], builtins.list[KeyValue]]:
+        """A page of the keys after ``start_after`` (None: from the first) as the store has them now."""
         rr = await self._store_call(
-            self.store.range, prefix, limit=self._chunk(selection, limit), linearizable=linearizable
+            self.store.range, prefix, limit=self._chunk(selection, limit), start_after=start_after,
+            linearizable=linearizable,
         )
         accept = self._accepts(selection)
         items: builtins.list[KeyValue] = []
@@ -489,9 +510,26 @@ class Registry:
             if rr.more and rr.kvs:
                 # The rest of the page (a selector skipped keys) at the same revision.
                 items += await self._store_page_at(
-                    prefix, selection, limit + 1 - len(items), rr.revision, rr.kvs[-1].key
+                    prefix, selection, limit + 1 - len(items), rr.revision, rr.kvs[-1].key, start_after
                 )
         return self._page(rtype, rr.revision, items, limit)
+
+    async def _page_now(
+        self, rtype: Any, namespace: str | None, selection: _Selection, limit: int, start_after: str
+    ) -> tuple[dict[str, Any], builtins.list[KeyValue]]:
+        """The page after ``start_after`` of an inconsistent-continue token: read as of now, as a
+        list without resourceVersion is (linearizable), and its resourceVersion is that read's
+        revision, which the next page's token carries (the rest of the list is consistent again)."""
+        cache = self._ready_cache()
+        if cache is not None:
+            target = await self._cache_target(None, True)
+            if target is None or await cache.wait_for(target):
+                revision = cache.revision
+                # (the cache's own revision: nothing to undo, no await between the two reads)
+                kvs = cache.snapshot_at(rtype, namespace, selection, limit, revision, start_after)
+                if kvs is not None:
+                    return self._page(rtype, revision, kvs, limit)
+        return await self._store_page_now(rtype, self.prefix(rtype, namespace), selection, limit, True, start_after)
 
     @staticmethod
     def _chunk(selection: _Selection, limit: int) -> int:
@@ -524,13 +562,15 @@ class Registry:
             if kvs is not None:
                 return kvs
         return await self._store_page_at(self.prefix(rtype, namespace), selection, limit + 1 if limit else 0,
-                                         revision, start_after)
+                                         revision, start_after, start_after)
 
     async def _store_page_at(
-        self, prefix: str, selection: _Selection, want: int, revision: int, start_after: str
+        self, prefix: str, selection: _Selection, want: int, revision: int, start_after: str,
+        continued_after: str | None,
     ) -> builtins.list[KeyValue]:
         """Up to ``want`` (0: all) matching key-values after ``start_after`` at ``revision``, from
-        the store's history; 410 Expired if the history no longer reaches back to ``revision``."""
+        the store's history; 410 Expired if the history no longer reaches back to ``revision``.
+        ``continued_after``: the key the request's continue token resumes after (None: no token)."""
         try:
             kvs: builtins.list[KeyValue] = await self._store_call(
                 store_page, self.store, prefix, start_after, revision,
@@ -538,7 +578,13 @@ class Registry:
                 accept=self._accepts(selection),
             )
         except Compacted:
-            raise errors.expired(_CONTINUE_EXPIRED) from None
+            if continued_after is None:
+                raise errors.expired(_LIST_EXPIRED) from None
+            # Kubernetes' answer to a compacted continue revision: 410 with a token that lists
+            # the keys after the same one at the latest revision, for a client that accepts an
+            # inconsistent list (one that does not, starts a new list).
+            token = self._encode_continue(_LATEST, continued_after)
+            raise errors.expired(_CONTINUE_INCONSISTENT, continue_token=token) from None
         return kvs
 
     def _page(
@@ -575,6 +621,9 @@ class Registry:
                 raise ValueError("unknown continue token version")
         except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
             raise errors.bad_request("continue key is not valid: the continue token is malformed") from None
+        if revision == 0:
+            # (Kubernetes' check: 0 is no revision; a negative one is the latest)
+            raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
         if not start.startswith(prefix):
             raise errors.bad_request("continue key is not valid: it was issued for a different list")
         # (whether the history still reaches back to the revision is known where the page is read)

@@ -286,10 +286,15 @@ async def test_continue_token_expires_when_compacted(nursery: trio.Nursery, monk
         await c.post(PODS, json=pod(f"q{i}"))
     r = await c.get(PODS, params={"limit": "2", "continue": token})
     assert r.status_code == 410 and r.json()["reason"] == "Expired"
-    # kubectl and client-go show this message; it tells the user what to do
+    # kubectl and client-go show this message; it tells the user what to do (start over, or
+    # continue inconsistently with the Status' token: test_list_continue_expired.py)
     assert r.json()["message"] == (
         "The provided continue parameter is too old to display a consistent list result. "
-        "You can start a new list without the continue parameter.")
+        "You can start a new list without the continue parameter, or use the continue token in this "
+        "response to retrieve the remainder of the results. Continuing with the provided token results "
+        "in an inconsistent list - objects that were created, modified, or deleted between the time the "
+        "first chunk was returned and now may show up in the list.")
+    assert r.json()["metadata"]["continue"]
     await c.aclose()
 
 

@@ -349,9 +349,17 @@ async def test_a_continue_token_older_than_every_history_is_410_expired(
     with pytest.raises(ApiError) as exc:
         await reg.list("pods", "default", limit=2, continue_token=first["metadata"]["continue"])
     assert (exc.value.code, exc.value.reason) == (410, "Expired")
-    assert exc.value.message == (
+    assert exc.value.message.startswith(
         "The provided continue parameter is too old to display a consistent list result. "
-        "You can start a new list without the continue parameter.")
+        "You can start a new list without the continue parameter, or use the continue token in this response")
+    # Kubernetes' inconsistent continue: the keys after p1 as they are now, then one snapshot
+    inconsistent = exc.value.status()["metadata"]["continue"]
+    rest = await reg.list("pods", "default", limit=1, continue_token=inconsistent)
+    assert rest["metadata"]["resourceVersion"] == str(reg.store.revision)
+    await _relabel(reg, "p3", {"n": "after"})
+    rest_items = await _page_through(reg, rest, [], limit=1)
+    assert [(p["metadata"]["name"], p["metadata"].get("labels")) for p in rest_items] == [
+        ("p2", {}), ("p3", {"n": "7"})]
 
 
 async def test_continue_rejects_a_resource_version_and_a_forged_revision(nursery: trio.Nursery) -> None:
