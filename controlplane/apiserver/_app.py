@@ -25,7 +25,7 @@ from ..errors import ApiError
 from ..registry import Registry, WatchEvent
 from ._auth import Authenticator, User, default_authorize
 from ._limits import MAX_BODY_BYTES, ClientGone, read_body
-from ._metrics import ApiMetrics
+from ._metrics import ApiMetrics, request_verb
 from ._protobuf import MEDIA_TYPE as PROTOBUF
 from ._protobuf import decode_protobuf
 from ._routes import ResourceRoute, parse_resource_path, split_group_version
@@ -202,13 +202,13 @@ class ApiApp:
         if scope["type"] != "http":
             return
         started = time.perf_counter()
-        verb, resource = scope.get("method", "GET"), ""
+        # the metric labels, set once routing knows the request's resource (see _metrics)
+        labels: list[str] = []
         response: _Response | None
+        request: _Request | None = None
         try:
             request = _Request(scope, receive)
-            labels: list[str] = [verb, resource]
             response = await self._handle(request, send, labels)
-            verb, resource = labels
         except ApiError as exc:
             response = _status_response(exc)
         except ClientGone:
@@ -228,6 +228,13 @@ class ApiApp:
             code = response.status
         else:
             code = 200
+        if labels:
+            verb, resource = labels
+        else:
+            # refused before routing (or not a resource request): labelled from the URL
+            verb, resource = self.metrics.url_labels(
+                scope.get("method", "GET"), scope.get("path", ""), request.query if request is not None else {},
+                request.headers.get("content-type", "") if request is not None else "")
         self.metrics.observe(verb, resource, code, time.perf_counter() - started)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
@@ -264,8 +271,13 @@ class ApiApp:
         route = parse_resource_path(group, version, rest, path)
         watch = route.watch_path or (request.method == "GET" and route.name is None and request.flag("watch"))
         verb = _verb_for(request.method, route, watch)
-        labels[0] = verb.upper()
-        labels[1] = route.rtype.plural + (f"/{route.subresource}" if route.subresource else "")
+        labels[:] = [
+            request_verb(request.method, resource=True, named=route.name is not None, watch=watch,
+                         subresource=route.subresource,
+                         apply=request.method == "PATCH"
+                         and _media_type(request.headers.get("content-type", ""))[0] == "application/apply-patch+yaml"),
+            route.rtype.plural + (f"/{route.subresource}" if route.subresource else ""),
+        ]
         return await self._resource(request, route, verb, watch, send)
 
     def _public(self, request: _Request) -> _Response:

@@ -12,7 +12,11 @@ from typing import Any
 
 from .. import errors, kinds
 
-__all__ = ["ResourceRoute", "parse_resource_path", "split_group_version"]
+__all__ = ["RequestInfo", "ResourceRoute", "parse_request_info", "parse_resource_path", "split_group_version"]
+
+# Subresources of a namespace itself: /api/v1/namespaces/<ns>/status is the namespace's status,
+# not a resource named "status" in it (Kubernetes' RequestInfoFactory has the same exception).
+_NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +70,34 @@ def parse_resource_path(group: str, version: str, rest: list[str], path: str) ->
         if sub not in known or watch_path:
             raise _unknown(path)
     return ResourceRoute(rtype, namespace, name, sub, watch_path)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What a resource URL names, whether or not this server serves it (Kubernetes' RequestInfo)."""
+
+    group: str
+    version: str
+    resource: str
+    name: str | None
+    subresource: str | None
+    watch_path: bool
+
+
+def parse_request_info(path: str) -> RequestInfo | None:
+    """The resource a URL names, by its shape alone (no lookup: an unknown kind is named too), as
+    Kubernetes' RequestInfoFactory reads it; None for a URL that names no resource (discovery,
+    /metrics, /healthz, /openapi/..., other paths). For metrics of requests refused before routing."""
+    split = split_group_version(path.strip("/").split("/"))
+    if split is None:
+        return None
+    group, version, rest = split
+    watch_path = bool(rest) and rest[0] == "watch"
+    if watch_path:
+        rest = rest[1:]
+    if not rest or not rest[0]:
+        return None
+    if rest[0] == "namespaces" and len(rest) > 2 and rest[2] not in _NAMESPACE_SUBRESOURCES:
+        rest = rest[2:]
+    return RequestInfo(group, version, rest[0], rest[1] if len(rest) > 1 and rest[1] else None,
+                       rest[2] if len(rest) > 2 and rest[2] else None, watch_path)
