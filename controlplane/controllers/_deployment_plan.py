@@ -3,6 +3,9 @@
 Follows Kubernetes' deployment controller: the new ReplicaSet is the one whose pod template
 equals the Deployment's (ignoring the pod-template-hash label); rolling updates scale it up within
 maxSurge and the old ones down within maxUnavailable; Recreate scales old ones to zero first.
+A change of spec.replicas (a scaling event: an active ReplicaSet's desired-replicas annotation
+differs from it) or any sync of a paused Deployment only scales, and mid-rollout it spreads the
+change over the active ReplicaSets in proportion to their sizes (Kubernetes' sync.go `scale`).
 """
 
 from __future__ import annotations
@@ -93,12 +96,137 @@ def surge_and_unavailable(deployment: dict) -> tuple[int, int]:
     return surge, unavailable
 
 
+def max_surge(deployment: dict) -> int:
+    """Kubernetes' MaxSurge: the rolling update's maxSurge; 0 for Recreate (nothing surges)."""
+    if ((deployment.get("spec") or {}).get("strategy") or {}).get("type") == "Recreate":
+        return 0
+    return surge_and_unavailable(deployment)[0]
+
+
+def _annotation_int(rs: dict, name: str) -> int | None:
+    value = (meta(rs).get("annotations") or {}).get(name)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def replica_annotations(deployment: dict) -> dict[str, str]:
+    """What a ReplicaSet records of the Deployment size it was last scaled for (Kubernetes'
+    SetReplicasAnnotations): proportional scaling reads them as "the size before"."""
+    want = _replicas(deployment)
+    return {DESIRED_REPLICAS_ANNOTATION: str(want), MAX_REPLICAS_ANNOTATION: str(want + max_surge(deployment))}
+
+
+def _active(rss: list[dict]) -> list[dict]:
+    return [rs for rs in rss if _replicas(rs) > 0]
+
+
+def is_scaling_event(deployment: dict, new_rs: dict | None, olds: list[dict]) -> bool:
+    """spec.replicas changed since the active ReplicaSets were last scaled (Kubernetes'
+    isScalingEvent); ReplicaSets without the annotation say nothing."""
+    want = _replicas(deployment)
+    for rs in _active(([new_rs] if new_rs is not None else []) + olds):
+        desired = _annotation_int(rs, DESIRED_REPLICAS_ANNOTATION)
+        if desired is not None and desired != want:
+            return True
+    return False
+
+
+def _round_half_up(numerator: int, denominator: int) -> int:
+    # Go's math.Round of a non-negative quotient, in integers (no float error at the .5 edge)
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def replicaset_fraction(rs: dict, deployment: dict) -> int:
+    """How many replicas ``rs`` gains (or loses, negative) so that it keeps its share of the
+    Deployment: its size times new max size over the max size it was scaled for (the
+    max-replicas annotation; without it, the Deployment's status.replicas). Kubernetes'
+    getReplicaSetFraction."""
+    want = _replicas(deployment)
+    if want == 0:
+        return -_replicas(rs)
+    max_now = want + max_surge(deployment)
+    before = _annotation_int(rs, MAX_REPLICAS_ANNOTATION)
+    if before is None or before <= 0:
+        before = _status(deployment, "replicas")
+        if before <= 0:
+            return 0  # no base to take a share of: the leftover step sizes it
+    return _round_half_up(_replicas(rs) * max_now, before) - _replicas(rs)
+
+
+def replicaset_proportion(rs: dict, deployment: dict, to_add: int, added: int) -> int:
+    """Kubernetes' GetReplicaSetProportion: the ReplicaSet's fraction, never past what is left
+    of ``to_add`` once ``added`` went to larger ReplicaSets; an empty one gets nothing."""
+    if _replicas(rs) == 0 or to_add == 0 or to_add == added:
+        return 0
+    fraction = replicaset_fraction(rs, deployment)
+    allowed = to_add - added
+    return min(fraction, allowed) if to_add > 0 else max(fraction, allowed)
+
+
+def _by_size(rss: list[dict], newer_first: bool) -> list[dict]:
+    # Largest first; between equal sizes the newer first when scaling up (the new template
+    # grows first), the older first when scaling down (Kubernetes' ReplicaSetsBySizeNewer/Older).
+    by_age = sorted(rss, key=lambda rs: (meta(rs).get("creationTimestamp") or "", name_of(rs)), reverse=newer_first)
+    return sorted(by_age, key=lambda rs: -_replicas(rs))
+
+
+def _is_saturated(deployment: dict, new_rs: dict | None) -> bool:
+    want = _replicas(deployment)
+    return (new_rs is not None and _replicas(new_rs) == want
+            and _annotation_int(new_rs, DESIRED_REPLICAS_ANNOTATION) == want
+            and _status(new_rs, "availableReplicas") == want)
+
+
+def scale_replicasets(deployment: dict, new_rs: dict | None, olds: list[dict]) -> tuple[dict[str, int], set[str]]:
+    """Kubernetes' deployment `scale`: new sizes by ReplicaSet name, and the names whose replica
+    annotations must follow the Deployment.
+
+    One active ReplicaSet (or none: the newest) takes spec.replicas; a saturated new one leaves
+    the old ones nothing; otherwise (rolling update) the difference between spec.replicas +
+    maxSurge and the active ReplicaSets' total is spread over them in proportion to their size,
+    largest first, the rounding leftover to the largest, so that scaling mid-rollout neither
+    hastens nor reverts the rollout.
+    """
+    want = _replicas(deployment)
+    everything = ([new_rs] if new_rs is not None else []) + olds
+    active = _active(everything)
+    if len(active) <= 1:
+        target = active[0] if active else new_rs
+        if target is None and olds:
+            target = max(olds, key=lambda rs: (meta(rs).get("creationTimestamp") or "", name_of(rs)))
+        if target is None or _replicas(target) == want:
+            return {}, set()
+        return {name_of(target): want}, {name_of(target)}
+    if _is_saturated(deployment, new_rs):
+        return {name_of(rs): 0 for rs in active if rs is not new_rs}, {name_of(rs) for rs in active if rs is not new_rs}
+    if ((deployment.get("spec") or {}).get("strategy") or {}).get("type") == "Recreate":
+        return {}, set()
+    allowed = want + max_surge(deployment) if want > 0 else 0
+    to_add = allowed - sum(_replicas(rs) for rs in active)
+    ordered = _by_size(active, newer_first=to_add > 0)
+    sizes: dict[str, int] = {}
+    added = 0
+    for rs in ordered:
+        proportion = replicaset_proportion(rs, deployment, to_add, added)
+        sizes[name_of(rs)] = _replicas(rs) + proportion
+        added += proportion
+    if to_add:
+        largest = name_of(ordered[0])
+        sizes[largest] = max(0, sizes[largest] + to_add - added)
+    return sizes, {name_of(rs) for rs in active}
+
+
 @dataclass(slots=True)
 class DeploymentPlan:
     """Named buckets of changes; ``scale`` maps ReplicaSet name -> new spec.replicas."""
 
     create: dict | None = None
     scale: dict[str, int] = field(default_factory=dict)
+    # ReplicaSets whose desired/max-replicas annotations must be set to replica_annotations(d)
+    # although their size stays (a proportional scale touches every active one).
+    annotate: set[str] = field(default_factory=set)
     set_revision: dict[str, int] = field(default_factory=dict)
     delete: list[str] = field(default_factory=list)
     deployment_revision: str | None = None
@@ -237,11 +365,17 @@ def plan_deployment(deployment: dict, replicasets: list[dict], now: str) -> Depl
         max_old_rev + 1 if new_rs is None else max(revision_of(new_rs), plan.set_revision.get(name_of(new_rs), 0))
     )
 
-    if paused:
-        # A paused Deployment only scales: the current ReplicaSet follows spec.replicas.
-        active = new_rs or max(rss, key=revision_of, default=None)
-        if active is not None and _replicas(active) != want:
-            plan.scale[name_of(active)] = want
+    if paused or (not recreate and is_scaling_event(deployment, new_rs, olds)):
+        # Only scale (a paused Deployment never rolls; a scaling event is handled on its own
+        # and the rollout goes on at the next sync, from the new sizes).
+        sizes, touched = scale_replicasets(deployment, new_rs, olds)
+        by_name = {name_of(rs): rs for rs in rss}
+        plan.scale = {n: size for n, size in sizes.items() if size != _replicas(by_name[n])}
+        wanted = replica_annotations(deployment)
+        plan.annotate = {
+            n for n in touched - set(plan.scale)
+            if any((meta(by_name[n]).get("annotations") or {}).get(k) != v for k, v in wanted.items())
+        }
     elif recreate:
         for rs in olds:
             if _replicas(rs) != 0:

@@ -9,12 +9,10 @@ from controlplane.errors import ApiError
 
 from ._base import QueueController
 from ._deployment_plan import (
-    DESIRED_REPLICAS_ANNOTATION,
-    MAX_REPLICAS_ANNOTATION,
     REVISION_ANNOTATION,
     DeploymentPlan,
     plan_deployment,
-    surge_and_unavailable,
+    replica_annotations,
 )
 from ._informer import Informer, object_key
 from ._pods import controller_ref, key_of, meta, namespace_of, now_rfc3339
@@ -93,7 +91,7 @@ class DeploymentController(QueueController):
             replicas = rs["spec"]["replicas"]
             self._event(d, "ScalingReplicaSet", f"Scaled up replica set {meta(rs)['name']} from 0 to {replicas}")
         by_name = {meta(rs)["name"]: rs for rs in self.owned(d)}
-        for name in sorted(set(plan.scale) | set(plan.set_revision)):
+        for name in sorted(set(plan.scale) | set(plan.set_revision) | plan.annotate):
             current = by_name.get(name)
             if current is None:
                 continue
@@ -101,12 +99,12 @@ class DeploymentController(QueueController):
             annotations = body["metadata"].setdefault("annotations", {})
             if name in plan.set_revision:
                 annotations[REVISION_ANNOTATION] = str(plan.set_revision[name])
+            if name in plan.scale or name in plan.annotate:
+                # the size it is scaled for: the next proportional scale takes shares of it
+                annotations.update(replica_annotations(d))
             if name in plan.scale:
                 before = body["spec"].get("replicas", 1)
                 body["spec"]["replicas"] = plan.scale[name]
-                want = int((d.get("spec") or {}).get("replicas", 1))
-                annotations[DESIRED_REPLICAS_ANNOTATION] = str(want)
-                annotations[MAX_REPLICAS_ANNOTATION] = str(want + surge_and_unavailable(d)[0])
             updated = await self.registry.update("replicasets", ns, name, body)
             written.append((key_of(updated), int(meta(updated)["resourceVersion"])))
             if name in plan.scale:
