@@ -1227,6 +1227,14 @@ class Replica(SyncObj):
             due.clear()
             self._notices_urgent = False
             return
+        others = self._SyncObj__otherNodes
+        for node in [n for n in due if n not in others]:
+            # Removed from the cluster after its notice was due: no append-entries will ever
+            # go to it (which is what clears the entry), and with it left here every tick sent
+            # a round of append-entries to the others, thousands a second, until the leader's
+            # lease starved and it stepped down after every `remove_member`.
+            del due[node]
+            self._forwarded.pop(node, None)
         if self._notices_urgent:
             self._notices_urgent = False
             nodes = list(due)

@@ -148,3 +148,41 @@ async def test_single_member_cannot_hand_over(tmp_path):
         assert leader.is_leader()
     finally:
         await _close(stores)
+
+
+@pytest.mark.parametrize("victim", ["follower", "old leader"])
+async def test_after_a_removal_the_leader_keeps_leading_steadily(tmp_path, victim):
+    """Remove a follower, or the leader once it handed over (as `master remove` does): the
+    leader of the two left keeps its lease throughout, in the same term. (A commit notice left
+    owed to the removed member made the leader send append-entries rounds to the other one
+    thousands of times a second; its lease starved and it stepped down after every removal.)"""
+    stores = await _cluster(tmp_path, 3)
+    try:
+        leader = await _leader(stores)
+        await leader.put("/r/before", b"1")
+        if victim == "old leader":
+            address = await leader.transfer_leadership()
+            removed = leader
+            leader = next(s for s in stores if s.config.self_address == address)
+            with trio.fail_after(5):
+                while not leader.is_leader():
+                    await trio.sleep(0.01)
+        else:
+            removed = next(s for s in stores if s is not leader)
+        term = leader.status()["term"]
+        await leader.remove_member(removed.config.self_address)
+        # The removed replica keeps running (its process is stopped by the operator later).
+        lapses = 0
+        end = trio.current_time() + 2.0
+        while trio.current_time() < end:
+            lapses += not leader.is_leader()
+            await trio.sleep(0.01)
+        assert lapses == 0 and leader.status()["term"] == term
+        members = {m["address"] for m in leader.status()["members"]}
+        assert removed.config.self_address not in members and len(members) == 2
+        await leader.put("/r/after", b"2")
+        other = next(s for s in stores if s is not leader and s is not removed)
+        assert (await other.get("/r/after")).value == b"2"
+        assert (await other.get("/r/before")).value == b"1"
+    finally:
+        await _close(stores)
