@@ -360,8 +360,10 @@ def join_command(name: str | None, data_dir: str, raft_addr: str | None, api_add
 async def remove_command(name: str, kubeconfig: str | None, context_name: str | None) -> None:
     """Remove master NAME from the cluster (a Raft membership change on the leader).
 
-    Stop the removed master's process afterwards; the leader itself cannot be removed (stop
-    it first so another master is elected).
+    NAME may be the current leader: it first hands its leadership to a master that holds its
+    whole log (writes pause for about an election meanwhile), and the new leader removes it.
+    That fails, and nothing changes, when NAME is the last master or no other master is
+    connected and caught up. Stop the removed master's process afterwards.
 
     \b
     Example:

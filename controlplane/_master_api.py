@@ -5,7 +5,8 @@
     POST   /edgeplane/v1/join             (admin) what a joining master needs: the cluster
                                           secret and the members; changes nothing
     POST   /edgeplane/v1/members          (admin, leader) add a master: Raft membership change
-    DELETE /edgeplane/v1/members/NAME     (admin, leader) remove a master
+    DELETE /edgeplane/v1/members/NAME     (admin, leader) remove a master; the leader itself
+                                          hands its leadership over first
     GET    /edgeplane/v1/cacerts          (no credential) the cluster CA certificate (PEM): a
                                           joining side checks its hash against its join token
     POST   /edgeplane/v1/nodes/join       (node join token) a node's own API credential and

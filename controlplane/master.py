@@ -83,6 +83,10 @@ _LEADER_POLL_S = 0.25
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 # A joining master keeps asking the cluster to add it for this long (several elections).
 _JOIN_TIMEOUT_S = 60.0
+# A leader removing itself asks the new leader to remove it: just elected, that one may answer
+# 503 (no lease yet, its first entry not committed) for a moment. Kept under the CLI's 10 s
+# read timeout together with the hand-over itself (a few seconds at most).
+_HANDED_OVER_REMOVE_TIMEOUT_S = 6.0
 # How often the leader re-checks whether it can send node agents elsewhere: an agent that meets
 # a master gone since then moves on to the next one by itself.
 _SHED_POLL_S = 0.5
@@ -687,17 +691,62 @@ class Master:
         if record is None:
             raise errors.ApiError(404, "NotFound", f'master "{name}" not found')
         if name == self.name:
-            raise errors.ApiError(
-                409, "Conflict",
-                f"{name} is the current leader and cannot remove itself: stop its process so "
-                "another master is elected, then remove it",
-            )
+            return await self._remove_self()
         try:
             await self.store.remove_member(record.raft_address)
             await self.store.delete(MEMBERS_PREFIX + name)
         except StoreError as exc:
             raise errors.service_unavailable(f"removing {name}: {exc}") from exc
         return await self.members()
+
+    async def _remove_self(self) -> list[MemberRecord]:
+        """Remove this master while it leads (etcd's ``member remove`` of the leader): hand the
+        leadership to a member that holds the whole log, then have the new leader remove this
+        one as it removes any follower (a leader cannot commit its own removal in pysyncobj,
+        and the removed replica never hears of its removal's commit). Nothing changes when no
+        other member is connected and caught up."""
+        from raftstore import StoreError, StoreUnavailable
+
+        from .client import ApiClient, ClusterUnreachable
+        from .kubeconfig import ClientConfig
+
+        if not self.store.status().get("members", [])[1:]:
+            raise errors.ApiError(409, "Conflict", f"{self.name} is the only master: the last "
+                                  "member of a cluster cannot be removed")
+        try:
+            new_leader = await self.store.transfer_leadership()
+        except StoreUnavailable as exc:
+            # It no longer leads: another master (the new leader) can remove it as a follower.
+            raise errors.service_unavailable(f"removing {self.name}: {exc}") from exc
+        except StoreError as exc:
+            raise errors.ApiError(
+                409, "Conflict",
+                f"{self.name} is the current leader and could not hand its leadership to another "
+                f"master, so it was not removed (nothing changed): {exc}") from exc
+        records = await self.members()
+        successor = next((m for m in records if m.raft_address == new_leader), None)
+        log.info("leadership handed to %s to remove %s", successor.name if successor else new_leader,
+                 self.name)
+        # The new leader first; the others answer 503 ("not the leader") and are passed over.
+        servers = [m.api_address for m in sorted(records, key=lambda m: m is not successor)
+                   if m.name != self.name and m.api_address]
+        if not servers:
+            raise errors.service_unavailable(
+                f"{self.name} handed its leadership to {new_leader}, whose API address is not "
+                f"known here: run the removal again (`edgectl master remove {self.name}`)")
+        ca = self.layout.ca_cert.read_bytes() if self.layout.ca_cert.exists() else None
+        client_config = ClientConfig(servers=tuple(servers), token=self.config.admin_token, ca_data=ca)
+        async with ApiClient(client_config, retry_timeout=_HANDED_OVER_REMOVE_TIMEOUT_S) as client:
+            try:
+                body = await client.request_json("DELETE", f"/edgeplane/v1/members/{self.name}")
+            except ClusterUnreachable as exc:
+                raise errors.service_unavailable(
+                    f"{self.name} handed its leadership to "
+                    f"{successor.name if successor else new_leader}, which did not remove it: "
+                    f"{exc}; run the removal again") from exc
+        members = [MemberRecord(str(m.get("name")), str(m.get("raftAddress")), str(m.get("apiAddress")))
+                   for m in body.get("members", [])]
+        return members
 
     async def cluster_status(self) -> dict[str, Any]:
         """What ``edgectl cluster status`` shows, as this master sees it (local reads only, so

@@ -120,21 +120,24 @@ def test_init_join_and_remove_change_the_membership(tmp_path: Path, masters: Mas
 
     assert load_kubeconfig(fresh).servers == tuple(f"https://{a}" for a in addr[1::2])
 
-    # The leader cannot remove itself; removing m3 shrinks the group to two.
-    refused = edgectl("master", "remove", "m1", "--kubeconfig", str(kubeconfig), check=False)
-    assert refused.returncode != 0 and "current leader" in refused.stderr
+    # An unknown master is refused; removing m3 shrinks the group to two.
+    refused = edgectl("master", "remove", "m9", "--kubeconfig", str(kubeconfig), check=False)
+    assert refused.returncode != 0 and 'master "m9" not found' in refused.stderr
     edgectl("master", "remove", "m3", "--kubeconfig", str(kubeconfig))
     status = wait_status(kubeconfig, lambda s: member_names(s) == {"m1", "m2"}, "m3 removed")
     assert status["leader"] == "m1"
 
 
-def test_static_group_restarts_from_its_data_dir(tmp_path: Path, masters: Masters) -> None:
+def start_static_group(tmp_path: Path, masters: Masters, n: int = 3,
+                       ports: list[int] | None = None) -> tuple[Path, list[str]]:
+    """``n`` masters m1..mn of a static group (`master secrets` + `master start`); returns a
+    kubeconfig listing all of them and their API URLs."""
     shared = tmp_path / "site"
     edgectl("master", "secrets", "--dir", str(shared))
-    ports = free_ports(6)
-    raft = [f"127.0.0.1:{ports[2 * i]}" for i in range(3)]
-    api = [f"127.0.0.1:{ports[2 * i + 1]}" for i in range(3)]
-    for i in range(3):
+    ports = ports or free_ports(2 * n)
+    raft = [f"127.0.0.1:{ports[2 * i]}" for i in range(n)]
+    api = [f"127.0.0.1:{ports[2 * i + 1]}" for i in range(n)]
+    for i in range(n):
         peers = [arg for j, r in enumerate(raft) if j != i for arg in ("--peer", r)]
         masters.run(f"m{i + 1}", "start", "--name", f"m{i + 1}",
                     "--data-dir", str(tmp_path / f"m{i + 1}"), "--raft-addr", raft[i],
@@ -143,11 +146,22 @@ def test_static_group_restarts_from_its_data_dir(tmp_path: Path, masters: Master
                     "--admin-token-file", str(shared / "admin-token"),
                     "--ca-cert-file", str(shared / "ca.crt"), "--ca-key-file", str(shared / "ca.key"))
     kubeconfig = tmp_path / "kubeconfig"
+    servers = [f"https://{a}" for a in api]
+    write_servers_kubeconfig(kubeconfig, tmp_path, servers)
+    return kubeconfig, servers
+
+
+def write_servers_kubeconfig(path: Path, tmp_path: Path, servers: list[str]) -> Path:
     from controlplane.kubeconfig import write_kubeconfig
 
-    write_kubeconfig(kubeconfig, [f"https://{a}" for a in api],
-                     token=(shared / "admin-token").read_text().strip(),
+    shared = tmp_path / "site"
+    write_kubeconfig(path, servers, token=(shared / "admin-token").read_text().strip(),
                      ca_data=(shared / "ca.crt").read_bytes())
+    return path
+
+
+def test_static_group_restarts_from_its_data_dir(tmp_path: Path, masters: Masters) -> None:
+    kubeconfig, _ = start_static_group(tmp_path, masters)
     status = wait_status(kubeconfig, lambda s: s["leader"] and len(s["members"]) == 3,
                          "a leader of 3")
     edgectl("apply", "-f", "-", "--kubeconfig", str(kubeconfig),
@@ -158,7 +172,7 @@ def test_static_group_restarts_from_its_data_dir(tmp_path: Path, masters: Master
     masters.stop(follower)
     assert "shutting down" in masters.log(follower)
     masters.run(follower, "start", "--data-dir", str(tmp_path / follower))
-    from controlplane.kubeconfig import load_kubeconfig
+    from controlplane.kubeconfig import load_kubeconfig, write_kubeconfig
 
     only_follower = tmp_path / "follower.kubeconfig"
     index = int(follower[1:]) - 1
@@ -203,3 +217,61 @@ def test_snapshot_count_is_kept_and_a_restart_reads_the_snapshot(tmp_path: Path,
     got = edgectl("get", "configmap", "c149", "-o", "json", "--kubeconfig", str(kubeconfig))
     assert json.loads(got.stdout)["data"] == {"i": "149"}
     assert json.loads((d1 / "master.json").read_text())["snapshot_count"] == 100
+
+
+def configmap(name: str, value: str) -> str:
+    return f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{v: '{value}'}}\n"
+
+
+def test_removing_the_leader_hands_over_and_the_others_go_on(tmp_path: Path,
+                                                             masters: Masters) -> None:
+    """`master remove` of the current leader (as etcd's `member remove`): it hands its
+    leadership to another master, which removes it; the data stays, writes go on with the
+    two left. Then down to one master, and the last one cannot be removed."""
+    kubeconfig, servers = start_static_group(tmp_path, masters)
+    status = wait_status(kubeconfig, lambda s: s["leader"] and len(s["members"]) == 3
+                         and all(m["lag"] == 0 for m in s["members"]), "a leader of 3")
+    edgectl("apply", "-f", "-", "--kubeconfig", str(kubeconfig), stdin=configmap("before", "1"))
+    old = status["leader"]
+
+    removed = edgectl("master", "remove", old, "--kubeconfig", str(kubeconfig))
+    rest = sorted({"m1", "m2", "m3"} - {old})
+    assert removed.stdout.strip() == f"master {old} removed; members: {', '.join(rest)}"
+    # The two left, asked directly (the removed master still runs until stopped, with its
+    # own stale view): a new leader among them, and the removed one is no member any more.
+    two = write_servers_kubeconfig(tmp_path / "two.kubeconfig", tmp_path,
+                                   [servers[int(n[1:]) - 1] for n in rest])
+    status = wait_status(two, lambda s: member_names(s) == set(rest) and s["leader"] in rest,
+                         f"{old} removed and a leader among {rest}")
+    assert [m["role"] for m in status["members"]].count("leader") == 1
+    masters.stop(old)
+    # What was written before is there; new writes succeed on both remaining masters (the two
+    # of them are the whole membership now: the stopped one is not needed for a quorum).
+    got = edgectl("get", "configmap", "before", "-o", "json", "--kubeconfig", str(two))
+    assert json.loads(got.stdout)["data"] == {"v": "1"}
+    for name in rest:
+        one = write_servers_kubeconfig(tmp_path / f"{name}.kubeconfig", tmp_path,
+                                       [servers[int(name[1:]) - 1]])
+        edgectl("apply", "-f", "-", "--kubeconfig", str(one), stdin=configmap(f"after-{name}", name))
+    for name in rest:
+        got = edgectl("get", "configmap", f"after-{name}", "-o", "json", "--kubeconfig", str(two))
+        assert json.loads(got.stdout)["data"] == {"v": name}
+
+    # Remove the leader of the two: the last master leads alone and keeps everything.
+    second = status["leader"]
+    last = next(n for n in rest if n != second)
+    edgectl("master", "remove", second, "--kubeconfig", str(two))
+    only = tmp_path / f"{last}.kubeconfig"
+    wait_status(only, lambda s: member_names(s) == {last} and s["leader"] == last,
+                f"{last} alone and leading")
+    masters.stop(second)
+    edgectl("apply", "-f", "-", "--kubeconfig", str(only), stdin=configmap("alone", last))
+    got = edgectl("get", "configmap", "before", "-o", "json", "--kubeconfig", str(only))
+    assert json.loads(got.stdout)["data"] == {"v": "1"}
+    # The last member cannot be removed: a clear error, and it still leads.
+    refused = edgectl("master", "remove", last, "--kubeconfig", str(only), check=False)
+    assert refused.returncode != 0
+    assert f"{last} is the only master: the last member of a cluster cannot be removed" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    status = wait_status(only, lambda s: s["leader"] == last, f"{last} still leading")
+    assert member_names(status) == {last}
