@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,6 +220,50 @@ def test_snapshot_count_is_kept_and_a_restart_reads_the_snapshot(tmp_path: Path,
     assert json.loads((d1 / "master.json").read_text())["snapshot_count"] == 100
 
 
+class ApiWriter:
+    """Creates ConfigMaps one after another through the API (in a thread of its own) until
+    stopped; records which were acknowledged and which failed, and how."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.acked: list[str] = []
+        self.retryable: list[str] = []  # 503/504 or no master answered: the usual failures
+        self.other: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ApiWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        import trio
+
+        from controlplane.client import ApiClient, ApiError, ClusterUnreachable
+        from controlplane.kubeconfig import load_kubeconfig
+
+        async def loop() -> None:
+            async with ApiClient(load_kubeconfig(self.kubeconfig), retry_timeout=2.0) as client:
+                i = 0
+                while not self._stop.is_set():
+                    name = f"load-{i}"
+                    i += 1
+                    try:
+                        await client.create("configmaps", {"metadata": {"name": name},
+                                                           "data": {"i": name}}, namespace="default")
+                        self.acked.append(name)
+                    except ApiError as exc:
+                        (self.retryable if exc.code in (503, 504) else self.other).append(f"{name}: {exc}")
+                    except ClusterUnreachable as exc:
+                        self.retryable.append(f"{name}: {exc}")
+
+        trio.run(loop)
+
+
 def configmap(name: str, value: str) -> str:
     return f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{v: '{value}'}}\n"
 
@@ -233,14 +278,32 @@ def test_removing_the_leader_hands_over_and_the_others_go_on(tmp_path: Path,
                          and all(m["lag"] == 0 for m in s["members"]), "a leader of 3")
     edgectl("apply", "-f", "-", "--kubeconfig", str(kubeconfig), stdin=configmap("before", "1"))
     old = status["leader"]
-
-    removed = edgectl("master", "remove", old, "--kubeconfig", str(kubeconfig))
     rest = sorted({"m1", "m2", "m3"} - {old})
-    assert removed.stdout.strip() == f"master {old} removed; members: {', '.join(rest)}"
-    # The two left, asked directly (the removed master still runs until stopped, with its
-    # own stale view): a new leader among them, and the removed one is no member any more.
     two = write_servers_kubeconfig(tmp_path / "two.kubeconfig", tmp_path,
                                    [servers[int(n[1:]) - 1] for n in rest])
+
+    # Writes through the two that stay go on while the leader hands over and is removed.
+    with ApiWriter(two) as writer:
+        deadline = time.monotonic() + 30
+        while len(writer.acked) < 5:
+            assert time.monotonic() < deadline and not writer.other, writer.other
+            time.sleep(0.05)
+        removed = edgectl("master", "remove", old, "--kubeconfig", str(kubeconfig))
+        acked_at_removal = len(writer.acked)
+        while len(writer.acked) < acked_at_removal + 5:
+            assert time.monotonic() < deadline and not writer.other, writer.other
+            time.sleep(0.05)
+    assert removed.stdout.strip() == f"master {old} removed; members: {', '.join(rest)}"
+    # Each write was acknowledged or failed the usual retryable way (none here so far: the
+    # store retries a write the leader refused while handing over), and every acknowledged
+    # one is there.
+    assert not writer.other, writer.other
+    assert len(writer.retryable) <= 2, writer.retryable
+    listed = json.loads(edgectl("get", "configmaps", "-o", "json", "--kubeconfig", str(two)).stdout)
+    names = {item["metadata"]["name"] for item in listed["items"]}
+    assert set(writer.acked) <= names, sorted(set(writer.acked) - names)
+    # The two left, asked directly (the removed master still runs until stopped, with its
+    # own stale view): a new leader among them, and the removed one is no member any more.
     status = wait_status(two, lambda s: member_names(s) == set(rest) and s["leader"] in rest,
                          f"{old} removed and a leader among {rest}")
     assert [m["role"] for m in status["members"]].count("leader") == 1
