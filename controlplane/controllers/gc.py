@@ -275,7 +275,8 @@ class GarbageCollector:
         next pass judges it again), as Kubernetes' collector patches them."""
         m = meta(obj)
         kept = [r for r in m.get("ownerReferences") or [] if r.get("uid") not in owner_uids]
-        patch = {"metadata": {"resourceVersion": m.get("resourceVersion"), "ownerReferences": kept}}
+        # (none left: the field goes, as an empty list is never shown by Kubernetes)
+        patch = {"metadata": {"resourceVersion": m.get("resourceVersion"), "ownerReferences": kept or None}}
         try:
             await self.registry.patch(ref.plural, ref.namespace or None, ref.name, "merge", patch)
         except ApiError as exc:
