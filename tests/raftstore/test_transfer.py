@@ -186,3 +186,46 @@ async def test_after_a_removal_the_leader_keeps_leading_steadily(tmp_path, victi
         assert (await other.get("/r/before")).value == b"1"
     finally:
         await _close(stores)
+
+
+async def test_target_that_does_not_catch_up_leaves_the_leader_in_place(tmp_path):
+    """The target stops taking entries (a stalled follower: its replica drops every
+    append-entries that carries some): the leader refuses new entries only until the catch-up
+    deadline, then goes on leading in the same term; a write issued meanwhile is acknowledged
+    once it resumes."""
+    stores = await _cluster(tmp_path, 3)
+    try:
+        leader = await _leader(stores)
+        await leader.put("/c/before", b"1")
+        target = next(s for s in stores if s is not leader)
+        handle = target.replica._on_append_entries
+
+        def stalled(node, message):
+            if not message.get("entries"):
+                handle(node, message)
+
+        term = leader.status()["term"]
+        target.replica._on_append_entries = stalled  # type: ignore[method-assign]
+        await leader.put("/c/lagging", b"2")  # committed by the other follower; target lacks it
+        outcome: dict[str, object] = {}
+
+        async def write_during_attempt() -> None:
+            await trio.sleep(0.2)
+            started = trio.current_time()
+            await leader.put("/c/during", b"3")
+            outcome["write_s"] = trio.current_time() - started
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write_during_attempt)
+            with pytest.raises(StoreError, match="did not catch up") as caught:
+                await leader.transfer_leadership(target.config.self_address)
+        assert not isinstance(caught.value, StoreUnavailable)
+        assert "leadership kept" in str(caught.value)
+        assert leader.is_leader() and leader.status()["term"] == term
+        # Held back while the leader waited for the target, then written as usual.
+        assert 0.5 < outcome["write_s"] < 5.0
+        target.replica._on_append_entries = handle  # type: ignore[method-assign]
+        await leader.put("/c/after", b"4")
+        assert (await target.get("/c/during")).value == b"3"
+    finally:
+        await _close(stores)
