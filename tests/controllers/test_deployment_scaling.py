@@ -112,7 +112,7 @@ def test_proportional_scale_of_active_replicasets(case):
     rss = replicasets(specs)
     new, olds = rss[-1], rss[:-1]
     sizes, touched = scale_replicasets(d, new, olds)
-    assert {n: s for n, s in sizes.items()} == want
+    assert sizes == want
     assert touched == {r["metadata"]["name"] for r in rss if r["spec"]["replicas"] > 0}
     # The Deployment's sync takes the same path when an annotation says it was scaled.
     if specs[-1][3] is not None:
@@ -244,12 +244,12 @@ async def sizes_by_image(registry: Registry) -> dict[str, tuple[int, dict]]:
     return out
 
 
-async def wait_for(predicate, what: str, timeout: float = 15.0) -> None:
+async def wait_for(registry: Registry, predicate, what: str, timeout: float = 15.0) -> None:
     with trio.move_on_after(timeout):
         while not await predicate():
             await trio.sleep(0.05)
         return
-    raise AssertionError(f"not within {timeout} s: {what}; replicasets: {await sizes_by_image(predicate.registry)}")
+    raise AssertionError(f"not within {timeout} s: {what}; replicasets: {await sizes_by_image(registry)}")
 
 
 async def test_scaling_a_stuck_rollout_spreads_replicas_over_old_and_new():
@@ -260,56 +260,48 @@ async def test_scaling_a_stuck_rollout_spreads_replicas_over_old_and_new():
     del body["metadata"]["uid"], body["metadata"]["generation"], body["status"]
     await registry.create("deployments", "default", body)
 
-    def waiting(fn):
-        fn.registry = registry
-        return fn
-
     async with trio.open_nursery() as nursery:
         nursery.start_soon(kubelet, registry, "nginx:1")
         # (no node Lease here: a grace far past the test keeps n1 from being declared lost)
         config = LeaderConfig(name="m1", node_lifecycle=NodeLifecycleConfig(grace_period=600.0))
         nursery.start_soon(run_duties, registry, config)
 
-        @waiting
         async def v1_available() -> bool:
             d = await registry.get("deployments", "default", "web")
             return (d.get("status") or {}).get("availableReplicas") == 10
 
-        await wait_for(v1_available, "10 nginx:1 replicas available")
+        await wait_for(registry, v1_available, "10 nginx:1 replicas available")
         # Roll out an image whose pods never become ready: the rollout sticks at 8 old
         # (10 - maxUnavailable 2) and 5 new (13 = 10 + maxSurge 3 in all).
         d = await registry.get("deployments", "default", "web")
         d["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:broken"
         await registry.update("deployments", "default", "web", d)
 
-        @waiting
         async def stuck() -> bool:
             s = await sizes_by_image(registry)
             return s.get("nginx:1", (0,))[0] == 8 and s.get("nginx:broken", (0,))[0] == 5
 
-        await wait_for(stuck, "rollout stuck at 8 old / 5 new")
+        await wait_for(registry, stuck, "rollout stuck at 8 old / 5 new")
         # kubectl scale --replicas=15: 3 more old, 2 more new (not 5 more new).
         scale = await registry.get_scale("deployments", "default", "web")
         scale["spec"]["replicas"] = 15
         await registry.update_scale("deployments", "default", "web", scale)
 
-        @waiting
         async def spread() -> bool:
             s = await sizes_by_image(registry)
             return s["nginx:1"][0] == 11 and s["nginx:broken"][0] == 7
 
-        await wait_for(spread, "15 spread as 11 old / 7 new")
+        await wait_for(registry, spread, "15 spread as 11 old / 7 new")
         for _size, annotations in (await sizes_by_image(registry)).values():
             assert annotations[DESIRED_REPLICAS_ANNOTATION] == "15" and annotations[MAX_REPLICAS_ANNOTATION] == "18"
 
         # Pods follow, and the stuck rollout stays where it is (nothing more becomes available).
-        @waiting
         async def pods_follow() -> bool:
             pods = [p for p in (await registry.list("pods", "default"))["items"] if not p["metadata"].get("deletionTimestamp")]
             images = [p["spec"]["containers"][0]["image"] for p in pods]
             return images.count("nginx:1") == 11 and images.count("nginx:broken") == 7
 
-        await wait_for(pods_follow, "11 nginx:1 pods and 7 nginx:broken pods")
+        await wait_for(registry, pods_follow, "11 nginx:1 pods and 7 nginx:broken pods")
         s = await sizes_by_image(registry)
         assert (s["nginx:1"][0], s["nginx:broken"][0]) == (11, 7)
 
@@ -322,19 +314,17 @@ async def test_scaling_a_stuck_rollout_spreads_replicas_over_old_and_new():
         scale["spec"]["replicas"] = 5
         await registry.update_scale("deployments", "default", "web", scale)
 
-        @waiting
         async def scaled_down() -> bool:
             messages = {e["message"] for e in (await registry.list("events", "default"))["items"]
                         if e["reason"] == "ScalingReplicaSet"}
             return {f"Scaled down replica set {names['nginx:1']} from 11 to 5",
                     f"Scaled down replica set {names['nginx:broken']} from 7 to 3"} <= messages
 
-        await wait_for(scaled_down, "Events: scaled down 11 -> 5 old and 7 -> 3 new")
+        await wait_for(registry, scaled_down, "Events: scaled down 11 -> 5 old and 7 -> 3 new")
 
-        @waiting
         async def rolled_on() -> bool:
             s = await sizes_by_image(registry)
             return s["nginx:1"][0] == 3 and s["nginx:broken"][0] == 5
 
-        await wait_for(rolled_on, "the rollout on at 3 old / 5 new (8 = 5 + maxSurge, 3 available)")
+        await wait_for(registry, rolled_on, "the rollout on at 3 old / 5 new (8 = 5 + maxSurge, 3 available)")
         nursery.cancel_scope.cancel()
