@@ -1497,8 +1497,9 @@ class Replica(SyncObj):
         if not transfer.sent:
             last = self._SyncObj__raftLog[-1][1]
             match = self._SyncObj__raftMatchIndex.get(target, 0)
+            commit: int = self._SyncObj__raftCommitIndex  # type: ignore[has-type]
             if (
-                self._SyncObj__raftCommitIndex >= last
+                commit >= last
                 and match >= last
                 and target in self._SyncObj__connectedNodes
                 and target in self._SyncObj__otherNodes
