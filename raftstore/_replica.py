@@ -19,7 +19,9 @@ echo the stamp in their reply, so the lease is measured from the send time, neve
 reply. Followers refuse to vote while they heard from a leader less than ``vote_refusal_s``
 (90% of ``raft_min_timeout``) ago, and for that long after they start, so no other leader can
 be elected while a majority's stamps are younger than that; ``lease_s`` is 80% of
-``raft_min_timeout``. The leader itself does not refuse: a higher-term vote request makes it
+``raft_min_timeout``. The one exception is a vote request marked ``transfer``: only a replica
+the leader asked to take over sends it, after that leader gave up its lease
+(:meth:`Replica.transfer_leadership`). The leader itself does not refuse: a higher-term vote request makes it
 step down at once (and stop claiming the lease), which also lets a partitioned node that comes
 back with a higher term rejoin. pysyncobj's own step-down (``leaderFallbackTimeout``, 30 s by
 default) is set near the election timeout.
