@@ -5,27 +5,14 @@ references to the owners that are gone (or that wait for it in foreground deleti
 from __future__ import annotations
 
 import trio
+from test_controller_plans import obj, ref
 
 from controlplane.controllers import GarbageCollector, Informer
-from controlplane.controllers._gc_plan import FOREGROUND, ORPHAN, ObjRef, plan_gc
+from controlplane.controllers._gc_plan import FOREGROUND, ORPHAN, plan_gc
 from controlplane.registry import Registry
 from raftstore import MemoryStore
 
-NOW = "2026-01-01T00:00:00Z"
-
-
 # -- the plan (pure) --------------------------------------------------------------------------
-
-
-def obj(name: str, uid: str, owners: list[dict] = (), *, deleting: bool = False, finalizers: list[str] = ()) -> dict:
-    m = {"name": name, "namespace": "default", "uid": uid, "ownerReferences": list(owners), "finalizers": list(finalizers)}
-    if deleting:
-        m["deletionTimestamp"] = NOW
-    return {"metadata": m}
-
-
-def ref(o: dict, plural: str = "pods") -> ObjRef:
-    return ObjRef(plural, "default", o["metadata"]["name"], o["metadata"]["uid"])
 
 
 def test_plan_keeps_a_dependent_another_owner_holds_and_drops_the_gone_owners():
