@@ -9,13 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
-from raftstore import StoreError
-from raftstore._localcluster import LocalCluster, LocalReplica, running_cluster
+from raftstore import RaftStore, ReplicaConfig, StoreError
+from raftstore._localcluster import LocalCluster, LocalReplica, free_ports, running_cluster
 
-__all__ = ["LocalCluster", "LocalReplica", "WriteLoad", "running_cluster"]
+__all__ = ["SECRET", "LocalCluster", "LocalReplica", "WriteLoad", "open_replicas", "running_cluster"]
+
+# The cluster secret of in-process test replicas (Raft frames are encrypted with it).
+SECRET = b"test-secret-0123456789abcdef"
+
+
+async def open_replicas(
+    tmp_path: Any, count: int, *, host: str = "127.0.0.1", ports: tuple[int, int] | None = None,
+    **config: Any,
+) -> list[RaftStore]:
+    """``count`` replicas of one cluster in this process, on ``host`` at free ports (from the
+    range ``ports`` if given), each with a data directory under ``tmp_path`` named by its port;
+    ``config``: further ReplicaConfig fields for all of them."""
+    addresses = [f"{host}:{p}" for p in (free_ports(count, ports) if ports else free_ports(count))]
+    stores = []
+    for address in addresses:
+        stores.append(await RaftStore.open(ReplicaConfig(
+            self_address=address,
+            peers=tuple(a for a in addresses if a != address),
+            data_dir=str(tmp_path / address.rsplit(":", 1)[1]),
+            secret=SECRET,
+            **config,
+        )))
+    return stores
 
 
 @dataclass

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import pytest
 import trio
+from helpers import open_replicas
 
-from raftstore import RaftStore, ReplicaConfig
-from raftstore._localcluster import free_ports
+from raftstore import RaftStore
 
 pytestmark = pytest.mark.slow
 
-SECRET = b"test-secret-0123456789abcdef"
 # Long, so that "deferred" and "at once" are far apart even on a loaded host.
 NOTICE_S = 2.0
 # What "at once" must stay under here (a loaded CI host included).
@@ -21,19 +20,7 @@ PROMPT_S = 1.0
 
 
 async def _cluster(tmp_path) -> list[RaftStore]:
-    ports = free_ports(3)
-    addresses = [f"127.0.0.1:{p}" for p in ports]
-    stores = []
-    for p in ports:
-        config = ReplicaConfig(
-            self_address=f"127.0.0.1:{p}",
-            peers=tuple(a for a in addresses if not a.endswith(f":{p}")),
-            data_dir=str(tmp_path / str(p)),
-            secret=SECRET,
-            apply_notice_s=NOTICE_S,
-        )
-        stores.append(await RaftStore.open(config))
-    return stores
+    return await open_replicas(tmp_path, 3, apply_notice_s=NOTICE_S)
 
 
 async def _watch(store: RaftStore, start: int, seen: dict[str, float]) -> None:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import pytest
 import trio
+from helpers import open_replicas
 
-from raftstore import RaftStore, ReplicaConfig
-from raftstore._localcluster import free_ports
+from raftstore import RaftStore
 
 pytestmark = pytest.mark.slow
 
-SECRET = b"test-secret-0123456789abcdef"
 # Long, so that a held-back notice and one sent at once are far apart even on a loaded host;
 # shorter than the heartbeat, which carries the commit index too.
 NOTICE_S = 0.5
@@ -22,22 +21,10 @@ WRITES = 10
 
 
 async def _cluster(tmp_path, notice_s: float) -> list[RaftStore]:
-    ports = free_ports(3, (24000, 24500))
-    addresses = [f"127.0.64.1:{p}" for p in ports]
-    stores = []
-    for address in addresses:
-        config = ReplicaConfig(
-            self_address=address,
-            peers=tuple(a for a in addresses if a != address),
-            data_dir=str(tmp_path / address.rsplit(":", 1)[1]),
-            secret=SECRET,
-            heartbeat_s=HEARTBEAT_S,
-            raft_min_timeout=2.0,
-            raft_max_timeout=3.0,
-            commit_notice_s=notice_s,
-        )
-        stores.append(await RaftStore.open(config))
-    return stores
+    return await open_replicas(
+        tmp_path, 3, host="127.0.64.1", ports=(24000, 24500), heartbeat_s=HEARTBEAT_S,
+        raft_min_timeout=2.0, raft_max_timeout=3.0, commit_notice_s=notice_s,
+    )
 
 
 async def _until(condition, timeout: float) -> float:

@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 import trio
+from helpers import open_replicas
 
-from raftstore import RaftStore, ReplicaConfig, _replica
-from raftstore._localcluster import free_ports
+from raftstore import _replica
 
 pytestmark = pytest.mark.slow
 
-SECRET = b"test-secret-0123456789abcdef"
 EVERY = 60  # compaction_min_entries: a snapshot every 60 entries (each put below is one)
 
 
@@ -29,18 +28,12 @@ async def test_replicas_never_snapshot_at_the_same_index(tmp_path, monkeypatch):
         real(self, data, idx)
 
     monkeypatch.setattr(_replica.Replica, "_take_snapshot", recording)
-    addresses = [f"127.0.64.1:{p}" for p in free_ports(3, (24000, 24500))]
     stores = []
     try:
-        for address in addresses:
-            config = ReplicaConfig(
-                self_address=address,
-                peers=tuple(a for a in addresses if a != address),
-                data_dir=str(tmp_path / address.rsplit(":", 1)[1]),
-                secret=SECRET,
-                compaction_min_entries=EVERY,
-            )
-            stores.append(await RaftStore.open(config))
+        stores = await open_replicas(
+            tmp_path, 3, host="127.0.64.1", ports=(24000, 24500), compaction_min_entries=EVERY
+        )
+        addresses = [s.config.self_address for s in stores]
         with trio.fail_after(15):
             while not any(s.is_leader() for s in stores):
                 await trio.sleep(0.01)

@@ -7,28 +7,16 @@ from __future__ import annotations
 
 import pytest
 import trio
+from helpers import open_replicas
 
-from raftstore import RaftStore, ReplicaConfig, StoreError, StoreUnavailable
-from raftstore._localcluster import free_ports
+from raftstore import RaftStore, StoreError, StoreUnavailable
 
 pytestmark = pytest.mark.slow
 
-SECRET = b"test-secret-0123456789abcdef"
-
-
-async def _open(tmp_path, addresses: list[str], address: str) -> RaftStore:
-    config = ReplicaConfig(
-        self_address=address,
-        peers=tuple(a for a in addresses if a != address),
-        data_dir=str(tmp_path / address.rsplit(":", 1)[1]),
-        secret=SECRET,
-    )
-    return await RaftStore.open(config)
 
 
 async def _cluster(tmp_path, n: int) -> list[RaftStore]:
-    addresses = [f"127.0.65.1:{p}" for p in free_ports(n, (24500, 25000))]
-    return [await _open(tmp_path, addresses, a) for a in addresses]
+    return await open_replicas(tmp_path, n, host="127.0.65.1", ports=(24500, 25000))
 
 
 async def _close(stores: list[RaftStore]) -> None:
