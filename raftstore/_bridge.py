@@ -389,7 +389,7 @@ class RaftStore:
             return False
         codec = replica.read_index_codec
         nonce = os.urandom(8)
-        index = -1
+        index: int | None = -1  # -1: no answer yet; None: refused
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                 sock.setblocking(False)
@@ -684,7 +684,7 @@ class RaftStore:
         deadline = trio.current_time() + self._op_timeout
         # First a read point (ReadIndex on a follower: over UDP, else over TCP, falling back
         # to the log by itself), then, if that failed, rounds through the log until the deadline.
-        submit = self.submit_read_barrier
+        submit: Callable[[Waiter], None] = self.submit_read_barrier
         if not replica.is_raft_leader and not self._closed:
             if await self._udp_read_point():
                 return replica.kv.revision
