@@ -101,12 +101,17 @@ class Scenario:
         if reason:
             report.skipped = reason
             return report
-        previous = None
+        previous = previous_int = None
         if threading.current_thread() is threading.main_thread():
             # `kill PID` (SIGTERM, what timeout(1), systemd and CI runners send first) tears the
             # scenario down like Ctrl-C does: its masters run in sessions of their own and would
             # otherwise outlive it, with the partition scenario's namespaces.
             previous = signal.signal(signal.SIGTERM, _interrupt_self)
+            if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+                # Started with SIGINT ignored (a background job of a script, nohup, some CI
+                # runners): trio would then install no handler of its own, and the SIGINT the
+                # SIGTERM handler sends would be ignored too (the run went on to its end).
+                previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
         _terminated.clear()
         interrupted = False
         try:
@@ -116,6 +121,8 @@ class Scenario:
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+            if previous_int is not None:
+                signal.signal(signal.SIGINT, previous_int)
         # SIGTERM also counts when its KeyboardInterrupt surfaced as another error (a process
         # or a request it cut short), which the body reported instead: seen once in CI.
         if interrupted or _terminated.is_set():

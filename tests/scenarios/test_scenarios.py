@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -126,14 +127,19 @@ def test_partition() -> None:
     assert not [line for line in left.splitlines() if line.startswith(named.group(1))], left
 
 
-@pytest.mark.parametrize("stop_at", ["masters up", "holding the partition"])
-def test_partition_scenario_stopped_with_sigterm_removes_its_network(stop_at: str) -> None:
+@pytest.mark.parametrize(("stop_at", "sigint_ignored"),
+                         [("masters up", False), ("holding the partition", False),
+                          ("masters up", True)])
+def test_partition_scenario_stopped_with_sigterm_removes_its_network(
+        stop_at: str, sigint_ignored: bool) -> None:
     """`kill PID` of a running scenario: it tears down (masters, namespaces) as Ctrl-C does,
     and reports the interruption - also while the partition holds (the interrupt then ended
-    several tasks at once, and the run died with a traceback and no report)."""
+    several tasks at once, and the run died with a traceback and no report), and when it was
+    started with SIGINT ignored, as a background job of a script is (it ran on to its end)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "scenarios.partition", "--ci", "--json"], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
     )
     prefix = None
     try:
