@@ -13,13 +13,47 @@ from typing import Any
 
 import trio
 
-from raftstore import RaftStore, ReplicaConfig, StoreError
+from raftstore import RaftStore, ReplicaConfig, StoreError, open_raft_store
 from raftstore._localcluster import LocalCluster, LocalReplica, free_ports, running_cluster
 
-__all__ = ["SECRET", "LocalCluster", "LocalReplica", "WriteLoad", "open_replicas", "running_cluster"]
+__all__ = [
+    "SECRET",
+    "LocalCluster",
+    "LocalReplica",
+    "WriteLoad",
+    "assert_reopens_with",
+    "open_replicas",
+    "running_cluster",
+    "until",
+    "until_leader",
+]
 
 # The cluster secret of in-process test replicas (Raft frames are encrypted with it).
 SECRET = b"test-secret-0123456789abcdef"
+
+
+async def until(condition: Any, timeout: float) -> float:
+    """Wait (polling, with a deadline) until condition() holds; the time it took."""
+    t0 = trio.current_time()
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(0.005)
+    return trio.current_time() - t0
+
+
+async def until_leader(store: RaftStore, timeout: float = 10.0) -> None:
+    """Wait (polling, with a deadline) until a single-replica store has elected itself."""
+    with trio.fail_after(timeout):
+        while not store.is_leader():
+            await trio.sleep(0.01)
+
+
+async def assert_reopens_with(config: ReplicaConfig, digest: str) -> None:
+    """The replica of ``config``, opened again, leads and holds exactly ``digest``."""
+    async with open_raft_store(config) as s:
+        await until_leader(s)
+        await s.barrier()
+        assert s.digest() == digest
 
 
 async def open_replicas(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import trio
-from helpers import open_replicas
+from helpers import open_replicas, until
 
 from raftstore import RaftStore
 
@@ -29,23 +29,14 @@ async def _watch(store: RaftStore, start: int, seen: dict[str, float]) -> None:
             seen[ev.kv.key] = trio.current_time()
 
 
-async def _until(condition, timeout: float) -> float:
-    """Wait (polling, with a deadline) until condition() holds; the time it took."""
-    t0 = trio.current_time()
-    with trio.fail_after(timeout):
-        while not condition():
-            await trio.sleep(0.005)
-    return trio.current_time() - t0
-
-
 async def test_follower_batches_apply_notices_without_delaying_applies_or_reads(tmp_path):
     stores = await _cluster(tmp_path)
     try:
-        await _until(lambda: any(s.is_leader() for s in stores), 10)
+        await until(lambda: any(s.is_leader() for s in stores), 10)
         leader = next(s for s in stores if s.is_leader())
         follower = next(s for s in stores if s is not leader)
         await leader.put("/n/start", b"0")
-        await _until(lambda: follower.revision >= leader.revision, 5)
+        await until(lambda: follower.revision >= leader.revision, 5)
         seen_f: dict[str, float] = {}
         seen_l: dict[str, float] = {}
         async with trio.open_nursery() as nursery:
@@ -55,16 +46,16 @@ async def test_follower_batches_apply_notices_without_delaying_applies_or_reads(
             # announced within it): the next apply is announced at once.
             await trio.sleep(NOTICE_S * 1.2)
             await leader.put("/n/a", b"1")
-            assert await _until(lambda: "/n/a" in seen_f, PROMPT_S * 2) < PROMPT_S
+            assert await until(lambda: "/n/a" in seen_f, PROMPT_S * 2) < PROMPT_S
             # Right after it: applied at once, announced to the follower's watchers later.
             rev_b, _ = await leader.put("/n/b", b"2")
-            await _until(lambda: follower.revision >= rev_b, PROMPT_S)
+            await until(lambda: follower.revision >= rev_b, PROMPT_S)
             assert "/n/b" not in seen_f
             # The leader's watchers are told at once.
-            assert await _until(lambda: "/n/b" in seen_l, PROMPT_S * 2) < PROMPT_S
+            assert await until(lambda: "/n/b" in seen_l, PROMPT_S * 2) < PROMPT_S
             # A reader waiting for a watcher to catch up asks for the notice at once.
             follower.wake_watchers_now()
-            assert await _until(lambda: "/n/b" in seen_f, PROMPT_S * 2) < PROMPT_S
+            assert await until(lambda: "/n/b" in seen_f, PROMPT_S * 2) < PROMPT_S
             # A linearizable read on the follower is not held back by a deferred notice.
             rev_c, _ = await leader.put("/n/c", b"3")
             with trio.fail_after(PROMPT_S):
@@ -73,8 +64,8 @@ async def test_follower_batches_apply_notices_without_delaying_applies_or_reads(
             # Without it, the deferred notice comes at the latest twice the interval after
             # the last one: nothing is lost.
             rev_d, _ = await leader.put("/n/d", b"4")
-            await _until(lambda: follower.revision >= rev_d, PROMPT_S)
-            await _until(lambda: "/n/d" in seen_f, NOTICE_S * 2 + PROMPT_S * 2)
+            await until(lambda: follower.revision >= rev_d, PROMPT_S)
+            await until(lambda: "/n/d" in seen_f, NOTICE_S * 2 + PROMPT_S * 2)
             nursery.cancel_scope.cancel()
         assert list(seen_f) == ["/n/a", "/n/b", "/n/c", "/n/d"]
         assert list(seen_l) == ["/n/a", "/n/b", "/n/c", "/n/d"]
@@ -88,7 +79,7 @@ async def test_a_consistent_list_from_a_followers_watch_cache_does_not_wait_for_
 
     stores = await _cluster(tmp_path)
     try:
-        await _until(lambda: any(s.is_leader() for s in stores), 10)
+        await until(lambda: any(s.is_leader() for s in stores), 10)
         leader = next(s for s in stores if s.is_leader())
         follower = next(s for s in stores if s is not leader)
         writer = Registry(leader)
@@ -96,7 +87,7 @@ async def test_a_consistent_list_from_a_followers_watch_cache_does_not_wait_for_
         reader = Registry(follower)
         async with trio.open_nursery() as nursery:
             await nursery.start(reader.serve_watch_cache)
-            await _until(lambda: reader.watch_cache is not None and reader.watch_cache.ready, 10)
+            await until(lambda: reader.watch_cache is not None and reader.watch_cache.ready, 10)
             cm = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}}
             await writer.create("configmaps", "default", {**cm, "metadata": {"name": "one"}})
             # Right after another write: the follower announces the second apply late, but a

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import trio
-from helpers import open_replicas
+from helpers import open_replicas, until
 
 from raftstore import RaftStore
 
@@ -25,15 +25,6 @@ async def _cluster(tmp_path, notice_s: float) -> list[RaftStore]:
         tmp_path, 3, host="127.0.64.1", ports=(24000, 24500), heartbeat_s=HEARTBEAT_S,
         raft_min_timeout=2.0, raft_max_timeout=3.0, commit_notice_s=notice_s,
     )
-
-
-async def _until(condition, timeout: float) -> float:
-    """Wait (polling, with a deadline) until condition() holds; the time it took."""
-    t0 = trio.current_time()
-    with trio.fail_after(timeout):
-        while not condition():
-            await trio.sleep(0.005)
-    return trio.current_time() - t0
 
 
 def _count_commit_only(store: RaftStore) -> list[int]:
@@ -55,11 +46,11 @@ def _count_commit_only(store: RaftStore) -> list[int]:
 async def test_notices_ride_on_later_messages_unless_a_follower_waits(tmp_path):
     stores = await _cluster(tmp_path, NOTICE_S)
     try:
-        await _until(lambda: any(s.is_leader() for s in stores), 15)
+        await until(lambda: any(s.is_leader() for s in stores), 15)
         leader = next(s for s in stores if s.is_leader())
         writer, reader = (s for s in stores if s is not leader)
         await leader.put("/n/start", b"0")
-        await _until(lambda: all(s.revision == leader.revision for s in stores), 5)
+        await until(lambda: all(s.revision == leader.revision for s in stores), 5)
         counts = {s.name: _count_commit_only(s) for s in (writer, reader)}
 
         # The leader's own writes, one after another: each append-entries brings the previous
@@ -69,7 +60,7 @@ async def test_notices_ride_on_later_messages_unless_a_follower_waits(tmp_path):
             await leader.put(f"/n/l{i}", b"x")
         burst = trio.current_time() - t0
         # Nothing is lost: the last commit reaches the followers within the notice time.
-        await _until(lambda: all(s.revision == leader.revision for s in stores), NOTICE_S * 4)
+        await until(lambda: all(s.revision == leader.revision for s in stores), NOTICE_S * 4)
         heartbeats = burst / HEARTBEAT_S + 1
         assert all(c[0] <= heartbeats + 2 for c in counts.values()), (counts, burst)
 
@@ -97,15 +88,15 @@ async def test_notices_ride_on_later_messages_unless_a_follower_waits(tmp_path):
 async def test_notice_zero_tells_every_follower_at_once(tmp_path):
     stores = await _cluster(tmp_path, 0.0)
     try:
-        await _until(lambda: any(s.is_leader() for s in stores), 15)
+        await until(lambda: any(s.is_leader() for s in stores), 15)
         leader = next(s for s in stores if s.is_leader())
         followers = [s for s in stores if s is not leader]
         await leader.put("/n/start", b"0")
-        await _until(lambda: all(s.revision == leader.revision for s in stores), 5)
+        await until(lambda: all(s.revision == leader.revision for s in stores), 5)
         counts = {s.name: _count_commit_only(s) for s in followers}
         for i in range(WRITES):
             await leader.put(f"/n/l{i}", b"x")
-        await _until(lambda: all(s.revision == leader.revision for s in stores), 5)
+        await until(lambda: all(s.revision == leader.revision for s in stores), 5)
         # One notice per write and follower; fewer only where the next write's append-entries
         # or a heartbeat went out first and carried the commit (on a loaded host: 7 of 10 in
         # one CI run). Held back (the test above) a follower gets burst / heartbeat + 2 at most.

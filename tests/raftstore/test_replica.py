@@ -8,6 +8,7 @@ import os
 import pytest
 import trio
 import trio.testing
+from helpers import assert_reopens_with, until_leader
 from pysyncobj.config import FAIL_REASON
 from pysyncobj.node import TCPNode
 
@@ -36,13 +37,6 @@ def _config(tmp_path, port: int, peers: tuple[str, ...] = (), **kw) -> ReplicaCo
         secret=SECRET,
         **kw,
     )
-
-
-async def _until_leader(store: RaftStore, timeout: float = 10.0) -> None:
-    """Wait (polling, with a deadline) until a single-replica store has elected itself."""
-    with trio.fail_after(timeout):
-        while not store.is_leader():
-            await trio.sleep(0.01)
 
 
 def test_secret_is_required_for_a_non_loopback_address(tmp_path):
@@ -140,7 +134,7 @@ def test_follower_answers_a_forwarded_write_when_another_leader_takes_over(tmp_p
 async def store(tmp_path):
     (port,) = free_ports(1)
     async with open_raft_store(_config(tmp_path, port)) as s:
-        await _until_leader(s)
+        await until_leader(s)
         yield s
 
 
@@ -204,7 +198,7 @@ async def test_watch_resumes_from_a_revision_in_order(store: RaftStore):
 async def test_watch_from_a_compacted_revision_raises(tmp_path):
     (port,) = free_ports(1)
     async with open_raft_store(_config(tmp_path, port, history_limit=5)) as s:
-        await _until_leader(s)
+        await until_leader(s)
         for i in range(20):
             await s.put(f"/c/{i}", b"x")
         with pytest.raises(Compacted):
@@ -216,7 +210,7 @@ async def test_restart_loads_snapshot_and_journal(tmp_path):
     (port,) = free_ports(1)
     config = _config(tmp_path, port)
     async with open_raft_store(config) as s:
-        await _until_leader(s)
+        await until_leader(s)
         for i in range(200):
             await s.put(f"/r/{i}", str(i).encode())
         in_snapshot = s.revision  # the snapshot below holds at least this
@@ -240,7 +234,7 @@ async def test_restart_loads_snapshot_and_journal(tmp_path):
         assert s.revision >= in_snapshot
         kv = await s.get("/r/10", linearizable=False)
         assert kv is not None and kv.value == b"10"
-        await _until_leader(s)
+        await until_leader(s)
         await s.barrier()
         assert s.digest() == before
         kv = await s.get("/r/250")
@@ -285,16 +279,13 @@ async def test_fsync_mode_syncs_and_recovers(tmp_path):
     (port,) = free_ports(1)
     config = _config(tmp_path, port, fsync=True)
     async with open_raft_store(config) as s:
-        await _until_leader(s)
+        await until_leader(s)
         for i in range(50):
             await s.put(f"/f/{i}", b"durable")
         journal = s.replica._synced_journal
         assert journal is not None and not journal.dirty  # synced before acknowledging
         before = s.digest()
-    async with open_raft_store(config) as s:
-        await _until_leader(s)
-        await s.barrier()
-        assert s.digest() == before
+    await assert_reopens_with(config, before)
 
 
 async def test_closing_the_store_ends_watches_with_a_clear_error(tmp_path):
@@ -302,7 +293,7 @@ async def test_closing_the_store_ends_watches_with_a_clear_error(tmp_path):
 
     (port,) = free_ports(1)
     s = await RaftStore.open(_config(tmp_path, port))
-    await _until_leader(s)
+    await until_leader(s)
     ended: list[BaseException] = []
 
     async def watch_forever():
@@ -332,7 +323,7 @@ async def test_restart_after_a_crash_between_snapshot_and_journal_compaction(tmp
         # The compaction step never runs: the state a crash right after the snapshot leaves.
         patch.setattr(_replica._Journal, "deleteEntriesTo", lambda self, entry_to: None)
         async with open_raft_store(config) as s:
-            await _until_leader(s)
+            await until_leader(s)
             for i in range(100):
                 await s.put(f"/x/{i}", b"before")
             s.replica.forceLogCompaction()
@@ -348,7 +339,7 @@ async def test_restart_after_a_crash_between_snapshot_and_journal_compaction(tmp
                 await s.put(f"/x/{i}", b"after")
             before = s.digest()
     async with open_raft_store(config) as s:
-        await _until_leader(s)
+        await until_leader(s)
         await s.barrier()
         assert s.digest() == before
         kv = await s.get("/x/149")
@@ -364,7 +355,7 @@ async def test_client_port_answers_a_write_whose_proposal_is_lost(tmp_path, monk
 
     (port,) = free_ports(1)
     async with open_raft_store(_config(tmp_path, port), op_timeout=0.5) as s:
-        await _until_leader(s)
+        await until_leader(s)
         replica = s.replica
         real_propose = replica.propose
         monkeypatch.setattr(replica, "propose", lambda command, callback: None)  # lost

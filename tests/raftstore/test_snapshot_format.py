@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import trio
+from helpers import assert_reopens_with, until_leader
 
 from raftstore import KVState, ReplicaConfig, _replica, encode_delete, encode_put, open_raft_store
 from raftstore._localcluster import free_ports
@@ -114,11 +115,13 @@ def test_a_delete_and_a_re_create_survive_a_round_trip() -> None:
 # --- snapshot files of a real replica -------------------------------------------------------
 
 
-async def _until_leader(s: Any) -> None:
-    """A single replica elects itself; wait (with a deadline) until it leads."""
-    with trio.fail_after(10):
-        while not s.is_leader():
-            await trio.sleep(0.01)
+def _single_replica(data_dir: Any, **config: Any) -> ReplicaConfig:
+    """A one-member cluster on a free loopback port, its data in ``data_dir``; ``config``:
+    further ReplicaConfig fields."""
+    (port,) = free_ports(1)
+    return ReplicaConfig(
+        self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(data_dir), **config
+    )
 
 
 async def _snapshotted_store(config: ReplicaConfig) -> tuple[str, int]:
@@ -126,7 +129,7 @@ async def _snapshotted_store(config: ReplicaConfig) -> tuple[str, int]:
     writes 20 more (journal only); returns the digest and the snapshot's revision."""
     snapshot = os.path.join(config.data_dir, "raft.snapshot")
     async with open_raft_store(config) as s:
-        await _until_leader(s)
+        await until_leader(s)
         for i in range(100):
             await s.put(f"/s/{i}", f"value {i}".encode() * 10)
         in_snapshot = s.revision
@@ -143,7 +146,7 @@ async def _snapshotted_store(config: ReplicaConfig) -> tuple[str, int]:
 async def _assert_restarts_into(config: ReplicaConfig, digest: str, in_snapshot: int) -> None:
     async with open_raft_store(config) as s:
         assert s.revision >= in_snapshot  # loaded from the snapshot before serving
-        await _until_leader(s)
+        await until_leader(s)
         await s.barrier()
         assert s.digest() == digest
         kv = await s.get("/s/119")
@@ -151,8 +154,7 @@ async def _assert_restarts_into(config: ReplicaConfig, digest: str, in_snapshot:
 
 
 async def test_snapshot_is_zstd_and_read_once_on_restart(tmp_path, monkeypatch):
-    (port,) = free_ports(1)
-    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
+    config = _single_replica(tmp_path)
     digest, in_snapshot = await _snapshotted_store(config)
     with open(tmp_path / "raft.snapshot", "rb") as f:
         assert f.read(4) == b"\x28\xb5\x2f\xfd"  # a zstd frame
@@ -171,8 +173,7 @@ async def test_snapshot_is_zstd_and_read_once_on_restart(tmp_path, monkeypatch):
 
 
 async def test_a_gzip_snapshot_of_an_older_release_is_loaded(tmp_path, monkeypatch):
-    (port,) = free_ports(1)
-    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
+    config = _single_replica(tmp_path)
     digest, in_snapshot = await _snapshotted_store(config)
     path = tmp_path / "raft.snapshot"
     with open(path, "rb") as f:
@@ -212,11 +213,8 @@ async def test_the_snapshot_is_written_without_fork_while_writes_go_on(tmp_path,
         raise AssertionError("the snapshot writer forked")
 
     monkeypatch.setattr(os, "fork", no_fork)
-    (port,) = free_ports(1)
     # fsync=True: the snapshot is fsync'ed before the journal is compacted (same outcome).
-    config = ReplicaConfig(
-        self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path), fsync=True
-    )
+    config = _single_replica(tmp_path, fsync=True)
     digest, in_snapshot = await _snapshotted_store(config)
     await _assert_restarts_into(config, digest, in_snapshot)
 
@@ -255,14 +253,13 @@ async def test_a_snapshot_superseded_by_the_leaders_is_dropped(tmp_path, monkeyp
     """A follower that loads a snapshot sent by the leader while it writes one of its own
     (older) state must not rename its own over the leader's, nor compact its log to it: after
     a restart the journal (cleared to the leader's snapshot) would not follow on from it."""
-    (port,) = free_ports(1)
-    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
+    config = _single_replica(tmp_path)
     await _snapshotted_store(config)
     path = tmp_path / "raft.snapshot"
     in_place = path.read_bytes()
     writing, release = _hold_the_writer(monkeypatch)
     async with open_raft_store(config) as s:
-        await _until_leader(s)
+        await until_leader(s)
         for i in range(50):
             await s.put(f"/t/{i}", b"x")
         first_index = s.status()["log_first_index"]
@@ -290,7 +287,7 @@ async def test_the_leaders_snapshot_is_not_replaced_by_one_being_written(tmp_pat
     )
     writing, release = _hold_the_writer(monkeypatch)
     async with open_raft_store(config) as s:
-        await _until_leader(s)
+        await until_leader(s)
         for i in range(50):
             await s.put(f"/t/{i}", b"follower's own")
         await _until_writing(s, writing)
@@ -310,11 +307,10 @@ async def test_the_leaders_snapshot_is_not_replaced_by_one_being_written(tmp_pat
 
 
 async def test_the_log_is_not_compacted_before_the_snapshot_is_written(tmp_path, monkeypatch):
-    (port,) = free_ports(1)
-    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
+    config = _single_replica(tmp_path)
     writing, release = _hold_the_writer(monkeypatch)
     async with open_raft_store(config) as s:
-        await _until_leader(s)
+        await until_leader(s)
         for i in range(100):
             await s.put(f"/s/{i}", b"in the snapshot")
         first_index = s.status()["log_first_index"]
@@ -329,17 +325,13 @@ async def test_the_log_is_not_compacted_before_the_snapshot_is_written(tmp_path,
         for i in range(150, 170):
             await s.put(f"/s/{i}", b"journal only")
         digest = s.digest()
-    async with open_raft_store(config) as s:
-        await _until_leader(s)
-        await s.barrier()
-        assert s.digest() == digest
+    await assert_reopens_with(config, digest)
 
 
 async def test_the_writer_survives_a_failed_snapshot(tmp_path, monkeypatch):
     """An exception in the writer thread fails that snapshot only: the next one is written
     and the log compacted (a dead writer left the replica 'serializing' for good)."""
-    (port,) = free_ports(1)
-    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
+    config = _single_replica(tmp_path)
     real = _replica.Replica._write_snapshot
     calls = []
 
@@ -351,7 +343,7 @@ async def test_the_writer_survives_a_failed_snapshot(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_replica.Replica, "_write_snapshot", failing_once)
     async with open_raft_store(config) as s:
-        await _until_leader(s)
+        await until_leader(s)
         for i in range(100):
             await s.put(f"/s/{i}", b"v")
         first_index = s.status()["log_first_index"]
@@ -373,11 +365,10 @@ async def test_the_writer_survives_a_failed_snapshot(tmp_path, monkeypatch):
 async def test_a_transfer_starts_over_from_a_new_snapshot(tmp_path):
     """A snapshot transfer to a lagging follower paused while a new snapshot was written goes
     on from the new file's start, not from the old file's handle (as pysyncobj did)."""
-    (port,) = free_ports(1)
-    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
+    config = _single_replica(tmp_path)
     await _snapshotted_store(config)
     async with open_raft_store(config) as s:
-        await _until_leader(s)
+        await until_leader(s)
         serializer = s.replica._SyncObj__serializer
         with s.replica.tick_lock:
             chunk, first, last = serializer.getTransmissionData("follower")
@@ -488,8 +479,7 @@ def test_a_writer_outliving_stop_does_not_write_into_the_restarted_replicas_snap
     """stop() waits for the snapshot writer only so long. A replica restarted on the same
     directory meanwhile must not share the .tmp file with the old writer (each would write
     into the other's file), and the old snapshot, dropped, must not land over a newer one."""
-    (port,) = free_ports(1)
-    config = ReplicaConfig(self_address=f"127.0.0.1:{port}", peers=(), data_dir=str(tmp_path))
+    config = _single_replica(tmp_path)
     writing, release = threading.Event(), threading.Event()
     real = _replica._SnapshotCodec.GzipFile
 
@@ -563,11 +553,8 @@ def test_a_writer_outliving_stop_does_not_write_into_the_restarted_replicas_snap
 async def test_the_tick_thread_does_not_poll_while_a_snapshot_is_written(tmp_path, monkeypatch):
     """The writer wakes the tick thread when it is done, so an idle replica writing a snapshot
     sleeps until its next deadline, as it does otherwise (it polled every tick_s, 50 ms)."""
-    (port,) = free_ports(1)
-    config = ReplicaConfig(
-        self_address=f"127.0.0.1:{port}",
-        peers=(),
-        data_dir=str(tmp_path),
+    config = _single_replica(
+        tmp_path,
         heartbeat_s=0.5,
         raft_min_timeout=2.0,
         raft_max_timeout=3.0,
@@ -582,7 +569,7 @@ async def test_the_tick_thread_does_not_poll_while_a_snapshot_is_written(tmp_pat
 
     monkeypatch.setattr(_replica.Replica, "_onTick", counting)
     async with open_raft_store(config) as s:
-        await _until_leader(s)
+        await until_leader(s)
         for i in range(50):
             await s.put(f"/s/{i}", b"v")
         first_index = s.status()["log_first_index"]
