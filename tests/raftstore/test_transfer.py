@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import trio
-from helpers import open_replicas
+from helpers import open_replicas, until
 
 from raftstore import RaftStore, StoreError, StoreUnavailable
 
@@ -42,6 +42,7 @@ async def test_leader_hands_over_under_load_and_nothing_acknowledged_is_lost(tmp
         acked: dict[str, bytes] = {}
         failed: list[StoreError] = []
         stop = trio.Event()
+        done = {f"w{k}": 0 for k in range(members)}  # writes acknowledged, per writer
 
         async def writer(store: RaftStore, name: str) -> None:
             i = 0
@@ -50,6 +51,7 @@ async def test_leader_hands_over_under_load_and_nothing_acknowledged_is_lost(tmp
                 try:
                     await store.put(key, b"%d" % i)
                     acked[key] = b"%d" % i
+                    done[name] += 1
                 except StoreUnavailable as exc:  # the usual retryable error, nothing else
                     failed.append(exc)
                 i += 1
@@ -57,11 +59,12 @@ async def test_leader_hands_over_under_load_and_nothing_acknowledged_is_lost(tmp
         async with trio.open_nursery() as nursery:
             for k, store in enumerate(stores):
                 nursery.start_soon(writer, store, f"w{k}")
-            await trio.sleep(0.3)
+            await until(lambda: min(done.values()) >= 10, 10)  # every member writing
             started = trio.current_time()
             new_address = await old.transfer_leadership()
             took = trio.current_time() - started
-            await trio.sleep(0.5)  # writes go on with the new leader
+            marks = dict(done)  # writes go on with the new leader, through every member
+            await until(lambda: all(done[n] >= marks[n] + 10 for n in done), 10)
             stop.set()
 
         new = await _leader(stores)
@@ -198,7 +201,7 @@ async def test_target_that_does_not_catch_up_leaves_the_leader_in_place(tmp_path
         outcome: dict[str, object] = {}
 
         async def write_during_attempt() -> None:
-            await trio.sleep(0.2)
+            await until(lambda: leader.replica._transfer is not None, 5)  # the hand-over began
             started = trio.current_time()
             await leader.put("/c/during", b"3")
             outcome["write_s"] = trio.current_time() - started
